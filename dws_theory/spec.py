@@ -1,0 +1,257 @@
+"""Weight-space specifications: neuron sets, tensors over them, and the MLP front end.
+
+A `WeightSpace` is a frozen value object. Each axis of each tensor names a neuron set; the
+symmetry group is the direct product over neuron sets of S_n (permuted), the trivial group
+(fixed) or the hyperoctahedral group {+-1}^n x| S_n (signed). Nothing here assumes MLP
+structure: `mlp()` is one front end among possible others (CNN kernels, residual
+connections and weight tying only need new front ends that build a `WeightSpace`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+import networkx as nx
+
+__all__ = [
+    "Kind",
+    "NeuronSet",
+    "Tensor",
+    "WeightSpace",
+    "SpecError",
+    "MODES",
+    "mlp",
+    "parse_dims",
+    "parse_mode",
+]
+
+
+class SpecError(ValueError):
+    """A specification that cannot describe a weight space; the message says what was expected."""
+
+
+class Kind(str, Enum):
+    """How the symmetry group acts on a neuron set."""
+
+    PERMUTED = "permuted"
+    FIXED = "fixed"
+    SIGNED = "signed"
+
+
+@dataclass(frozen=True)
+class NeuronSet:
+    name: str
+    size: int
+    kind: Kind
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
+            raise SpecError(f"neuron set name must be an identifier, got {self.name!r}")
+        if not isinstance(self.size, int) or self.size < 1:
+            raise SpecError(
+                f"neuron set {self.name!r} needs a positive integer size, got {self.size!r}"
+            )
+        object.__setattr__(self, "kind", Kind(self.kind))
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.size}:{self.kind.value}"
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor of the weight space; `axes` are neuron-set names, in storage order."""
+
+    name: str
+    axes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
+            raise SpecError(f"tensor name must be an identifier, got {self.name!r}")
+        object.__setattr__(self, "axes", tuple(self.axes))
+
+    def __str__(self) -> str:
+        return f"{self.name}({','.join(self.axes)})"
+
+
+@dataclass(frozen=True)
+class WeightSpace:
+    """Neuron sets plus the tensors whose axes they index. Round-trips through `str`."""
+
+    sets: tuple[NeuronSet, ...]
+    tensors: tuple[Tensor, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sets", tuple(self.sets))
+        object.__setattr__(self, "tensors", tuple(self.tensors))
+        names = [s.name for s in self.sets]
+        if len(set(names)) != len(names):
+            raise SpecError(f"neuron set names must be distinct, got {names}")
+        tnames = [t.name for t in self.tensors]
+        if len(set(tnames)) != len(tnames):
+            raise SpecError(f"tensor names must be distinct, got {tnames}")
+        if not self.tensors:
+            raise SpecError("a weight space needs at least one tensor")
+        for t in self.tensors:
+            for axis in t.axes:
+                if axis not in names:
+                    raise SpecError(
+                        f"tensor {t.name} has axis {axis!r}, not a neuron set of {names}"
+                    )
+
+    # -- lookups ---------------------------------------------------------------------------
+    def set(self, name: str) -> NeuronSet:
+        for s in self.sets:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def tensor(self, name: str) -> Tensor:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def shape(self, tensor: str) -> tuple[int, ...]:
+        return tuple(self.set(a).size for a in self.tensor(tensor).axes)
+
+    def numel(self, tensor: str) -> int:
+        n = 1
+        for d in self.shape(tensor):
+            n *= d
+        return n
+
+    @property
+    def dimension(self) -> int:
+        """P, the dimension of the weight space."""
+        return sum(self.numel(t.name) for t in self.tensors)
+
+    def offsets(self) -> dict[str, int]:
+        """Start of each tensor in the flattened vector (tensors in order, C-order inside)."""
+        out, pos = {}, 0
+        for t in self.tensors:
+            out[t.name] = pos
+            pos += self.numel(t.name)
+        return out
+
+    def with_sizes(self, sizes: dict[str, int]) -> WeightSpace:
+        """The same space with some neuron-set sizes replaced."""
+        sets = tuple(NeuronSet(s.name, sizes.get(s.name, s.size), s.kind) for s in self.sets)
+        return WeightSpace(sets, self.tensors)
+
+    def graph(self) -> nx.MultiDiGraph:
+        """Architecture graph: neuron sets are nodes; a 2-axis tensor is an edge in -> out.
+
+        Tensors with one axis (biases) are node attributes; other arities are recorded on the
+        graph as `hyper` so no tensor is silently dropped.
+        """
+        g = nx.MultiDiGraph()
+        for s in self.sets:
+            g.add_node(s.name, size=s.size, kind=s.kind.value, tensors=[])
+        hyper = []
+        for t in self.tensors:
+            if len(t.axes) == 2:
+                g.add_edge(t.axes[1], t.axes[0], tensor=t.name)
+            elif len(t.axes) == 1:
+                g.nodes[t.axes[0]]["tensors"].append(t.name)
+            else:
+                hyper.append(t.name)
+        g.graph["hyper"] = hyper
+        return g
+
+    # -- string form -----------------------------------------------------------------------
+    def __str__(self) -> str:
+        sets = " ".join(str(s) for s in self.sets)
+        tensors = " ".join(str(t) for t in self.tensors)
+        return f"sets[{sets}] tensors[{tensors}]"
+
+    @classmethod
+    def parse(cls, text: str) -> WeightSpace:
+        m = re.fullmatch(r"\s*sets\[(.*)\]\s*tensors\[(.*)\]\s*", text)
+        if not m:
+            raise SpecError(
+                f"expected 'sets[name:size:kind ...] tensors[T(a,b) ...]', got {text!r}"
+            )
+        sets = []
+        for item in m.group(1).split():
+            parts = item.split(":")
+            if len(parts) != 3 or not parts[1].isdigit():
+                raise SpecError(f"expected a neuron set 'name:size:kind', got {item!r}")
+            try:
+                kind = Kind(parts[2])
+            except ValueError:
+                raise SpecError(f"unknown neuron set kind {parts[2]!r}") from None
+            sets.append(NeuronSet(parts[0], int(parts[1]), kind))
+        tensors = []
+        for item in m.group(2).split():
+            tm = re.fullmatch(r"(\w+)\(([\w,]*)\)", item)
+            if not tm:
+                raise SpecError(f"expected a tensor 'T(a,b)', got {item!r}")
+            axes = tuple(a for a in tm.group(2).split(",") if a)
+            tensors.append(Tensor(tm.group(1), axes))
+        return cls(tuple(sets), tuple(tensors))
+
+
+# -- MLP front end ---------------------------------------------------------------------------
+MODES = ("hidden", "all", "signed")
+_ALIASES = {"hidden": "hidden", "hnp": "hidden", "all": "all", "np": "all", "signed": "signed"}
+
+
+def parse_mode(mode: str) -> str:
+    """Canonical mode name; accepts the NFN aliases `hnp` and `np`."""
+    try:
+        return _ALIASES[mode.strip().lower()]
+    except (KeyError, AttributeError):
+        raise SpecError(
+            f"unknown symmetry mode {mode!r}; expected one of hidden, all, signed (aliases hnp, np)"
+        ) from None
+
+
+def parse_dims(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """Parse widths `2,32,32,1` into a tuple, with errors that say what was expected."""
+    if isinstance(text, str):
+        items = [p.strip() for p in text.replace(" ", "").split(",")]
+        if any(not p for p in items):
+            raise SpecError(f"expected comma-separated integer widths like 2,32,32,1, got {text!r}")
+        try:
+            dims = tuple(int(p) for p in items)
+        except ValueError:
+            raise SpecError(
+                f"expected comma-separated integer widths like 2,32,32,1, got {text!r}"
+            ) from None
+    else:
+        dims = tuple(dims_item for dims_item in text)
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+            raise SpecError(f"expected integer widths, got {text!r}")
+    if len(dims) < 2:
+        raise SpecError(f"an MLP needs at least two widths (input and output), got {len(dims)}")
+    if any(d < 1 for d in dims):
+        raise SpecError(f"every width must be a positive integer, got {','.join(map(str, dims))}")
+    return dims
+
+
+def mlp(dims: str | tuple[int, ...] | list[int], mode: str = "hidden") -> WeightSpace:
+    """Weight space of an MLP with widths d_0..d_M: tensors W1, b1, ..., WM, bM.
+
+    Neuron set `n{k}` is layer k. `hidden`: hidden sets permuted, input and output fixed;
+    `all`: every set permuted; `signed`: hidden sets signed (odd activations).
+    """
+    dims = parse_dims(dims)
+    mode = parse_mode(mode)
+    depth = len(dims) - 1
+    sets = []
+    for k, d in enumerate(dims):
+        hidden = 0 < k < depth
+        if mode == "all":
+            kind = Kind.PERMUTED
+        elif hidden:
+            kind = Kind.SIGNED if mode == "signed" else Kind.PERMUTED
+        else:
+            kind = Kind.FIXED
+        sets.append(NeuronSet(f"n{k}", d, kind))
+    tensors = []
+    for m in range(1, depth + 1):
+        tensors.append(Tensor(f"W{m}", (f"n{m}", f"n{m - 1}")))
+        tensors.append(Tensor(f"b{m}", (f"n{m}",)))
+    return WeightSpace(tuple(sets), tuple(tensors))
