@@ -341,14 +341,14 @@ def explicit_space(space: WeightSpace, route: int) -> tuple[WeightSpace, str]:
 def certify(
     space: WeightSpace,
     progress: Callable[[str], None] | None = None,
-    enumerate: Callable[[WeightSpace], Basis] = enumerate_basis,
+    enumerator: Callable[[WeightSpace], Basis] = enumerate_basis,
 ) -> Certificate:
     """Run every route; each compares its counts block by block with the enumeration.
 
-    `enumerate` is the enumeration under test (tests pass deliberately broken ones to see
+    `enumerator` is the enumeration under test (tests pass deliberately broken ones to see
     the certificate fail)."""
     say = progress or (lambda _msg: None)
-    basis = enumerate(space)
+    basis = enumerator(space)
     full_counts = enumeration_counts(basis)
     results = []
     say("closed form")
@@ -358,10 +358,10 @@ def certify(
     ):
         target, note = explicit_space(space, index)
         say(f"{name} on {target}")
-        expected = full_counts if target == space else enumeration_counts(enumerate(target))
+        expected = full_counts if target == space else enumeration_counts(enumerator(target))
         results.append(_compare(name, target, space, fn(target), expected, note))
     target, note = explicit_space(space, 2)
-    small = basis if target == space else enumerate(target)
+    small = basis if target == space else enumerator(target)
     say(f"exact_commutation on {target}")
     checked, failures = exact_commutation(small)
     total = small.equivariant_linear + small.equivariant_bias + small.invariant_linear

@@ -1,0 +1,212 @@
+"""`dws-theory` command line: thin; parses, calls the pipeline steps, prints or writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .basis import Basis, enumerate_basis
+from .certify import Certificate, certify
+from .spec import MODES, SpecError, WeightSpace, mlp, parse_dims, parse_mode
+
+DEFAULT_DIMS = "2,32,32,1"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors as one line and exit code 2, never a traceback or a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"dws-theory: error: {message}\n")
+
+
+def _mode(text: str) -> str:
+    try:
+        return parse_mode(text)
+    except SpecError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _dims(text: str) -> tuple[int, ...]:
+    try:
+        return parse_dims(text)
+    except SpecError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_shape_arguments(parser: argparse.ArgumentParser, optional_dims: bool = False) -> None:
+    """DIMS and --symmetry, shared by every command that takes a shape."""
+    if optional_dims:
+        parser.add_argument(
+            "dims",
+            nargs="?",
+            type=_dims,
+            default=parse_dims(DEFAULT_DIMS),
+            metavar="DIMS",
+            help=f"widths d_0,...,d_M (default {DEFAULT_DIMS})",
+        )
+    else:
+        parser.add_argument(
+            "dims", type=_dims, metavar="DIMS", help="widths d_0,...,d_M, e.g. 2,32,32,1"
+        )
+    parser.add_argument(
+        "--symmetry",
+        type=_mode,
+        default="hidden",
+        metavar="MODE",
+        help=f"one of {', '.join(MODES)} (aliases hnp, np); default hidden",
+    )
+
+
+def dims_label(dims: Sequence[int]) -> str:
+    return ",".join(str(d) for d in dims)
+
+
+# -- basis -------------------------------------------------------------------------------------
+def basis_json(dims: Sequence[int], mode: str, basis: Basis) -> dict:
+    """The `basis --json` contract of DESIGN.md."""
+    return {
+        "dims": list(dims),
+        "symmetry": mode,
+        "equivariant_linear": basis.equivariant_linear,
+        "equivariant_bias": basis.equivariant_bias,
+        "invariant_linear": basis.invariant_linear,
+        "blocks": [{"out": a, "in": b, "count": n} for (a, b), n in basis.block_counts().items()],
+    }
+
+
+def _block_type(space: WeightSpace, out: str, inp: str) -> str:
+    kind = {1: "b", 2: "W"}
+
+    def letter(name: str) -> str:
+        return kind.get(len(space.tensor(name).axes), "T")
+
+    return f"{letter(out)} <- {letter(inp)}"
+
+
+def basis_table(dims: Sequence[int], mode: str, basis: Basis, c_in: int, c_out: int) -> str:
+    space = basis.space
+    lines = [
+        f"weight space {dims_label(dims)} ({mode}): "
+        f"{len(space.tensors)} tensors, P = {space.dimension}",
+        "neuron sets: " + ", ".join(f"{s.name} size {s.size} {s.kind.value}" for s in space.sets),
+        "",
+    ]
+    groups: dict[str, list[tuple[str, str, int]]] = {}
+    for (a, b), n in basis.block_counts().items():
+        groups.setdefault(_block_type(space, a, b), []).append((a, b, n))
+    width = max(len(f"{a} <- {b}") for a, b, _ in sum(groups.values(), []))
+    for group in ("W <- W", "W <- b", "b <- W", "b <- b"):
+        rows = groups.pop(group, [])
+        if rows:
+            lines.append(f"{group}  (subtotal {sum(n for *_, n in rows)})")
+            lines += [f"  {f'{a} <- {b}':<{width}}  {n:>10,}" for a, b, n in rows]
+    for group, rows in groups.items():  # other tensor arities, from non-MLP front ends
+        lines.append(f"{group}  (subtotal {sum(n for *_, n in rows)})")
+        lines += [f"  {f'{a} <- {b}':<{width}}  {n:>10,}" for a, b, n in rows]
+    lines += [
+        "",
+        f"equivariant linear  {basis.equivariant_linear:>12,}",
+        f"equivariant bias    {basis.equivariant_bias:>12,}",
+        f"invariant linear    {basis.invariant_linear:>12,}",
+        f"parameters of one equivariant layer with {c_in} -> {c_out} channels: "
+        f"{basis.parameter_count(c_in, c_out):,}",
+    ]
+    return "\n".join(lines)
+
+
+def _run_basis(args: argparse.Namespace) -> int:
+    basis = enumerate_basis(mlp(args.dims, args.symmetry))
+    if args.json:
+        print(json.dumps(basis_json(args.dims, args.symmetry, basis), indent=2))
+    else:
+        print(basis_table(args.dims, args.symmetry, basis, args.in_channels, args.out_channels))
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_basis(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("basis", help="count the equivariant basis, block by block")
+    add_shape_arguments(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--in-channels", type=_positive, default=1, help="for the parameter count")
+    p.add_argument("--out-channels", type=_positive, default=1, help="for the parameter count")
+    p.set_defaults(func=_run_basis)
+
+
+# -- verify ------------------------------------------------------------------------------------
+def certificate_text(cert: Certificate) -> str:
+    lines = [
+        f"equivariant linear {cert.equivariant_linear:,}, equivariant bias "
+        f"{cert.equivariant_bias:,}, invariant linear {cert.invariant_linear:,}",
+        "route               counted     enumerated  result  ran on",
+    ]
+    for r in cert.results:
+        sizes = ",".join(str(ns.size) for ns in WeightSpace.parse(r.ran_on).sets)
+        where = f"reduced copy (widths {sizes})" if r.reduced else f"full shape (widths {sizes})"
+        lines.append(
+            f"{r.name:<18}  {r.value:>10,}  {r.expected:>10,}   "
+            f"{'pass' if r.passed else 'FAIL'}    {where}"
+        )
+        if r.note:
+            lines.append(f"{'':<20}note: {r.note}")
+        if r.mismatches:
+            lines.append(f"{'':<20}disagrees on: {', '.join(r.mismatches[:12])}")
+    lines.append("certificate: " + ("PASSED" if cert.passed else "FAILED"))
+    return "\n".join(lines)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    print(f"verifying {dims_label(args.dims)} ({args.symmetry})", file=sys.stderr)
+    cert = certify(
+        mlp(args.dims, args.symmetry), progress=lambda m: print(f"  route: {m}", file=sys.stderr)
+    )
+    if args.json:
+        print(json.dumps(cert.to_dict(), indent=2))
+    else:
+        print(certificate_text(cert))
+    return 0 if cert.passed else 1
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="check the basis by independent routes")
+    add_shape_arguments(p, optional_dims=True)
+    p.add_argument("--json", action="store_true", help="machine-readable certificate")
+    p.set_defaults(func=_run_verify)
+
+
+# -- entry point ---------------------------------------------------------------------------------
+def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Every subcommand; each module registers its own parser and sets `func`."""
+    return [_add_basis, _add_verify]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dws-theory", description="Equivariant layers for deep weight spaces.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for register in _registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as e:
+        print(f"dws-theory: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
