@@ -145,7 +145,7 @@ def pattern_entries(space: WeightSpace, p: Pattern, normalised: bool) -> Entries
     sizes = {label: space.set(name).size for label, name in p.label_sets}
     labels = p.labels
     grid = np.array(list(itertools.product(*(range(sizes[x]) for x in labels))), dtype=np.int64)
-    grid = grid.reshape(-1, len(labels))
+    grid = grid.reshape(-1, len(labels)) if labels else np.zeros((1, 0), dtype=np.int64)
     column = {x: grid[:, i] for i, x in enumerate(labels)}
     offsets = space.offsets()
 
