@@ -1,0 +1,308 @@
+"""Converters between real MLPs and weight-space tensors in the layout contract.
+
+Layout (DESIGN.md): `weights[m-1]` is `[B, C, d_m, d_{m-1}]` (the `nn.Linear.weight`
+orientation with batch and channel in front), `biases[m-1]` is `[B, C, d_m]`. Models come
+in as a `torch.nn.Sequential` of `nn.Linear` layers (activations, dropout, flatten and any
+other parameter-free module in between are ignored) or as its `state_dict`.
+
+A Linear without bias is rejected by default, because the weight space always carries
+biases and a silently invented zero bias would not round-trip (the rebuilt model would have
+a bias). Pass `missing_bias="zeros"` to read it as a zero bias instead.
+
+Everything returned is a detached copy: converting never aliases or tracks the model's
+parameters, and rebuilding never aliases the weight tensors.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ConversionError",
+    "weights_from_model",
+    "weights_from_models",
+    "model_from_weights",
+    "state_dict_from_weights",
+    "layer_names",
+    "dims_of",
+    "validate_weights",
+]
+
+ModelLike = nn.Module | Mapping[str, torch.Tensor]
+Activation = Callable[[], nn.Module] | nn.Module | None
+MissingBias = Literal["error", "zeros"]
+# One Linear layer as read from a model: (name, weight [out, in], bias [out] or None).
+_Layer = tuple[str, torch.Tensor, torch.Tensor | None]
+
+
+class ConversionError(ValueError):
+    """A model or tensor list that does not fit the layout; the message says what was expected."""
+
+
+# -- reading models --------------------------------------------------------------------------
+def _layers_of_module(model: nn.Module) -> list[_Layer]:
+    if not isinstance(model, nn.Sequential):
+        raise ConversionError(
+            "expected a torch.nn.Sequential of nn.Linear layers (or its state_dict), "
+            f"got {type(model).__name__}"
+        )
+    layers: list[_Layer] = []
+    for name, module in model.named_modules(remove_duplicate=False):
+        if isinstance(module, nn.Linear):
+            layers.append((name, module.weight, module.bias))
+            continue
+        # Anything else that carries state would change the function: refuse it.
+        own = [n for n, _ in module.named_parameters(recurse=False)]
+        own += [n for n, _ in module.named_buffers(recurse=False)]
+        if own:
+            where = name or "<root>"
+            raise ConversionError(
+                f"only nn.Linear layers may carry parameters, but module {where!r} "
+                f"({type(module).__name__}) has {', '.join(own)}"
+            )
+    return layers
+
+
+def _layers_of_state_dict(state: Mapping[str, torch.Tensor]) -> list[_Layer]:
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        prefix, _, leaf = key.rpartition(".")
+        if leaf not in ("weight", "bias"):
+            raise ConversionError(
+                f"state_dict key {key!r} is not a Linear 'weight' or 'bias': only nn.Linear "
+                "layers may carry parameters"
+            )
+        if not isinstance(value, torch.Tensor):
+            raise ConversionError(f"state_dict value {key!r} must be a tensor, got {type(value)}")
+        groups.setdefault(prefix, {})[leaf] = value
+    layers: list[_Layer] = []
+    for prefix, group in groups.items():  # dicts keep insertion order = layer order
+        if "weight" not in group:
+            raise ConversionError(f"state_dict has {prefix}.bias but no {prefix}.weight")
+        layers.append((prefix, group["weight"], group.get("bias")))
+    return layers
+
+
+def _read_layers(model: ModelLike, missing_bias: MissingBias) -> list[_Layer]:
+    if isinstance(model, nn.Module):
+        layers = _layers_of_module(model)
+    elif isinstance(model, Mapping):
+        layers = _layers_of_state_dict(model)
+    else:
+        raise ConversionError(
+            "expected a torch.nn.Sequential of nn.Linear layers or its state_dict, "
+            f"got {type(model).__name__}"
+        )
+    if not layers:
+        raise ConversionError("expected at least one nn.Linear layer, found none")
+    if missing_bias not in ("error", "zeros"):
+        raise ConversionError(f"missing_bias must be 'error' or 'zeros', got {missing_bias!r}")
+    checked: list[_Layer] = []
+    for i, (name, weight, bias) in enumerate(layers):
+        if weight.dim() != 2:
+            raise ConversionError(
+                f"layer {name!r}: expected a 2-D Linear weight [out, in], "
+                f"got shape {tuple(weight.shape)}"
+            )
+        if i > 0:
+            prev_name, prev_weight, _ = checked[-1]
+            if weight.shape[1] != prev_weight.shape[0]:
+                raise ConversionError(
+                    f"inconsistent widths: layer {name!r} takes {weight.shape[1]} inputs but "
+                    f"the previous layer {prev_name!r} has {prev_weight.shape[0]} outputs"
+                )
+        if bias is None:
+            if missing_bias == "error":
+                raise ConversionError(
+                    f"layer {name!r} has no bias; the weight space needs one per layer "
+                    "(pass missing_bias='zeros' to read it as a zero bias)"
+                )
+            bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        elif tuple(bias.shape) != (weight.shape[0],):
+            raise ConversionError(
+                f"layer {name!r}: expected bias of shape ({weight.shape[0]},), "
+                f"got {tuple(bias.shape)}"
+            )
+        checked.append((name, weight, bias))
+    return checked
+
+
+def layer_names(model: ModelLike) -> tuple[str, ...]:
+    """Names of the Linear layers in order (`'0'`, `'2'`, ... for a plain Sequential).
+
+    Pass them to `state_dict_from_weights(names=...)` to rebuild a state_dict with the
+    original keys.
+    """
+    return tuple(name for name, _, _ in _read_layers(model, "zeros"))
+
+
+def dims_of(model: ModelLike) -> tuple[int, ...]:
+    """Widths d_0, ..., d_M of a Sequential of Linear layers or of its state_dict."""
+    layers = _read_layers(model, "zeros")
+    return (layers[0][1].shape[1], *(w.shape[0] for _, w, _ in layers))
+
+
+def weights_from_model(
+    model: ModelLike, missing_bias: MissingBias = "error"
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One model as a batch of one: weights `[1, 1, d_m, d_{m-1}]`, biases `[1, 1, d_m]`."""
+    layers = _read_layers(model, missing_bias)
+    weights = [w.detach().clone()[None, None] for _, w, _ in layers]
+    biases = [b.detach().clone()[None, None] for _, _, b in layers]
+    return weights, biases
+
+
+def weights_from_models(
+    models: Sequence[ModelLike], missing_bias: MissingBias = "error"
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Models of one architecture stacked into a batch: `[B, 1, d_m, d_{m-1}]`, `[B, 1, d_m]`."""
+    if isinstance(models, (nn.Module, Mapping)) or len(models) == 0:
+        raise ConversionError("expected a non-empty list of models or state_dicts")
+    per_model = [_read_layers(m, missing_bias) for m in models]
+    first = per_model[0]
+    dims = (first[0][1].shape[1], *(w.shape[0] for _, w, _ in first))
+    for i, layers in enumerate(per_model[1:], start=1):
+        other = (layers[0][1].shape[1], *(w.shape[0] for _, w, _ in layers))
+        if other != dims:
+            raise ConversionError(
+                f"model {i} has widths {other}, expected {dims} (the widths of model 0): "
+                "a batch needs one architecture"
+            )
+        for (name, w, _), (_, w0, _) in zip(layers, first, strict=True):
+            if w.dtype != w0.dtype or w.device != w0.device:
+                raise ConversionError(
+                    f"model {i} layer {name!r} is {w.dtype} on {w.device}, expected "
+                    f"{w0.dtype} on {w0.device} (as model 0)"
+                )
+    weights = [
+        torch.stack([layers[m][1].detach() for layers in per_model])[:, None]
+        for m in range(len(first))
+    ]
+    biases = [
+        torch.stack([layers[m][2].detach() for layers in per_model])[:, None]
+        for m in range(len(first))
+    ]
+    return weights, biases
+
+
+# -- writing models --------------------------------------------------------------------------
+def validate_weights(
+    weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]
+) -> tuple[int, ...]:
+    """Check the layout contract; return the widths d_0..d_M. Errors name the expected shape."""
+    if len(weights) == 0:
+        raise ConversionError("expected at least one weight tensor, got none")
+    if len(weights) != len(biases):
+        raise ConversionError(
+            f"expected one bias per weight, got {len(weights)} weights and {len(biases)} biases"
+        )
+    if weights[0].dim() != 4:
+        raise ConversionError(
+            f"weights[0]: expected [B, C, d_1, d_0], got shape {tuple(weights[0].shape)}"
+        )
+    batch, channels, _, d_in = weights[0].shape
+    dims = [d_in]
+    for m, (w, b) in enumerate(zip(weights, biases, strict=True), start=1):
+        d_out = w.shape[-2] if w.dim() == 4 else -1
+        expected_w = (batch, channels, d_out, dims[-1])
+        if w.dim() != 4 or tuple(w.shape) != expected_w:
+            raise ConversionError(
+                f"weights[{m - 1}]: expected [B, C, d_{m}, d_{m - 1}] = "
+                f"[{batch}, {channels}, d_{m}, {dims[-1]}], got shape {tuple(w.shape)}"
+            )
+        if tuple(b.shape) != (batch, channels, d_out):
+            raise ConversionError(
+                f"biases[{m - 1}]: expected [B, C, d_{m}] = [{batch}, {channels}, {d_out}], "
+                f"got shape {tuple(b.shape)}"
+            )
+        dims.append(d_out)
+    return tuple(dims)
+
+
+def _select(
+    weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], index: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Model `index` of the batch as plain (weight [out, in], bias [out]) pairs."""
+    validate_weights(weights, biases)
+    batch, channels = weights[0].shape[:2]
+    if channels != 1:
+        raise ConversionError(f"expected one channel (C=1) to read a model back, got C={channels}")
+    if not -batch <= index < batch:
+        raise ConversionError(f"index {index} out of range for a batch of {batch} models")
+    return [(w[index, 0], b[index, 0]) for w, b in zip(weights, biases, strict=True)]
+
+
+def _activation_module(activation: Activation) -> nn.Module | None:
+    if activation is None:
+        return None
+    if isinstance(activation, nn.Module):
+        return copy.deepcopy(activation)
+    try:
+        module = activation()
+    except TypeError as e:  # e.g. torch.tanh, a function that needs its input
+        raise ConversionError(
+            f"activation must build an nn.Module when called with no arguments (e.g. nn.ReLU): {e}"
+        ) from e
+    if not isinstance(module, nn.Module):
+        raise ConversionError(
+            f"activation must build an nn.Module (e.g. nn.ReLU), got {type(module).__name__}"
+        )
+    return module
+
+
+def model_from_weights(
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    activation: Activation = nn.ReLU,
+    index: int = 0,
+) -> nn.Sequential:
+    """Model `index` of the batch as `Sequential(Linear, act, Linear, ..., act, Linear)`.
+
+    `activation` is a module class or factory (called once per gap), a module instance
+    (copied per gap) or None (Linear layers only). Dtype and device follow the tensors.
+    """
+    modules: list[nn.Module] = []
+    pairs = _select(weights, biases, index)
+    for m, (w, b) in enumerate(pairs):
+        if m > 0:
+            act = _activation_module(activation)
+            if act is not None:
+                modules.append(act)
+        linear = nn.utils.skip_init(
+            nn.Linear, w.shape[1], w.shape[0], device=w.device, dtype=w.dtype
+        )
+        with torch.no_grad():
+            linear.weight.copy_(w)
+            linear.bias.copy_(b)
+        modules.append(linear)
+    return nn.Sequential(*modules)
+
+
+def state_dict_from_weights(
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    index: int = 0,
+    names: Sequence[str] | None = None,
+) -> OrderedDict[str, torch.Tensor]:
+    """State_dict of model `index`: keys `{name}.weight`, `{name}.bias` per layer.
+
+    Default names are those of `model_from_weights` with an activation ('0', '2', '4', ...);
+    pass `layer_names(original)` to reproduce another model's keys.
+    """
+    pairs = _select(weights, biases, index)
+    if names is None:
+        names = [str(2 * m) for m in range(len(pairs))]
+    if len(names) != len(pairs):
+        raise ConversionError(f"expected {len(pairs)} layer names, got {len(names)}")
+    state: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for name, (w, b) in zip(names, pairs, strict=True):
+        prefix = f"{name}." if name else ""
+        state[prefix + "weight"] = w.detach().clone()
+        state[prefix + "bias"] = b.detach().clone()
+    return state
