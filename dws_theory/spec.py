@@ -10,7 +10,7 @@ connections and weight tying only need new front ends that build a `WeightSpace`
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import networkx as nx
@@ -81,10 +81,16 @@ class WeightSpace:
 
     sets: tuple[NeuronSet, ...]
     tensors: tuple[Tensor, ...]
+    # Name lookups, derived from the two fields above (O(1) lookups keep the engine's cost
+    # quadratic in depth rather than cubic).
+    _set_by_name: dict = field(init=False, repr=False, compare=False, hash=False)
+    _tensor_by_name: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sets", tuple(self.sets))
         object.__setattr__(self, "tensors", tuple(self.tensors))
+        object.__setattr__(self, "_set_by_name", {s.name: s for s in self.sets})
+        object.__setattr__(self, "_tensor_by_name", {t.name: t for t in self.tensors})
         names = [s.name for s in self.sets]
         if len(set(names)) != len(names):
             raise SpecError(f"neuron set names must be distinct, got {names}")
@@ -102,16 +108,10 @@ class WeightSpace:
 
     # -- lookups ---------------------------------------------------------------------------
     def set(self, name: str) -> NeuronSet:
-        for s in self.sets:
-            if s.name == name:
-                return s
-        raise KeyError(name)
+        return self._set_by_name[name]
 
     def tensor(self, name: str) -> Tensor:
-        for t in self.tensors:
-            if t.name == name:
-                return t
-        raise KeyError(name)
+        return self._tensor_by_name[name]
 
     def shape(self, tensor: str) -> tuple[int, ...]:
         return tuple(self.set(a).size for a in self.tensor(tensor).axes)
@@ -221,7 +221,7 @@ def parse_dims(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
                 f"expected comma-separated integer widths like 2,32,32,1, got {text!r}"
             ) from None
     else:
-        dims = tuple(dims_item for dims_item in text)
+        dims = tuple(text)
         if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
             raise SpecError(f"expected integer widths, got {text!r}")
     if len(dims) < 2:
