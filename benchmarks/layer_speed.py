@@ -1,0 +1,470 @@
+"""Forward+backward speed and memory of one equivariant weight-space layer, side by side.
+
+Candidates, all in the layout [B, C, d_m, d_{m-1}] / [B, C, d_m]:
+  floor     one channel-mixing GEMM over every weight-space entry, x [B*P, C] @ w [C, C]:
+            the identity term no equivariant layer can avoid (DESIGN.md), measured here
+  ours      the emitted `hidden` EquivariantLayer(C, C) (`--layer-factory`, default
+            dws_theory.runtime:layer_classes)
+  nfn-hnp   NFN's HNPLinear (PyPI nfn==0.1.2), the same symmetry group
+  nfn-np    NFN's NPLinear, the larger `all` group (fewer terms), for reference
+
+Each step is forward, then backward from a fixed output gradient to the inputs and every
+parameter (`torch.autograd.grad`, so nothing accumulates between runs). Times are medians
+over `--repeats` timed blocks (time.perf_counter, CUDA synchronised) after a warm-up; the
+blocks of all candidates of one shape alternate, so load on a shared machine hits all alike.
+
+Memory. CPU: `saved` is the bytes of the tensors autograd keeps for backward, counted once
+per storage, excluding the inputs and parameters themselves (saved_tensors_hooks); `peak`
+is the highest net allocation above the starting point during forward+backward, from the
+profiler's memory events. CUDA: `peak` is torch.cuda.max_memory_allocated above the
+allocation before the step. With `--device cuda` a device-to-device copy of one input
+(B*P*C elements) is timed with CUDA events as a memory roofline.
+
+    python benchmarks/layer_speed.py                       # CPU, B=256, C=16, 2 threads
+    python benchmarks/layer_speed.py --device cuda         # fp32 and bf16, B=1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+SHAPES = ("2,32,32,1", "2,32,32,32,32,1", "2," + "64," * 8 + "1")
+Tensors = list[torch.Tensor]
+
+
+# -- inputs and outputs ----------------------------------------------------------------------
+def parse_shape(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(","))
+
+
+def weight_space_size(dims: Sequence[int]) -> int:
+    """P = sum_m d_m d_{m-1} + d_m."""
+    return sum(dims[m] * dims[m - 1] + dims[m] for m in range(1, len(dims)))
+
+
+def random_weight_space(
+    dims: Sequence[int],
+    batch: int,
+    channels: int,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> tuple[Tensors, Tensors]:
+    """Random features in the layout contract."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(device=device, dtype=dtype)
+
+    weights = [rand(batch, channels, dims[m], dims[m - 1]) for m in range(1, len(dims))]
+    biases = [rand(batch, channels, dims[m]) for m in range(1, len(dims))]
+    return weights, biases
+
+
+def output_tensors(out: object) -> Tensors:
+    """Every tensor of a layer's output, weights then biases per layer (W1, b1, W2, ...)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if hasattr(out, "weights") and hasattr(out, "biases"):  # nfn WeightSpaceFeatures
+        out = (list(out.weights), list(out.biases))
+    if (
+        isinstance(out, (tuple, list))
+        and len(out) == 2
+        and all(isinstance(o, (tuple, list)) for o in out)
+        and len(out[0]) == len(out[1])
+    ):
+        return [t for pair in zip(out[0], out[1], strict=True) for t in output_tensors(pair)]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in output_tensors(o)]
+    raise TypeError(f"cannot read tensors from a layer output of type {type(out).__name__}")
+
+
+def flat_weight_space(tensors: Tensors) -> torch.Tensor:
+    """[B, C, ...] tensors in order W1, b1, W2, ... -> [B, C * P] (channel-major per tensor)."""
+    return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], dim=1)
+
+
+# -- candidates ------------------------------------------------------------------------------
+@dataclass
+class Candidate:
+    """A module (or None) and a closure running its forward on fixed inputs."""
+
+    name: str
+    forward: Callable[[], Tensors]
+    inputs: Tensors
+    parameters: Tensors
+    note: str = ""
+
+
+def load_factory(path: str) -> Callable:
+    """'package.module:function' -> the function (e.g. dws_theory.runtime:layer_classes)."""
+    module_name, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module_name), attr or "layer_classes")
+
+
+def nfn_layers() -> tuple[type, type, type, Callable] | None:
+    """(HNPLinear, NPLinear, WeightSpaceFeatures, network_spec_from_wsfeat), or None."""
+    try:
+        from nfn.common import WeightSpaceFeatures, network_spec_from_wsfeat
+        from nfn.layers import HNPLinear, NPLinear
+    except ImportError:
+        return None
+    return HNPLinear, NPLinear, WeightSpaceFeatures, network_spec_from_wsfeat
+
+
+def floor_candidate(weights: Tensors, biases: Tensors, channels: int) -> Candidate:
+    """x [B*P, C] @ w [C, C]: every entry mixed over channels once, nothing else."""
+    batch = weights[0].shape[0]
+    size = sum(t[0, 0].numel() for t in weights + biases)
+    like = weights[0]
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    x = torch.randn(batch * size, channels, generator=gen).to(like.device, like.dtype)
+    w = (torch.randn(channels, channels, generator=gen) / math.sqrt(channels)).to(x)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    return Candidate("floor", lambda: [x @ w], [x], [w], "x[B*P,C] @ w[C,C]")
+
+
+def module_candidate(
+    name: str,
+    module: nn.Module,
+    weights: Tensors,
+    biases: Tensors,
+    wrap: Callable[[Tensors, Tensors], tuple] = lambda w, b: (w, b),
+) -> Candidate:
+    w = [t.detach().clone().requires_grad_(True) for t in weights]
+    b = [t.detach().clone().requires_grad_(True) for t in biases]
+    args = wrap(w, b)
+    params = [p for p in module.parameters() if p.requires_grad]
+    count = sum(p.numel() for p in params)
+    return Candidate(name, lambda: output_tensors(module(*args)), w + b, params, f"{count} params")
+
+
+def candidates(
+    dims: tuple[int, ...],
+    weights: Tensors,
+    biases: Tensors,
+    channels: int,
+    factory: Callable | None,
+    modes: Sequence[str],
+) -> list[Candidate]:
+    like = weights[0]
+    out = [floor_candidate(weights, biases, channels)]
+    if factory is not None:
+        for mode in modes:
+            equivariant, _ = factory(dims, mode)
+            layer = equivariant(channels, channels).to(like.device, like.dtype)
+            out.append(module_candidate(f"ours-{mode}", layer, weights, biases))
+    nfn = nfn_layers()
+    if nfn is not None:
+        hnp, np_, features, spec_of = nfn
+        spec = spec_of(features(weights, biases))
+
+        def wrap(w: Tensors, b: Tensors) -> tuple:
+            return (features(w, b),)
+
+        for name, cls in (("nfn-hnp", hnp), ("nfn-np", np_)):
+            layer = cls(spec, channels, channels).to(like.device, like.dtype)
+            out.append(module_candidate(name, layer, weights, biases, wrap))
+    return out
+
+
+# -- measurements ----------------------------------------------------------------------------
+def step_fn(c: Candidate, grads: Tensors | None = None) -> Callable[[], None]:
+    """Forward, then backward to inputs and parameters from fixed output gradients."""
+    targets = c.inputs + c.parameters
+    if grads is None:
+        with torch.no_grad():
+            grads = [torch.randn_like(t) for t in c.forward()]
+
+    def step() -> None:
+        outs = c.forward()
+        torch.autograd.grad(outs, targets, grads)
+
+    return step
+
+
+def check_outputs(c: Candidate, weights: Tensors, biases: Tensors) -> None:
+    """A layer must return one tensor per input tensor with the input's shape."""
+    if c.name.startswith("floor"):
+        return
+    with torch.no_grad():
+        outs = c.forward()
+    expected = [tuple(t.shape) for pair in zip(weights, biases, strict=True) for t in pair]
+    got = [tuple(t.shape) for t in outs]
+    if got != expected:
+        raise RuntimeError(f"{c.name}: output shapes {got}, expected {expected}")
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], None]], device: str, repeats: int, min_block: float
+) -> dict[str, tuple[float, float]]:
+    """(median, IQR) seconds per call of every function, timed round-robin.
+
+    Each function is warmed up, then timed in blocks of `number` calls (enough for
+    `min_block` seconds); the blocks of all functions alternate, in a rotating order, so a
+    slow spell of a shared machine hits every candidate alike instead of one of them.
+    """
+    number = {}
+    for name, fn in fns.items():
+        for _ in range(2):
+            fn()
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        number[name] = max(1, math.ceil(min_block / max(time.perf_counter() - t0, 1e-9)))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = fns[name]
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(number[name]):
+                fn()
+            _sync(device)
+            times[name].append((time.perf_counter() - t0) / number[name])
+    out = {}
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        out[name] = (statistics.median(ts), q[2] - q[0])
+    return out
+
+
+def saved_bytes(c: Candidate) -> int:
+    """Bytes autograd keeps for backward: unique storages, inputs and parameters excluded."""
+    exclude = {t.untyped_storage().data_ptr() for t in c.inputs + c.parameters}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in exclude:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        outs = c.forward()
+    del outs
+    return sum(seen.values())
+
+
+def cpu_peak_bytes(step: Callable[[], None]) -> int:
+    """Highest net CPU allocation above the start during one step.
+
+    From the profiler's per-allocation memory timeline (`_memory_profile`, the data behind
+    the public `export_memory_timeline`): a running sum of every create and destroy.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(
+        activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+    ) as prof:
+        step()
+    current = peak = 0
+    for _, action, _, size in sorted(prof._memory_profile().timeline, key=lambda e: e[0]):
+        if action.name == "CREATE":
+            current += size
+        elif action.name == "DESTROY":
+            current -= size
+        peak = max(peak, current)
+    return peak
+
+
+def cuda_peak_bytes(step: Callable[[], None]) -> int:
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def cuda_copy_seconds(numel: int, dtype: torch.dtype, repeats: int = 50) -> float:
+    """Median device-to-device copy of `numel` elements, timed with CUDA events."""
+    x = torch.randn(numel, device="cuda").to(dtype)
+    y = torch.empty_like(x)
+    for _ in range(5):
+        y.copy_(x)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        y.copy_(x)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(times)
+
+
+@dataclass
+class Row:
+    shape: str
+    P: int
+    dtype: str
+    impl: str
+    note: str
+    fwd_ms: float
+    step_ms: float
+    step_iqr_ms: float
+    runs: int
+    saved_mb: float | None
+    peak_mb: float
+    x_floor: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def measure_shape(
+    dims: tuple[int, ...],
+    args: argparse.Namespace,
+    dtype: torch.dtype,
+    factory: Callable | None,
+) -> list[Row]:
+    weights, biases = random_weight_space(dims, args.batch, args.channels, args.device, dtype)
+    cands = candidates(dims, weights, biases, args.channels, factory, args.modes)
+    fns: dict[str, Callable[[], None]] = {}
+    for c in cands:
+        check_outputs(c, weights, biases)
+
+        def forward(c: Candidate = c) -> None:
+            with torch.no_grad():
+                c.forward()
+
+        fns[f"{c.name}/fwd"] = forward
+        fns[f"{c.name}/step"] = step_fn(c)
+    timed = interleaved_medians(fns, args.device, args.repeats, args.min_block)
+    rows = []
+    for c in cands:
+        step = fns[f"{c.name}/step"]
+        if args.device == "cuda":
+            saved, peak = None, cuda_peak_bytes(step)
+        else:
+            saved, peak = saved_bytes(c) / 2**20, cpu_peak_bytes(step)
+        med, iqr = timed[f"{c.name}/step"]
+        rows.append(
+            Row(
+                shape=",".join(map(str, dims)),
+                P=weight_space_size(dims),
+                dtype=str(dtype).replace("torch.", ""),
+                impl=c.name,
+                note=c.note,
+                fwd_ms=timed[f"{c.name}/fwd"][0] * 1e3,
+                step_ms=med * 1e3,
+                step_iqr_ms=iqr * 1e3,
+                runs=args.repeats,
+                saved_mb=saved,
+                peak_mb=peak / 2**20,
+            )
+        )
+        print(f"  {rows[-1].shape} {rows[-1].dtype} {c.name}: {med * 1e3:.2f} ms", file=sys.stderr)
+    floor = rows[0].step_ms
+    for r in rows:
+        r.x_floor = r.step_ms / floor
+    if args.device == "cuda":
+        copy = cuda_copy_seconds(args.batch * weight_space_size(dims) * args.channels, dtype)
+        for r in rows:
+            r.extra["copy_ms"] = copy * 1e3
+            r.extra["x_copy"] = r.step_ms / (copy * 1e3)
+    return rows
+
+
+# -- report ----------------------------------------------------------------------------------
+def markdown(rows: list[Row], cuda: bool) -> str:
+    head = "| shape | P | dtype | impl | fwd ms | fwd+bwd ms (IQR) | x floor |"
+    head += " peak MB |" + (" x copy |" if cuda else " saved MB |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        last = f"{r.extra['x_copy']:.1f}" if cuda else f"{r.saved_mb:.1f}"
+        lines.append(
+            f"| {r.shape} | {r.P} | {r.dtype} | {r.impl} | {r.fwd_ms:.2f} | "
+            f"{r.step_ms:.2f} ({r.step_iqr_ms:.2f}) | {r.x_floor:.2f} | {r.peak_mb:.1f} | {last} |"
+        )
+    return "\n".join(lines)
+
+
+def ratios(rows: list[Row]) -> str:
+    """NFN / ours per shape and dtype (fwd+bwd medians)."""
+    lines = []
+    keys = sorted(
+        {(r.shape, r.dtype) for r in rows}, key=lambda k: [r.shape for r in rows].index(k[0])
+    )
+    for shape, dtype in keys:
+        by = {r.impl: r for r in rows if r.shape == shape and r.dtype == dtype}
+        ours = by.get("ours-hidden")
+        for other in ("nfn-hnp", "nfn-np"):
+            if ours is not None and other in by:
+                lines.append(
+                    f"- {shape} {dtype}: {other} / ours-hidden = "
+                    f"{by[other].step_ms / ours.step_ms:.2f}x (fwd+bwd), "
+                    f"{by[other].fwd_ms / ours.fwd_ms:.2f}x (fwd)"
+                )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--batch", type=int, default=None, help="default 256 (cpu), 1024 (cuda)")
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES))
+    parser.add_argument(
+        "--dtypes", nargs="+", default=None, help="default float32 (+bfloat16 cuda)"
+    )
+    parser.add_argument("--modes", nargs="+", default=["hidden"], help="modes of our layer")
+    parser.add_argument("--repeats", type=int, default=15, help="timed blocks per candidate")
+    parser.add_argument("--min-block", type=float, default=0.05, help="seconds per timed block")
+    parser.add_argument("--layer-factory", default="dws_theory.runtime:layer_classes")
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    args.batch = args.batch or (1024 if args.device == "cuda" else 256)
+    dtypes = args.dtypes or (["float32", "bfloat16"] if args.device == "cuda" else ["float32"])
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device available", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    try:
+        factory = load_factory(args.layer_factory)
+    except (ImportError, AttributeError) as e:
+        print(f"our layer is not available ({args.layer_factory}: {e}); timing the rest")
+        factory = None
+    if nfn_layers() is None:
+        print("nfn is not installed (pip install --no-deps nfn==0.1.2 einops); timing the rest")
+    rows: list[Row] = []
+    for dtype_name in dtypes:
+        for shape in args.shapes:
+            rows += measure_shape(parse_shape(shape), args, getattr(torch, dtype_name), factory)
+    device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor()
+    print(
+        f"device={args.device} ({device or platform.machine()}), torch {torch.__version__}, "
+        f"threads={args.threads}, B={args.batch}, C={args.channels}, "
+        f"repeats={args.repeats}, min_block={args.min_block}s"
+    )
+    print(markdown(rows, args.device == "cuda"))
+    print()
+    print(ratios(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in rows], f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
