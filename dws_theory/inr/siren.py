@@ -68,10 +68,14 @@ def siren_forward(
     h = coords.expand(n, *coords.shape) if coords.dim() == 2 else coords
     last = len(weights) - 1
     for m, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        if m < last:
+            # sin(w0 (W h + b)) with w0 folded into the small W, b rather than the large
+            # activation tensor: one fewer elementwise pass (forward and backward).
+            w, b = w0 * w, w0 * b
         # baddbmm: b + h @ W^T for every INR in one batched kernel.
         h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
         if m < last:
-            h = torch.sin(w0 * h)
+            h = torch.sin(h)
     return h
 
 
@@ -111,34 +115,60 @@ def fit_sirens(
     lr: float,
     seed: int,
     w0: float = DEFAULT_W0,
+    chunk_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = True,
     desc: str = "fit SIRENs",
 ) -> FitResult:
-    """Fit one SIREN per signal with full-batch Adam, all N at once.
+    """Fit one SIREN per signal with full-batch Adam, ``chunk_size`` INRs at a time.
 
     ``coords``: ``[P, d_0]`` shared by all signals; ``targets``: ``[N, P, d_M]``. Each INR
-    starts from its own init drawn from one seeded generator. The loss is the *sum* over INRs
-    of each INR's mean squared error, so every INR gets the gradient it would get alone.
+    starts from its own init, all drawn up front from one seeded generator. The loss is the
+    *sum* over INRs of each INR's mean squared error, so every INR gets exactly the gradient it
+    would get alone and Adam acts elementwise: the result does not depend on ``chunk_size``,
+    which only keeps activations cache-sized (about 3x faster on CPU than one huge batch).
     """
     n = targets.shape[0]
-    gen = torch.Generator().manual_seed(seed)
-    w_init, b_init = siren_init(dims, n, gen, w0)
-    params = [p.to(device).requires_grad_() for p in (*w_init, *b_init)]
-    n_layers = len(dims) - 1
-    coords = coords.to(device)
-    targets = targets.to(device)
+    w_init, b_init = siren_init(dims, n, torch.Generator().manual_seed(seed), w0)
+    coords, targets = coords.to(device), targets.to(device)
+    chunks = [(lo, min(lo + chunk_size, n)) for lo in range(0, n, chunk_size)]
+    bar = tqdm(
+        total=steps * len(chunks), desc=desc, file=sys.stderr, disable=not progress, leave=False
+    )
+    parts: list[FitResult] = []
+    for lo, hi in chunks:
+        params = [p[lo:hi].to(device).requires_grad_() for p in (*w_init, *b_init)]
+        parts.append(_fit_chunk(params, coords, targets[lo:hi], steps, lr, w0, bar))
+    bar.close()
+    return FitResult(
+        [torch.cat(ws) for ws in zip(*(p.weights for p in parts), strict=True)],
+        [torch.cat(bs) for bs in zip(*(p.biases for p in parts), strict=True)],
+        torch.cat([p.mse for p in parts]),
+    )
+
+
+def _fit_chunk(
+    params: list[Tensor],
+    coords: Tensor,
+    targets: Tensor,
+    steps: int,
+    lr: float,
+    w0: float,
+    bar: tqdm,
+) -> FitResult:
+    n_layers = len(params) // 2
     opt = torch.optim.Adam(params, lr=lr)
-    bar = tqdm(range(steps), desc=desc, file=sys.stderr, disable=not progress, leave=False)
-    for step in bar:
+    bar_done = 0
+    for step in range(steps):
         opt.zero_grad(set_to_none=True)
         out = siren_forward(params[:n_layers], params[n_layers:], coords, w0)
         per_inr = (out - targets).pow(2).mean(dim=(1, 2))
         per_inr.sum().backward()
         opt.step()
-        if step % 50 == 0 or step == steps - 1:
-            bar.set_postfix(mse=f"{per_inr.mean().item():.2e}")
-    bar.close()
+        if (step + 1) % 25 == 0 or step == steps - 1:
+            bar.set_postfix(mse=f"{per_inr.mean().item():.2e}", refresh=False)
+            bar.update((step + 1) - bar_done)
+            bar_done = step + 1
     with torch.no_grad():
         out = siren_forward(params[:n_layers], params[n_layers:], coords, w0)
         mse = (out - targets).pow(2).mean(dim=(1, 2))
