@@ -1,0 +1,161 @@
+"""Non-equivariant baselines on weight-space batches, and hidden-neuron permutation augmentation.
+
+Batch layout: ``weights[m-1]`` is ``[B, C, d_m, d_{m-1}]``, ``biases[m-1]`` is ``[B, C, d_m]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .siren import DEFAULT_W0, render
+
+__all__ = [
+    "flatten_weights",
+    "unflatten_weights",
+    "permute_hidden",
+    "FlatMLP",
+    "PixelClassifier",
+]
+
+Shape = tuple[int, ...]
+
+
+def flatten_weights(weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
+    """Concatenate ``W_1, b_1, W_2, b_2, ...`` per sample into ``[B, D]``."""
+    parts: list[Tensor] = []
+    for w, b in zip(weights, biases, strict=True):
+        parts += [w.flatten(1), b.flatten(1)]
+    return torch.cat(parts, dim=1)
+
+
+def unflatten_weights(
+    flat: Tensor, weight_shapes: Sequence[Shape], bias_shapes: Sequence[Shape]
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Inverse of :func:`flatten_weights`; shapes exclude the batch axis (``(C, d_m, d_{m-1})``)."""
+    sizes: list[int] = []
+    shapes: list[Shape] = []
+    for ws, bs in zip(weight_shapes, bias_shapes, strict=True):
+        sizes += [_numel(ws), _numel(bs)]
+        shapes += [tuple(ws), tuple(bs)]
+    pieces = torch.split(flat, sizes, dim=1)
+    out = [p.reshape(flat.shape[0], *s) for p, s in zip(pieces, shapes, strict=True)]
+    return out[0::2], out[1::2]
+
+
+def _numel(shape: Shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def permute_hidden(
+    weights: Sequence[Tensor], biases: Sequence[Tensor], generator: torch.Generator
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Apply an independent random permutation to every hidden layer of every sample.
+
+    Hidden layer k (1 <= k < M) permutes the rows of ``W_k``, the entries of ``b_k`` and the
+    columns of ``W_{k+1}`` with the same permutation (shared across channels, which are
+    features of the same neuron), so each network computes the same function. The input and
+    output neurons are left alone. ``generator`` is a CPU generator (permutations are drawn on
+    CPU, then moved to the data's device).
+    """
+    weights, biases = list(weights), list(biases)
+    batch = weights[0].shape[0]
+    for k in range(1, len(weights)):
+        w_in, b_in, w_out = weights[k - 1], biases[k - 1], weights[k]
+        d = w_in.shape[-2]
+        perm = torch.argsort(torch.rand(batch, d, generator=generator), dim=1).to(w_in.device)
+        # New neuron i is old neuron perm[i]: gather rows / entries / columns with perm.
+        lead = [1] * (w_in.dim() - 3)  # channel axes, if any
+        weights[k - 1] = w_in.gather(-2, perm.view(batch, *lead, d, 1).expand_as(w_in))
+        biases[k - 1] = b_in.gather(-1, perm.view(batch, *lead, d).expand_as(b_in))
+        weights[k] = w_out.gather(-1, perm.view(batch, *lead, 1, d).expand_as(w_out))
+    return weights, biases
+
+
+def _mlp(sizes: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class FlatMLP(nn.Module):
+    """An MLP on the flattened, concatenated weights and biases.
+
+    With ``out_shapes=(weight_shapes, bias_shapes)`` (shapes without the batch axis) it
+    predicts a flat vector and returns it unflattened as ``(weights, biases)``; its last layer
+    then starts at zero, so an untrained model predicts no change (callers add it as a
+    residual on the input).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int | None = None,
+        hidden: Sequence[int] = (512, 512),
+        out_shapes: tuple[Sequence[Shape], Sequence[Shape]] | None = None,
+    ) -> None:
+        super().__init__()
+        if (out_dim is None) == (out_shapes is None):
+            raise ValueError("give exactly one of out_dim and out_shapes")
+        self.out_shapes = out_shapes
+        if out_shapes is not None:
+            out_dim = sum(_numel(s) for s in (*out_shapes[0], *out_shapes[1]))
+        assert out_dim is not None
+        self.net = _mlp([in_dim, *hidden, out_dim])
+        if out_shapes is not None:
+            last = self.net[-1]
+            assert isinstance(last, nn.Linear)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def forward(
+        self, weights: Sequence[Tensor], biases: Sequence[Tensor]
+    ) -> Tensor | tuple[list[Tensor], list[Tensor]]:
+        out = self.net(flatten_weights(weights, biases))
+        if self.out_shapes is None:
+            return out
+        return unflatten_weights(out, *self.out_shapes)
+
+
+class PixelClassifier(nn.Module):
+    """Reference model that decodes each INR on a fixed grid and applies an MLP to the samples.
+
+    Inputs are (possibly normalised) weights; ``weight_scales``/``bias_scales`` undo the
+    per-tensor normalisation before rendering, so the pixels are the INR's actual outputs.
+    """
+
+    def __init__(
+        self,
+        coords: Tensor,
+        out_dim: int,
+        *,
+        w0: float = DEFAULT_W0,
+        weight_scales: Sequence[float] | None = None,
+        bias_scales: Sequence[float] | None = None,
+        hidden: Sequence[int] = (256, 256),
+        out_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("coords", coords.clone())
+        self.w0 = w0
+        self.weight_scales = tuple(weight_scales) if weight_scales is not None else None
+        self.bias_scales = tuple(bias_scales) if bias_scales is not None else None
+        self.net = _mlp([coords.shape[0] * out_channels, *hidden, out_dim])
+
+    def pixels(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
+        if self.weight_scales is not None:
+            weights = [w * s for w, s in zip(weights, self.weight_scales, strict=True)]
+        if self.bias_scales is not None:
+            biases = [b * s for b, s in zip(biases, self.bias_scales, strict=True)]
+        return render(weights, biases, self.coords, self.w0)  # [B, P, d_M]
+
+    def forward(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
+        return self.net(self.pixels(weights, biases).flatten(1))
