@@ -58,7 +58,10 @@ def parameter_jacobian(module: nn.Module, args: tuple, flatten: Callable) -> np.
 
 
 def numeric_rank(matrix: np.ndarray) -> tuple[int, float, float]:
-    """(rank, smallest kept singular value, largest dropped one), numpy's default tolerance."""
+    """(rank, smallest kept singular value, largest dropped one), numpy's default tolerance.
+
+    The dropped value is 0.0 when the rank equals the number of columns (nothing dropped).
+    """
     s = np.linalg.svd(matrix, compute_uv=False)
     tol = s.max() * max(matrix.shape) * np.finfo(matrix.dtype).eps if s.size else 0.0
     rank = int((s > tol).sum())
