@@ -24,6 +24,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import sympy
@@ -271,10 +272,19 @@ def closed_forms(mode: str) -> ModeForms:
     return ModeForms(mode, classes, linear, bias, invariant)
 
 
+@cache
+def _compiled(expr: sympy.Expr) -> Callable[[int, int, int], int]:
+    """The expression as a Python function of (M, d_0, d_M) in exact integer arithmetic."""
+    return sympy.lambdify((M, D0, DM), expr, modules=[{"Min": min}])
+
+
 def count(form: Form, depth: int, d0: int, dm: int) -> int:
     """The integer a form gives for depth M and end widths d_0, d_M."""
-    value = form.at(depth).subs({D0: d0, DM: dm})
-    return int(value)
+    expr = form.general if depth >= form.valid_from else dict(form.small)[depth]
+    value = _compiled(expr)(depth, d0, dm)
+    if not isinstance(value, int):  # a float or a symbol would mean an inexact evaluation
+        raise TypeError(f"closed form gave {value!r}, not an integer")
+    return value
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -285,37 +295,45 @@ def _tex(expr: sympy.Expr) -> str:
     return sympy.latex(expr)
 
 
+def _smaller(form: Form) -> str:
+    return "; ".join(f"$M={m}$: ${_tex(e)}$" for m, e in form.small) or "none"
+
+
 def _mode_section(forms: ModeForms) -> list[str]:
-    mode = forms.mode
-    lines = [f"### Mode `{mode}`", ""]
-    lines += [
-        "| block family | one interior block | family total (all layers) | holds for |",
-        "|---|---|---|---|",
+    lines = [
+        f"### Mode `{forms.mode}`",
+        "",
+        "| block family | one interior block | family total (all layers) | holds for "
+        "| smaller depths |",
+        "|---|---|---|---|---|",
     ]
     for cf in forms.classes:
         lines.append(
             f"| ${cf.cls.title}$ | ${sympy.latex(cf.interior)}$ | ${_tex(cf.total.general)}$ "
-            f"| $M \\geq {cf.total.valid_from}$ |"
+            f"| $M \\geq {cf.total.valid_from}$ | {_smaller(cf.total)} |"
         )
-    lines += ["", "Totals (one input and one output channel):", ""]
+    lines += [
+        "",
+        "Totals (one input and one output channel):",
+        "",
+        "| quantity | closed form | holds for | smaller depths |",
+        "|---|---|---|---|",
+    ]
     for name, form in (
-        ("equivariant linear", forms.linear),
-        ("equivariant bias", forms.bias),
+        ("equivariant linear $E$", forms.linear),
+        ("equivariant bias $B$", forms.bias),
         ("invariant linear", forms.invariant),
     ):
-        lines.append(f"- {name}, for $M \\geq {form.valid_from}$:")
-        lines += ["", f"$$ {_tex(form.general)} $$", ""]
-        if form.small:
-            smaller = "; ".join(f"$M={m}$: ${_tex(e)}$" for m, e in form.small)
-            lines += [f"  Smaller depths: {smaller}.", ""]
+        lines.append(
+            f"| {name} | ${_tex(form.general)}$ | $M \\geq {form.valid_from}$ | {_smaller(form)} |"
+        )
     e, b = forms.linear.general, forms.bias.general
-    c_in, c_out = sympy.symbols("c_in c_out", positive=True, integer=True)
-    params = sympy.latex(sympy.Symbol("E") * c_in * c_out + sympy.Symbol("B") * c_out)
     lines += [
-        f"Parameters of one equivariant layer with $c_{{in}}$ input and $c_{{out}}$ output "
-        f"channels: ${params}$ with $E$ the linear and $B$ the bias count above; for "
-        f"$M \\geq {max(forms.linear.valid_from, forms.bias.valid_from)}$ and 16 channels in "
-        f"and out that is ${_tex(sympy.expand(256 * e + 16 * b))}$.",
+        "",
+        "Parameters of one equivariant layer with $c_{in}$ input and $c_{out}$ output "
+        "channels: $E \\, c_{in} c_{out} + B \\, c_{out}$; with 16 channels in and out, for "
+        f"$M \\geq {max(forms.linear.valid_from, forms.bias.valid_from)}$: "
+        f"${_tex(sympy.expand(256 * e + 16 * b))}$.",
         "",
     ]
     return lines
