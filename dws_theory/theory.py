@@ -453,7 +453,14 @@ def render_theory() -> str:
         "$\\mu_M = \\min(d_M, 2)$. Each formula holds from the depth stated; smaller depths "
         "are listed separately (there the input and output sets fall into the same blocks). "
         "The test suite compares every formula with `enumerate_basis` for $M = 1..30$ and "
-        "$d_0, d_M = 1..5$, as integers.",
+        "$d_0, d_M = 1..5$, as integers. In `signed` mode a hidden width of 1 changes "
+        "nothing either (a signed set contributes 1, 0, 1 for $t = 0, 1, 2$ at any width), so "
+        "there the formulas hold for every hidden width.",
+        "",
+        "For example, at $M = 3$, $d_0 = 2$, $d_M = 1$ (the 2-32-32-1 image INR) the totals "
+        "give "
+        + ", ".join(f"{count(forms[m].linear, 3, 2, 1)} (`{m}`)" for m in MODES)
+        + " equivariant linear elements.",
         "",
     ]
     for mode in MODES:

@@ -76,6 +76,16 @@ def test_closed_forms_do_not_depend_on_hidden_widths_at_least_two(
     assert count(FORMS[mode].bias, depth, d0, dm) == basis.equivariant_bias
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 7])
+def test_signed_forms_hold_for_hidden_width_one(depth: int) -> None:
+    for d0 in range(1, 4):
+        for dm in range(1, 4):
+            for hidden in (1, 3):
+                basis = enumerate_basis(mlp([d0] + [hidden] * (depth - 1) + [dm], "signed"))
+                assert count(FORMS["signed"].linear, depth, d0, dm) == basis.equivariant_linear
+                assert count(FORMS["signed"].bias, depth, d0, dm) == basis.equivariant_bias
+
+
 def test_reference_values_from_the_brief() -> None:
     """THEORY.md section 4 and the 784-128-128-10 example, typed from the brief."""
     assert count(FORMS["hidden"].linear, 3, 2, 1) == 75
