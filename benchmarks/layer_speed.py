@@ -12,11 +12,13 @@ Each step is forward, then backward from a fixed output gradient to the inputs a
 parameter (`torch.autograd.grad`, so nothing accumulates between runs). Times are medians
 over `--repeats` timed blocks (time.perf_counter, CUDA synchronised) after a warm-up; the
 blocks of all candidates of one shape alternate, so load on a shared machine hits all alike.
+The minimum over blocks is reported too: on a loaded machine it is the closer estimate of
+the uncontended time.
 
 Memory. CPU: `saved` is the bytes of the tensors autograd keeps for backward, counted once
 per storage, excluding the inputs and parameters themselves (saved_tensors_hooks); `peak`
 is the highest net allocation above the starting point during forward+backward, from the
-profiler's memory events. CUDA: `peak` is torch.cuda.max_memory_allocated above the
+profiler's per-allocation memory timeline. CUDA: `peak` is torch.cuda.max_memory_allocated above the
 allocation before the step. With `--device cuda` a device-to-device copy of one input
 (B*P*C elements) is timed with CUDA events as a memory roofline.
 
@@ -215,8 +217,8 @@ def _sync(device: str) -> None:
 
 def interleaved_medians(
     fns: dict[str, Callable[[], None]], device: str, repeats: int, min_block: float
-) -> dict[str, tuple[float, float]]:
-    """(median, IQR) seconds per call of every function, timed round-robin.
+) -> dict[str, tuple[float, float, float]]:
+    """(median, IQR, minimum) seconds per call of every function, timed round-robin.
 
     Each function is warmed up, then timed in blocks of `number` calls (enough for
     `min_block` seconds); the blocks of all functions alternate, in a rotating order, so a
@@ -245,7 +247,7 @@ def interleaved_medians(
     out = {}
     for name, ts in times.items():
         q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
-        out[name] = (statistics.median(ts), q[2] - q[0])
+        out[name] = (statistics.median(ts), q[2] - q[0], min(ts))
     return out
 
 
@@ -324,10 +326,12 @@ class Row:
     fwd_ms: float
     step_ms: float
     step_iqr_ms: float
+    step_min_ms: float
     runs: int
     saved_mb: float | None
     peak_mb: float
     x_floor: float = 0.0
+    x_floor_min: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -357,7 +361,7 @@ def measure_shape(
             saved, peak = None, cuda_peak_bytes(step)
         else:
             saved, peak = saved_bytes(c) / 2**20, cpu_peak_bytes(step)
-        med, iqr = timed[f"{c.name}/step"]
+        med, iqr, best = timed[f"{c.name}/step"]
         rows.append(
             Row(
                 shape=",".join(map(str, dims)),
@@ -368,6 +372,7 @@ def measure_shape(
                 fwd_ms=timed[f"{c.name}/fwd"][0] * 1e3,
                 step_ms=med * 1e3,
                 step_iqr_ms=iqr * 1e3,
+                step_min_ms=best * 1e3,
                 runs=args.repeats,
                 saved_mb=saved,
                 peak_mb=peak / 2**20,
@@ -377,6 +382,7 @@ def measure_shape(
     floor = rows[0].step_ms
     for r in rows:
         r.x_floor = r.step_ms / floor
+        r.x_floor_min = r.step_min_ms / rows[0].step_min_ms
     if args.device == "cuda":
         copy = cuda_copy_seconds(args.batch * weight_space_size(dims) * args.channels, dtype)
         for r in rows:
@@ -388,13 +394,14 @@ def measure_shape(
 # -- report ----------------------------------------------------------------------------------
 def markdown(rows: list[Row], cuda: bool) -> str:
     head = "| shape | P | dtype | impl | fwd ms | fwd+bwd ms (IQR) | x floor |"
-    head += " peak MB |" + (" x copy |" if cuda else " saved MB |")
+    head += " min ms | x floor (min) | peak MB |" + (" x copy |" if cuda else " saved MB |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         last = f"{r.extra['x_copy']:.1f}" if cuda else f"{r.saved_mb:.1f}"
         lines.append(
             f"| {r.shape} | {r.P} | {r.dtype} | {r.impl} | {r.fwd_ms:.2f} | "
-            f"{r.step_ms:.2f} ({r.step_iqr_ms:.2f}) | {r.x_floor:.2f} | {r.peak_mb:.1f} | {last} |"
+            f"{r.step_ms:.2f} ({r.step_iqr_ms:.2f}) | {r.x_floor:.2f} | {r.step_min_ms:.2f} | "
+            f"{r.x_floor_min:.2f} | {r.peak_mb:.1f} | {last} |"
         )
     return "\n".join(lines)
 
@@ -412,8 +419,9 @@ def ratios(rows: list[Row]) -> str:
             if ours is not None and other in by:
                 lines.append(
                     f"- {shape} {dtype}: {other} / ours-hidden = "
-                    f"{by[other].step_ms / ours.step_ms:.2f}x (fwd+bwd), "
-                    f"{by[other].fwd_ms / ours.fwd_ms:.2f}x (fwd)"
+                    f"{by[other].step_ms / ours.step_ms:.2f}x (fwd+bwd median), "
+                    f"{by[other].step_min_ms / ours.step_min_ms:.2f}x (fwd+bwd min), "
+                    f"{by[other].fwd_ms / ours.fwd_ms:.2f}x (fwd median)"
                 )
     return "\n".join(lines)
 
