@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import pytest
@@ -223,4 +224,20 @@ def test_data_cli_prints_statistics(tmp_path, capsys) -> None:
     )
     assert args.func(args) == 0
     assert "loaded" in capsys.readouterr().out
+    args = parser.parse_args(
+        [
+            "data",
+            "digits-dilate",
+            "--cache-dir",
+            str(tmp_path),
+            "--n",
+            "5",
+            "--steps",
+            "5",
+            "--json",
+        ]
+    )
+    assert args.func(args) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["n"] == 5 and stats["built"] is False and 0 < stats["identity_mse"] < 1
     assert set(TASKS) == {"digits-inr", "sine-inr", "digits-dilate"}

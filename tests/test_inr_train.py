@@ -207,3 +207,23 @@ def test_train_cli_json_contract(cache_dir, capsys) -> None:
     assert rc == 2 and out == "" and "registered" in err
     rc, out, err = _train_cli(["train", "digits-dilate", "--model", "pixels"] + common, capsys)
     assert rc == 2 and "pixels" in err
+
+
+def test_model_selection_keeps_the_best_validation_epoch(cache_dir, monkeypatch) -> None:
+    import dws_theory.inr.train as train_module
+
+    val_scores = iter([0.2, 0.9, 0.1])  # accuracy: epoch 2 is the best
+    seen: list[tuple[str, torch.Tensor]] = []
+
+    def scripted_evaluate(model, data, split, batch_size=512):
+        seen.append((split, torch.cat([p.detach().flatten() for p in model.parameters()])))
+        return next(val_scores) if split == "val" else -1.0
+
+    monkeypatch.setattr(train_module, "evaluate", scripted_evaluate)
+    result = train_module.train(
+        "digits-inr", "mlp", epochs=3, n=N, fit_steps=FIT_STEPS, cache_dir=cache_dir, progress=False
+    )
+    assert result["value"] == -1.0
+    vals = [p for split, p in seen if split == "val"]
+    (test_params,) = [p for split, p in seen if split == "test"]
+    assert torch.equal(test_params, vals[1]) and not torch.equal(test_params, vals[2])
