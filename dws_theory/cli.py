@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from .basis import Basis, enumerate_basis
 from .build import add_build_parser
 from .certify import Certificate, certify
+from .codegen import add_generate_parser
 from .docs import add_docs_parser
 from .spec import MODES, SpecError, WeightSpace, mlp, parse_dims, parse_mode
 
@@ -190,7 +191,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 # -- entry point ---------------------------------------------------------------------------------
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Every subcommand; each module registers its own parser and sets `func`."""
-    return [_add_basis, _add_verify, add_docs_parser, add_build_parser]
+    return [_add_basis, _add_verify, add_docs_parser, add_build_parser, add_generate_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
