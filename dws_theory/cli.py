@@ -12,6 +12,8 @@ from .build import add_build_parser
 from .certify import Certificate, certify
 from .codegen import add_generate_parser
 from .docs import add_docs_parser
+from .inr.datasets import add_data_parser
+from .inr.train import add_train_parser
 from .spec import MODES, SpecError, WeightSpace, mlp, parse_dims, parse_mode
 
 DEFAULT_DIMS = "2,32,32,1"
@@ -191,7 +193,15 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 # -- entry point ---------------------------------------------------------------------------------
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Every subcommand; each module registers its own parser and sets `func`."""
-    return [_add_basis, _add_verify, add_docs_parser, add_build_parser, add_generate_parser]
+    return [
+        _add_basis,
+        _add_verify,
+        add_generate_parser,
+        add_docs_parser,
+        add_build_parser,
+        add_data_parser,
+        add_train_parser,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
