@@ -159,9 +159,9 @@ def _axes(space: WeightSpace, out: str | None, inp: str | None) -> list[tuple[st
     """(axis name, neuron set) for the block's axes: out axes first, then in axes."""
     axes = []
     if out is not None:
-        axes += [(f"out {k + 1}", s) for k, s in enumerate(space.tensor(out).axes)]
+        axes += [(rf"\mathrm{{out}}_{k + 1}", s) for k, s in enumerate(space.tensor(out).axes)]
     if inp is not None:
-        axes += [(f"in {k + 1}", s) for k, s in enumerate(space.tensor(inp).axes)]
+        axes += [(rf"\mathrm{{in}}_{k + 1}", s) for k, s in enumerate(space.tensor(inp).axes)]
     return axes
 
 
@@ -212,7 +212,8 @@ def _pattern_code(p: Pattern) -> str:
 
 
 def _partition_text(space: WeightSpace, p: Pattern) -> str:
-    """Per neuron set, the blocks of the partition as sets of axis names."""
+    """Per neuron set, the blocks of the partition as sets of axis names (all in math mode:
+    bare braces at the end of a table cell would read as Markdown attribute lists)."""
     axes = _axes(space, p.out, p.inp)
     labels = p.out_labels + p.in_labels
     parts = []
@@ -221,8 +222,8 @@ def _partition_text(space: WeightSpace, p: Pattern) -> str:
         for label, set_name in p.label_sets:
             if set_name == name:
                 members = [axes[k][0] for k, x in enumerate(labels) if x == label]
-                blocks.append("{" + ", ".join(members) + "}")
-        parts.append(f"${set_tex(name)}$: " + " ".join(blocks))
+                blocks.append(r"\{" + ", ".join(members) + r"\}")
+        parts.append(f"${set_tex(name)}$: $" + r"\ ".join(blocks) + "$")
     return "; ".join(parts)
 
 
@@ -549,9 +550,9 @@ def _group_section(space: WeightSpace, mode: str) -> list[str]:
         + ":",
         "",
     ]
-    lines += [f"$$ {_action_tex(space, t.name)} $$" for t in space.tensors]
+    for t in space.tensors:  # one display each: adjacent $$ lines would merge into one
+        lines += [f"$$ {_action_tex(space, t.name)} $$", ""]
     lines += [
-        "",
         "The representation $\\rho(g)$ on $V$ is the block-diagonal matrix of these signed "
         "permutations.",
         "",

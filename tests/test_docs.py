@@ -327,3 +327,5 @@ def test_site_builds_in_strict_mode(tmp_path: Path) -> None:
     page = tmp_path / "site" / "derivations" / derivation_stem((2, 32, 32, 1), "hidden")
     html = (page / "index.html").read_text(encoding="utf-8")
     assert 'class="arithmatex"' in html  # the math reached MathJax's markup
+    assert "$$" not in html  # every display formula was recognised on its own
+    assert not re.search(r"<td [^>]*>", html)  # no cell text was eaten as an attribute list
