@@ -641,8 +641,10 @@ def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -
     if add.bias is not None:
         terms.insert(0, _placed_bias(plan, add))
     head = f"{target}: broadcast sum of {', '.join(add.terms)}"
-    head += f" and the bias orbit {add.bias}" if add.bias is not None else ""
-    lines = _comment(indent, [], head)
+    if add.bias is None:
+        lines = _comment(indent, [], head)
+    else:
+        lines = _comment(indent, [str(add.bias)], head + " and the bias orbit ")
     if add.fused:
         terms = terms[:-1]
     lines += _statement(indent, target, terms[0])

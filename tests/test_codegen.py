@@ -1,0 +1,273 @@
+"""The code generator: lowering (ops, slots, counts), rendered source, files, CLI, drift.
+
+Nothing here runs a layer (tests/test_layers.py does); these tests check the plan against the
+basis and the text against its contracts (header, imports, formatting, reproducibility).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import mlp_dims, modes
+
+from dws_theory.basis import enumerate_basis
+from dws_theory.cli import main
+from dws_theory.codegen import (
+    GENERATOR_VERSION,
+    Add,
+    Mix,
+    Pool,
+    checked_in_modules,
+    lower,
+    module_name,
+    render,
+    source_for,
+    write_module,
+)
+from dws_theory.spec import Kind, NeuronSet, SpecError, Tensor, WeightSpace, mlp
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATED = ROOT / "generated"
+
+
+def plan_of(dims, mode):
+    return lower(enumerate_basis(mlp(dims, mode)), mode=mode)
+
+
+# -- the plan --------------------------------------------------------------------------------------
+@given(dims=mlp_dims(), mode=modes)
+def test_every_pattern_lands_in_exactly_one_mix_and_one_add(dims, mode):
+    basis = enumerate_basis(mlp(dims, mode))
+    plan = lower(basis, mode=mode)
+    eq = plan.equivariant_ops
+    in_mix = Counter(p for op in eq if isinstance(op, Mix) for p in op.patterns)
+    in_add = Counter(p for op in eq if isinstance(op, Add) for p in op.patterns)
+    assert in_mix == Counter(basis.linear)
+    assert in_add == Counter(basis.linear) + Counter(basis.bias)
+    inv_mix = Counter(p for op in plan.invariant_ops if isinstance(op, Mix) for p in op.patterns)
+    assert inv_mix == Counter(basis.invariant)
+    # A pool serves exactly the patterns that read its feature, each pattern at most once.
+    in_pool = Counter(p for op in eq if isinstance(op, Pool) for p in op.patterns)
+    assert all(n == 1 for n in in_pool.values())
+    for op in eq:
+        if isinstance(op, Pool):
+            assert all(p.inp == op.tensor for p in op.patterns)
+            assert not op.is_identity
+
+
+@given(dims=mlp_dims(), mode=modes)
+def test_slots_cover_every_basis_element_once(dims, mode):
+    """Element ranges [element, element + f_out * f_in) tile 0..E-1; bias ranges tile 0..Eb-1;
+    and the weight blocks of one mix do not overlap."""
+    basis = enumerate_basis(mlp(dims, mode))
+    plan = lower(basis, mode=mode)
+    covered = []
+    for op in plan.equivariant_ops:
+        if isinstance(op, Mix):
+            cells = set()
+            for s in op.slots:
+                assert s.f_out * s.f_in == s.pattern.multiplicity(basis.space)
+                covered += range(s.element, s.element + s.f_out * s.f_in)
+                block = {
+                    (r, c)
+                    for r in range(s.row, s.row + s.f_out)
+                    for c in range(s.column, s.column + s.f_in)
+                }
+                assert not cells & block
+                cells |= block
+            assert len(cells) == op.rows * op.width  # dense: no unused (redundant) entries
+    assert sorted(covered) == list(range(basis.equivariant_linear))
+    bias = []
+    for op in plan.equivariant_ops:
+        if isinstance(op, Add) and op.bias is not None:
+            bias += range(op.bias_element, op.bias_element + op.f_out)
+    assert sorted(bias) == list(range(basis.equivariant_bias))
+
+
+@given(dims=mlp_dims(), mode=modes, c_in=st.integers(1, 6), c_out=st.integers(1, 6))
+def test_plan_parameter_count_is_the_basis_count(dims, mode, c_in, c_out):
+    basis = enumerate_basis(mlp(dims, mode))
+    assert lower(basis).parameter_count(c_in, c_out) == basis.parameter_count(c_in, c_out)
+
+
+def ops_per_layer(depth: int, mode: str) -> int:
+    return len(plan_of((3,) + (4,) * (depth - 1) + (2,), mode).equivariant_ops)
+
+
+@pytest.mark.parametrize("mode", ["hidden", "all", "signed"])
+def test_op_count_grows_linearly_with_depth(mode):
+    counts = [ops_per_layer(m, mode) for m in range(1, 9)]
+    steps = {b - a for a, b in zip(counts[1:], counts[2:], strict=False)}
+    assert len(steps) == 1, counts  # constant increment from M = 2 on
+    assert counts[-1] <= 12 * 8 < 4 * 8**2  # far below one op per block at M = 8
+
+
+def test_op_counts_of_the_reference_shape():
+    """2-32-32-1 hidden: pools W1 (2), b1, W2 (3), b2, W3 (2), b3; one mix per neuron set
+    n1, n2, one for the constants and one GEMM for W2; one add per tensor."""
+    kinds = Counter(op.kind for op in plan_of((2, 32, 32, 1), "hidden").equivariant_ops)
+    assert kinds == {"pool": 10, "mix": 4, "add": 6}
+
+
+def test_lower_rejects_non_mlp_spaces():
+    sets = (NeuronSet("a", 3, Kind.PERMUTED),)
+    space = WeightSpace(sets, (Tensor("T", ("a", "a")),))
+    with pytest.raises(SpecError, match="MLP"):
+        lower(enumerate_basis(space))
+    with pytest.raises(SpecError, match="mode all"):
+        lower(enumerate_basis(mlp((2, 3, 1), "hidden")), mode="all")
+
+
+# -- the source text -------------------------------------------------------------------------------
+def test_generator_never_imports_torch():
+    code = (
+        "import sys\n"
+        "from dws_theory.codegen import source_for\n"
+        "source_for((2, 3, 3, 1), 'signed')\n"
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def _module_constants(source: str) -> dict[str, object]:
+    tree = ast.parse(source)
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            with contextlib.suppress(ValueError):  # not a literal: skip
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+@given(dims=mlp_dims(), mode=modes)
+def test_source_header_constants_and_imports(dims, mode):
+    space = mlp(dims, mode)
+    basis = enumerate_basis(space)
+    source = source_for(dims, mode)
+    assert source.startswith("# DO NOT EDIT")
+    assert f"#   generator version: {GENERATOR_VERSION}\n" in source
+    assert f"#   mode: {mode}\n" in source
+    constants = _module_constants(source)
+    assert constants["SPEC"] == str(space)
+    assert WeightSpace.parse(constants["SPEC"]) == space
+    assert constants["DIMS"] == tuple(dims) and constants["MODE"] == mode
+    assert constants["EQUIVARIANT_LINEAR"] == basis.equivariant_linear
+    assert constants["EQUIVARIANT_BIAS"] == basis.equivariant_bias
+    assert constants["INVARIANT_LINEAR"] == basis.invariant_linear
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module.split(".")[0])
+    assert imported - {"torch"} <= set(sys.stdlib_module_names) | {"__future__"}
+    assert "torch" in imported
+    classes = {n.name for n in ast.parse(source).body if isinstance(n, ast.ClassDef)}
+    assert {"EquivariantLayer", "InvariantLayer"} <= classes
+
+
+@given(dims=mlp_dims(), mode=modes)
+def test_comments_name_every_pattern(dims, mode):
+    basis = enumerate_basis(mlp(dims, mode))
+    comments = "\n".join(
+        line.strip().lstrip("#").strip()
+        for line in source_for(dims, mode).splitlines()
+        if line.strip().startswith("#")
+    )
+    for p in basis.linear + basis.bias + basis.invariant:
+        assert str(p) in comments, str(p)
+
+
+@given(dims=mlp_dims(), mode=modes)
+def test_no_loops_or_data_dependent_branches_in_forward(dims, mode):
+    tree = ast.parse(source_for(dims, mode))
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        for fn in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
+            if fn.name in ("forward", "features"):
+                kinds = {type(n) for n in ast.walk(fn)}
+                assert not kinds & {ast.For, ast.While, ast.If, ast.IfExp}, fn.name
+
+
+def test_render_is_deterministic_and_lines_fit():
+    plan = plan_of((2, 32, 32, 32, 32, 1), "hidden")
+    text = render(plan)
+    assert text == render(plan_of((2, 32, 32, 32, 32, 1), "hidden"))
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert ".repeat(" not in text
+
+
+# -- files, CLI, reproducibility -------------------------------------------------------------------
+def test_write_module_and_cli(tmp_path, capsys):
+    path = write_module("2,3,3,1", "np", tmp_path)
+    assert path == tmp_path / "dws_2_3_3_1_all.py"
+    assert path.read_text(encoding="utf-8") == source_for((2, 3, 3, 1), "all")
+    assert main(["generate", "2,4,1", "--symmetry", "signed", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert Path(printed) == tmp_path / "dws_2_4_1_signed.py" and Path(printed).is_file()
+    assert module_name((1, 2), "hnp") == "dws_1_2_hidden"
+
+
+def test_cli_generate_rejects_bad_shapes(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "2,0,1", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "positive" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_checked_in_modules_are_listed_and_cover_the_required_shapes():
+    listed = set(checked_in_modules())
+    required = {((2, 32, 32, 1), m) for m in ("hidden", "all", "signed")}
+    required |= {((1, 32, 32, 1), m) for m in ("hidden", "all", "signed")}
+    required |= {((2, 32, 32, 32, 32, 1), "hidden")}
+    assert required <= listed
+    assert any(d[-1] > 1 and d[0] > 2 for d, _ in listed)  # a classifier-like shape
+
+
+def test_generated_modules_do_not_drift(tmp_path):
+    """Regenerate every checked-in module from the engine; any byte difference fails."""
+    for dims, mode in checked_in_modules():
+        fresh = write_module(dims, mode, tmp_path)
+        committed = GENERATED / fresh.name
+        assert committed.is_file(), f"{committed} is missing: run dws-theory generate"
+        assert committed.read_bytes() == fresh.read_bytes(), (
+            f"{committed.name} drifted from the generator: regenerate it with "
+            f"dws-theory generate {','.join(map(str, dims))} --symmetry {mode}"
+        )
+
+
+RUFF = shutil.which("ruff")
+
+
+@pytest.mark.skipif(
+    RUFF is None, reason="ruff is not installed (dev extra); CI's lint step runs it"
+)
+def test_generated_modules_are_ruff_clean():
+    files = [str(GENERATED / f"{module_name(d, m)}.py") for d, m in checked_in_modules()]
+    fmt = subprocess.run([RUFF, "format", "--check", *files], capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    lint = subprocess.run([RUFF, "check", *files], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.skipif(
+    RUFF is None, reason="ruff is not installed (dev extra); CI's lint step runs it"
+)
+def test_rendered_source_is_ruff_format_stable_on_odd_shapes(tmp_path):
+    """Width 1, depth 1, a long deep shape and a wide input: every layout path of the printer."""
+    shapes = [(1, 1), (3, 1, 2), (2, 1, 3, 1, 2), (5,) * 12, (784, 128, 128, 10), (1000,) * 30]
+    files = [str(write_module(d, m, tmp_path)) for d in shapes for m in ("hidden", "all", "signed")]
+    config = ["--config", str(ROOT / "pyproject.toml")]  # tmp_path has no ruff settings
+    fmt = subprocess.run([RUFF, "format", "--check", *config, *files], capture_output=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    lint = subprocess.run([RUFF, "check", "--no-cache", *config, *files], capture_output=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr

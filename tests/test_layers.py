@@ -1,0 +1,425 @@
+"""The emitted layers: equivariant, not over-symmetric, complete, equal to the dense reference.
+
+Every check runs the code that `dws-theory generate` writes (built in memory by
+`runtime.layer_classes`, or imported from generated/ by file path), in float64, with random
+parameters (not the initialisation) and fresh random inputs per example.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from strategies import mlp_dims, modes
+
+from dws_theory.basis import enumerate_basis
+from dws_theory.codegen import checked_in_modules, module_name
+from dws_theory.group import GroupElement, random_element
+from dws_theory.runtime import layer_classes
+from dws_theory.spec import WeightSpace, mlp
+
+GENERATED = Path(__file__).resolve().parent.parent / "generated"
+Tensors = list[torch.Tensor]
+
+
+# -- helpers shared with test_models.py ------------------------------------------------------------
+def random_inputs(
+    dims: Sequence[int], batch: int, channels: int, gen: torch.Generator
+) -> tuple[Tensors, Tensors]:
+    """Random features in the layout contract, float64."""
+    weights = [
+        torch.randn(batch, channels, dims[m], dims[m - 1], generator=gen, dtype=torch.float64)
+        for m in range(1, len(dims))
+    ]
+    biases = [
+        torch.randn(batch, channels, dims[m], generator=gen, dtype=torch.float64)
+        for m in range(1, len(dims))
+    ]
+    return weights, biases
+
+
+def act(space: WeightSpace, g: GroupElement, weights: Tensors, biases: Tensors):
+    """The group action on [B, C, ...] tensors: y[.., i, ..] = sign[i] * x[.., perm[i], ..].
+
+    Written independently of the engine's `signed_permutation`: a gather along every axis of
+    every tensor with the permutation of its neuron set, then a multiplication by its signs.
+    """
+
+    def one(t: torch.Tensor, name: str) -> torch.Tensor:
+        for pos, set_name in enumerate(space.tensor(name).axes):
+            dim = 2 + pos
+            t = t.index_select(dim, torch.as_tensor(g.perm(set_name)))
+            shape = [1] * t.dim()
+            shape[dim] = -1
+            t = t * torch.as_tensor(g.sign(set_name), dtype=t.dtype).view(shape)
+        return t
+
+    depth = len(weights)
+    return (
+        [one(weights[m], f"W{m + 1}") for m in range(depth)],
+        [one(biases[m], f"b{m + 1}") for m in range(depth)],
+    )
+
+
+def permute_one_axis(t: torch.Tensor, dim: int, perm: np.ndarray) -> torch.Tensor:
+    return t.index_select(dim, torch.as_tensor(perm))
+
+
+def flat(weights: Tensors, biases: Tensors) -> torch.Tensor:
+    """[B, C, P]: tensors in spec order W1, b1, W2, b2, ..., C order inside."""
+    batch, channels = weights[0].shape[:2]
+    parts = []
+    for w, b in zip(weights, biases, strict=True):
+        parts += [w.reshape(batch, channels, -1), b.reshape(batch, channels, -1)]
+    return torch.cat(parts, dim=2)
+
+
+def randomise(module: torch.nn.Module, gen: torch.Generator) -> None:
+    """Random parameters (not the initialisation, which zeroes biases)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+
+
+def assert_close(a: Tensors, b: Tensors, rtol: float = 1e-10) -> None:
+    for x, y in zip(a, b, strict=True):
+        x, y = x.detach(), y.detach()
+        scale = max(1.0, float(y.abs().max()))
+        assert float((x - y).abs().max()) <= rtol * scale, float((x - y).abs().max())
+
+
+def layer64(dims: Sequence[int], mode: str, c_in: int, c_out: int, gen: torch.Generator):
+    equivariant, _ = layer_classes(dims, mode)
+    layer = equivariant(c_in, c_out).double()
+    randomise(layer, gen)
+    return layer
+
+
+seeds = st.integers(0, 2**31 - 1)
+channels = st.integers(1, 3)
+
+
+# -- equivariance and invariance -------------------------------------------------------------------
+@given(dims=mlp_dims(), mode=modes, seed=seeds, c_in=channels, c_out=channels)
+def test_equivariant_layer_commutes_with_random_group_elements(dims, mode, seed, c_in, c_out):
+    gen = torch.Generator().manual_seed(seed)
+    space = mlp(dims, mode)
+    layer = layer64(dims, mode, c_in, c_out, gen)
+    x = random_inputs(dims, 2, c_in, gen)
+    g = random_element(space, np.random.default_rng(seed))
+    left = layer(*act(space, g, *x))
+    right = act(space, g, *layer(*x))
+    assert_close(left[0] + left[1], right[0] + right[1])
+
+
+@given(dims=mlp_dims(), mode=modes, seed=seeds, c_in=channels)
+def test_invariant_layer_is_invariant(dims, mode, seed, c_in):
+    gen = torch.Generator().manual_seed(seed)
+    space = mlp(dims, mode)
+    _, invariant = layer_classes(dims, mode)
+    layer = invariant(c_in, 3).double()
+    randomise(layer, gen)
+    x = random_inputs(dims, 2, c_in, gen)
+    g = random_element(space, np.random.default_rng(seed))
+    assert_close([layer(*act(space, g, *x))], [layer(*x)])
+
+
+# -- not over-symmetric ----------------------------------------------------------------------------
+def _non_identity(n: int, rng: np.random.Generator) -> np.ndarray:
+    perm = rng.permutation(n)
+    while n > 1 and np.all(perm == np.arange(n)):
+        perm = rng.permutation(n)
+    return perm
+
+
+def _relative_gap(a: Tensors, b: Tensors) -> float:
+    num = math.sqrt(sum(float(((x - y) ** 2).sum().detach()) for x, y in zip(a, b, strict=True)))
+    den = math.sqrt(sum(float((y**2).sum().detach()) for y in b))
+    return num / den
+
+
+@given(dims=mlp_dims(), mode=modes, seed=seeds, data=st.data())
+def test_permuting_rows_of_one_weight_alone_is_detected(dims, mode, seed, data):
+    """Rows of W_k permuted without b_k and the columns of W_{k+1}: not a group element, so
+    L(h x) != h L(x) for generic parameters (a gap far above float64 noise).
+
+    In `signed` mode a W_k between two signed sets couples only to itself (every other block
+    has an odd block on a signed set), so only W_1 and W_M can tell; in the other modes
+    W_k <- b_k (rows kept, columns broadcast or dense) always exists."""
+    depth = len(dims) - 1
+    layers = range(1, depth + 1) if mode != "signed" else sorted({1, depth})
+    candidates = [k for k in layers if dims[k] >= 2]
+    assume(candidates)
+    k = data.draw(st.sampled_from(candidates))
+    gen = torch.Generator().manual_seed(seed)
+    layer = layer64(dims, mode, 1, 1, gen)
+    weights, biases = random_inputs(dims, 2, 1, gen)
+    perm = _non_identity(dims[k], np.random.default_rng(seed))
+
+    def h(ws: Tensors, bs: Tensors) -> tuple[Tensors, Tensors]:
+        ws = list(ws)
+        ws[k - 1] = permute_one_axis(ws[k - 1], 2, perm)
+        return ws, list(bs)
+
+    left = layer(*h(weights, biases))
+    right = h(*layer(weights, biases))
+    assert _relative_gap(left[0] + left[1], right[0] + right[1]) > 1e-6
+
+
+@given(dims=mlp_dims(min_width=2), seed=seeds)
+def test_hidden_mode_sees_input_coordinates(dims, seed):
+    """Input coordinates (columns of W1, the fixed set n0) are not interchangeable."""
+    gen = torch.Generator().manual_seed(seed)
+    layer = layer64(dims, "hidden", 1, 1, gen)
+    weights, biases = random_inputs(dims, 2, 1, gen)
+    perm = _non_identity(dims[0], np.random.default_rng(seed))
+    moved = [permute_one_axis(weights[0], 3, perm)] + weights[1:]
+    left = layer(moved, biases)
+    right = layer(weights, biases)
+    right = [permute_one_axis(right[0][0], 3, perm)] + right[0][1:], right[1]
+    assert _relative_gap(left[0] + left[1], right[0] + right[1]) > 1e-6
+
+
+# -- complete: the Jacobian with respect to the parameters has full rank ---------------------------
+def _parameter_jacobian(layer: torch.nn.Module, x: tuple[Tensors, Tensors]) -> np.ndarray:
+    params = {name: p.detach() for name, p in layer.named_parameters()}
+
+    def output(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        w, b = torch.func.functional_call(layer, p, x)
+        return flat(w, b).reshape(-1)
+
+    jac = torch.func.jacfwd(output)(params)  # forward mode: fewer parameters than outputs
+    return torch.cat([jac[name].reshape(jac[name].shape[0], -1) for name in params], 1).numpy()
+
+
+@given(dims=mlp_dims(max_depth=4), mode=modes, seed=seeds)
+def test_parameter_jacobian_rank_equals_the_orbit_count(dims, mode, seed):
+    basis = enumerate_basis(mlp(dims, mode))
+    gen = torch.Generator().manual_seed(seed)
+    layer = layer64(dims, mode, 1, 1, gen)
+    raw = sum(p.numel() for p in layer.parameters())
+    expected = basis.equivariant_linear + basis.equivariant_bias
+    assert raw == expected  # nothing redundant ...
+    # The layer is affine in x: P + 1 generic inputs pin down every linear map and bias.
+    inputs = mlp(dims, mode).dimension + 1
+    jac = _parameter_jacobian(layer, random_inputs(dims, inputs, 1, gen))
+    singular = np.linalg.svd(jac, compute_uv=False)
+    rank = int((singular > singular[0] * 1e-9).sum())
+    assert rank == expected  # ... and nothing missing
+
+
+# -- differential: the dense reference -------------------------------------------------------------
+@given(dims=mlp_dims(max_depth=4), mode=modes, seed=seeds, c_in=channels, c_out=channels)
+def test_layer_equals_dense_parameter_sharing_matrix(dims, mode, seed, c_in, c_out):
+    basis = enumerate_basis(mlp(dims, mode))
+    rng = np.random.default_rng(seed)
+    theta = rng.standard_normal((basis.equivariant_linear, c_out, c_in))
+    theta_bias = rng.standard_normal((basis.equivariant_bias, c_out))
+    equivariant, _ = layer_classes(dims, mode)
+    layer = equivariant(c_in, c_out).double()
+    layer.load_theta(torch.from_numpy(theta), torch.from_numpy(theta_bias))
+    x = random_inputs(dims, 3, c_in, torch.Generator().manual_seed(seed))
+    got = flat(*layer(*x)).detach().numpy()  # [B, c_out, P]
+    xs = flat(*x).numpy()  # [B, c_in, P]
+    for o in range(c_out):
+        want = basis.dense_bias(theta_bias[:, o])[None, :].repeat(3, 0)
+        for c in range(c_in):
+            want = want + xs[:, c] @ basis.dense(theta[:, o, c]).T
+        np.testing.assert_allclose(got[:, o], want, rtol=1e-10, atol=1e-10)
+
+
+@given(dims=mlp_dims(max_depth=4), mode=modes, seed=seeds)
+def test_one_channel_theta_vector_matches_dense(dims, mode, seed):
+    basis = enumerate_basis(mlp(dims, mode))
+    rng = np.random.default_rng(seed)
+    theta = rng.standard_normal(basis.equivariant_linear)
+    theta_bias = rng.standard_normal(basis.equivariant_bias)
+    equivariant, _ = layer_classes(dims, mode)
+    layer = equivariant(1, 1).double()
+    layer.load_theta(theta, theta_bias)
+    x = random_inputs(dims, 2, 1, torch.Generator().manual_seed(seed))
+    got = flat(*layer(*x)).detach().numpy()[:, 0]
+    want = flat(*x).numpy()[:, 0] @ basis.dense(theta).T + basis.dense_bias(theta_bias)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@given(dims=mlp_dims(max_depth=4), mode=modes, seed=seeds, c_in=channels)
+def test_invariant_layer_equals_dense_invariant(dims, mode, seed, c_in):
+    basis = enumerate_basis(mlp(dims, mode))
+    _, invariant = layer_classes(dims, mode)
+    layer = invariant(c_in, 2).double()
+    rng = np.random.default_rng(seed)
+    theta = rng.standard_normal((basis.invariant_linear, 2, c_in))
+    bias = rng.standard_normal(2)
+    layer.load_theta(torch.from_numpy(theta), torch.from_numpy(bias))
+    x = random_inputs(dims, 3, c_in, torch.Generator().manual_seed(seed))
+    features = flat(*x).numpy() @ basis.dense_invariant().T  # [B, c_in, invariant]
+    np.testing.assert_allclose(
+        layer.features(*x).detach().numpy(),
+        features.transpose(0, 2, 1).reshape(3, -1)[:, _feature_order(basis, c_in)],
+        rtol=1e-10,
+        atol=1e-12,
+    )
+    want = np.einsum("eoc,bce->bo", theta, features) + bias
+    np.testing.assert_allclose(layer(*x).detach().numpy(), want, rtol=1e-10, atol=1e-10)
+
+
+def _feature_order(basis, c_in: int) -> list[int]:
+    """Column order of InvariantLayer.features: per pattern, channel-major over its elements.
+
+    From [element, channel] (element-major) to the layer's [pattern, channel, element-in-
+    pattern] order, computed from the pattern multiplicities alone."""
+    order, start = [], 0
+    for p in basis.invariant:
+        n = p.multiplicity(basis.space)
+        order += [(start + e) * c_in + c for c in range(c_in) for e in range(n)]
+        start += n
+    return order
+
+
+@given(dims=mlp_dims(), mode=modes, c_in=st.integers(1, 5), c_out=st.integers(1, 5))
+def test_parameter_count_is_the_basis_count(dims, mode, c_in, c_out):
+    basis = enumerate_basis(mlp(dims, mode))
+    equivariant, invariant = layer_classes(dims, mode)
+    assert sum(p.numel() for p in equivariant(c_in, c_out).parameters()) == (
+        basis.parameter_count(c_in, c_out)
+    )
+    assert sum(p.numel() for p in invariant(c_in, c_out).parameters()) == (
+        basis.invariant_linear * c_in * c_out + c_out
+    )
+
+
+# -- gradients, compilation, devices ---------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["hidden", "all", "signed"])
+def test_gradcheck_float64(mode):
+    dims = (2, 3, 2)
+    gen = torch.Generator().manual_seed(0)
+    layer = layer64(dims, mode, 2, 2, gen)
+    weights, biases = random_inputs(dims, 2, 2, gen)
+    inputs = [t.requires_grad_() for t in weights + biases] + list(layer.parameters())
+    names = [name for name, _ in layer.named_parameters()]
+
+    def fn(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        depth = len(dims) - 1
+        ws, bs, ps = args[:depth], args[depth : 2 * depth], args[2 * depth :]
+        out = torch.func.functional_call(layer, dict(zip(names, ps, strict=True)), (ws, bs))
+        return tuple(out[0] + out[1])
+
+    assert torch.autograd.gradcheck(fn, tuple(inputs))
+
+
+def _compiled_matches_eager(backend: str) -> None:
+    dims = (2, 3, 3, 1)
+    gen = torch.Generator().manual_seed(1)
+    equivariant, _ = layer_classes(dims, "hidden")
+    layer = equivariant(2, 3)
+    weights, biases = random_inputs(dims, 4, 2, gen)
+    weights, biases = [w.float() for w in weights], [b.float() for b in biases]
+    eager = layer(weights, biases)
+    compiled = torch.compile(layer, backend=backend, fullgraph=True)  # fullgraph: no breaks
+    out = compiled(weights, biases)
+    assert_close(out[0] + out[1], eager[0] + eager[1], rtol=1e-5)
+    leaf = [w.clone().requires_grad_() for w in weights]
+    sum(t.sum() for t in sum(compiled(leaf, biases), [])).backward()
+    assert all(w.grad is not None and w.grad.shape == w.shape for w in leaf)
+
+
+def test_torch_compile_traces_one_graph_with_autograd():
+    _compiled_matches_eager("aot_eager")
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor():
+    _compiled_matches_eager("inductor")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none here")
+def test_cuda_matches_cpu():
+    dims = (2, 8, 8, 1)
+    gen = torch.Generator().manual_seed(2)
+    layer = layer64(dims, "hidden", 3, 4, gen)
+    x = random_inputs(dims, 5, 3, gen)
+    want = layer(*x)
+    got = layer.cuda()(*([t.cuda() for t in part] for part in x))
+    assert_close([t.cpu() for t in got[0] + got[1]], want[0] + want[1])
+
+
+# -- shapes and errors -----------------------------------------------------------------------------
+def test_shape_errors_name_the_expected_shape():
+    equivariant, invariant = layer_classes((2, 4, 1), "hidden")
+    layer = equivariant(3, 5)
+    weights = [torch.zeros(7, 3, 4, 2), torch.zeros(7, 3, 1, 4)]
+    biases = [torch.zeros(7, 3, 4), torch.zeros(7, 3, 1)]
+    out_w, out_b = layer(weights, biases)
+    assert [tuple(t.shape) for t in out_w] == [(7, 5, 4, 2), (7, 5, 1, 4)]
+    assert [tuple(t.shape) for t in out_b] == [(7, 5, 4), (7, 5, 1)]
+    assert tuple(invariant(3, 6)(weights, biases).shape) == (7, 6)
+    with pytest.raises(ValueError, match=r"weights\[0\] must have shape \[B, C, d_1, d_0\]"):
+        layer([torch.zeros(7, 3, 2, 4), weights[1]], biases)
+    with pytest.raises(ValueError, match=r"\[7, 3, 4\]"):
+        layer(weights, [torch.zeros(7, 2, 4), biases[1]])
+    with pytest.raises(ValueError, match="expects 2 weight and 2 bias tensors"):
+        layer(weights[:1], biases[:1])
+    with pytest.raises(ValueError, match="theta_linear needs shape"):
+        layer.load_theta(torch.zeros(3), torch.zeros(3))
+
+
+def test_output_layout_is_contiguous():
+    """Outputs are plain contiguous tensors (a fixed axis after a kept one is transposed back)."""
+    equivariant, _ = layer_classes((3, 4, 4, 2), "hidden")
+    out = equivariant(2, 2).double()(*random_inputs((3, 4, 4, 2), 2, 2, torch.Generator()))
+    assert all(t.is_contiguous() for t in out[0] + out[1])
+
+
+# -- checked-in modules import standalone ----------------------------------------------------------
+def _import_by_path(path: Path):
+    spec = importlib.util.spec_from_file_location(f"_standalone_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("dims,mode", checked_in_modules())
+def test_checked_in_module_imports_standalone_and_matches_runtime(dims, mode):
+    path = GENERATED / f"{module_name(dims, mode)}.py"
+    before = set(sys.modules)
+    module = _import_by_path(path)
+    new = {name.split(".")[0] for name in set(sys.modules) - before}
+    assert "dws_theory" not in new
+    assert tuple(dims) == module.DIMS
+    assert mode == module.MODE
+    gen = torch.Generator().manual_seed(3)
+    standalone = module.EquivariantLayer(2, 2).double()
+    randomise(standalone, gen)
+    runtime = layer_classes(dims, mode)[0](2, 2).double()
+    runtime.load_state_dict(standalone.state_dict())
+    x = random_inputs(dims, 2, 2, gen)
+    a, b = standalone(*x), runtime(*x)
+    assert_close(a[0] + a[1], b[0] + b[1], rtol=0.0)
+
+
+# -- initialisation --------------------------------------------------------------------------------
+def init_variance_ratio(dims: Sequence[int], mode: str, channels: int = 16, batch: int = 64):
+    """Var(output) / Var(input) of a freshly initialised layer on i.i.d. N(0, 1) inputs."""
+    torch.manual_seed(0)
+    equivariant, _ = layer_classes(dims, mode)
+    layer = equivariant(channels, channels)
+    weights, biases = random_inputs(dims, batch, channels, torch.Generator().manual_seed(0))
+    x = flat(weights, biases).float()
+    with torch.no_grad():
+        y = flat(*layer([w.float() for w in weights], [b.float() for b in biases]))
+    return float(y.var() / x.var())
+
+
+@pytest.mark.parametrize("mode", ["hidden", "all", "signed"])
+def test_initialisation_keeps_the_variance(mode):
+    assert 0.5 < init_variance_ratio((2, 32, 32, 1), mode) < 2.0
