@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,7 @@ __all__ = [
     "register_model",
     "PreparedData",
     "prepare",
+    "subsample_train",
     "get_batch",
     "predict",
     "build_model",
@@ -207,6 +208,18 @@ def prepare(ds: INRDataset, device: str | torch.device = "cpu") -> PreparedData:
     )
 
 
+def subsample_train(data: PreparedData, n_train: int | None) -> PreparedData:
+    """Keep ``n_train`` training INRs, a subset fixed by the dataset (not the training seed)."""
+    train = data.splits["train"]
+    if n_train is None or n_train >= len(train):
+        return data
+    if n_train < 1:
+        raise ValueError(f"n_train must be positive, got {n_train}")
+    keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n_train]
+    splits = {**data.splits, "train": train[keep.to(train.device)]}
+    return replace(data, splits=splits)
+
+
 Batch = tuple[list[Tensor], list[Tensor], Tensor]
 
 
@@ -322,6 +335,7 @@ def train(
     n: int | None = None,
     fit_steps: int | None = None,
     progress: bool = True,
+    n_train: int | None = None,
 ) -> dict[str, object]:
     """Train ``model_name`` on ``task``; select the best-validation epoch; report its test metric.
 
@@ -330,7 +344,9 @@ def train(
     MSE of the rendered output against the dilated image), ``params`` the trainable parameter
     count and ``seconds`` the wall time of the whole call, dataset loading included. ``n`` and
     ``fit_steps`` shrink the dataset (for quick runs); the dataset seed stays 0 so every
-    training seed sees the same INRs and splits.
+    training seed sees the same INRs and splits. ``n_train`` keeps only that many training INRs
+    (a fixed random subset, the same for every seed and model; validation and test splits and
+    the normalisation scales are unchanged), for learning curves against training-set size.
     """
     start = time.perf_counter()
     if task not in TASKS:
@@ -341,7 +357,7 @@ def train(
     lr = float(defaults["lr"] if lr is None else lr)
 
     ds = load_dataset(task, cache_dir, n=n, steps=fit_steps, progress=progress)
-    data = prepare(ds, device)
+    data = subsample_train(prepare(ds, device), n_train)
     info = data.info
     torch.manual_seed(seed)  # model inits use the global generator
     model = build_model(model_name, info).to(device)
@@ -398,6 +414,8 @@ def _run_train(args: argparse.Namespace) -> int:
             n=args.n,
             fit_steps=args.fit_steps,
             progress=not args.quiet,
+            n_train=args.n_train,
+            weight_decay=args.weight_decay,
         )
     except UnsupportedTask as exc:
         print(f"error: {args.model} on {args.task}: {exc}", file=sys.stderr)
@@ -432,9 +450,17 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--json", action="store_true", help="print exactly one JSON object to stdout")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    p.add_argument(
+        "--n-train", type=int, default=None, help="train on a fixed subset of this many INRs"
+    )
     p.add_argument("--cache-dir", default=None, help="dataset cache directory")
     p.add_argument("--n", type=int, default=None, help="use only this many INRs (quick runs)")
     p.add_argument("--fit-steps", type=int, default=None, help="override INR fitting steps")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train)
     return p
+
+
+# Registers dws, dws-all, dws-signed and nfn (imported last: it builds on this module).
+from . import equivariant as _equivariant  # noqa: E402,F401
