@@ -12,8 +12,9 @@ Each step is forward, then backward from a fixed output gradient to the inputs a
 parameter (`torch.autograd.grad`, so nothing accumulates between runs). Times are medians
 over `--repeats` timed blocks (time.perf_counter, CUDA synchronised) after a warm-up; the
 blocks of all candidates of one shape alternate, so load on a shared machine hits all alike.
-The minimum over blocks is reported too: on a loaded machine it is the closer estimate of
-the uncontended time.
+The minimum over blocks and the median CPU time (time.process_time: all threads, not
+counting time descheduled) are reported too: on a loaded machine they are the closer
+estimates of the uncontended cost.
 
 Memory. CPU: `saved` is the bytes of the tensors autograd keeps for backward, counted once
 per storage, excluding the inputs and parameters themselves (saved_tensors_hooks); `peak`
@@ -217,12 +218,14 @@ def _sync(device: str) -> None:
 
 def interleaved_medians(
     fns: dict[str, Callable[[], None]], device: str, repeats: int, min_block: float
-) -> dict[str, tuple[float, float, float]]:
-    """(median, IQR, minimum) seconds per call of every function, timed round-robin.
+) -> dict[str, tuple[float, float, float, float]]:
+    """(median, IQR, minimum, median CPU time) seconds per call, timed round-robin.
 
     Each function is warmed up, then timed in blocks of `number` calls (enough for
     `min_block` seconds); the blocks of all functions alternate, in a rotating order, so a
     slow spell of a shared machine hits every candidate alike instead of one of them.
+    CPU time (all threads of this process) does not count time spent descheduled, so it is
+    the steadier number when other processes share the cores.
     """
     number = {}
     for name, fn in fns.items():
@@ -234,20 +237,22 @@ def interleaved_medians(
         _sync(device)
         number[name] = max(1, math.ceil(min_block / max(time.perf_counter() - t0, 1e-9)))
     times: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             fn = fns[name]
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(number[name]):
                 fn()
             _sync(device)
             times[name].append((time.perf_counter() - t0) / number[name])
+            cpu[name].append((time.process_time() - c0) / number[name])
     out = {}
     for name, ts in times.items():
         q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
-        out[name] = (statistics.median(ts), q[2] - q[0], min(ts))
+        out[name] = (statistics.median(ts), q[2] - q[0], min(ts), statistics.median(cpu[name]))
     return out
 
 
@@ -327,11 +332,13 @@ class Row:
     step_ms: float
     step_iqr_ms: float
     step_min_ms: float
+    step_cpu_ms: float
     runs: int
     saved_mb: float | None
     peak_mb: float
     x_floor: float = 0.0
     x_floor_min: float = 0.0
+    x_floor_cpu: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -361,7 +368,7 @@ def measure_shape(
             saved, peak = None, cuda_peak_bytes(step)
         else:
             saved, peak = saved_bytes(c) / 2**20, cpu_peak_bytes(step)
-        med, iqr, best = timed[f"{c.name}/step"]
+        med, iqr, best, cpu_med = timed[f"{c.name}/step"]
         rows.append(
             Row(
                 shape=",".join(map(str, dims)),
@@ -373,6 +380,7 @@ def measure_shape(
                 step_ms=med * 1e3,
                 step_iqr_ms=iqr * 1e3,
                 step_min_ms=best * 1e3,
+                step_cpu_ms=cpu_med * 1e3,
                 runs=args.repeats,
                 saved_mb=saved,
                 peak_mb=peak / 2**20,
@@ -383,6 +391,7 @@ def measure_shape(
     for r in rows:
         r.x_floor = r.step_ms / floor
         r.x_floor_min = r.step_min_ms / rows[0].step_min_ms
+        r.x_floor_cpu = r.step_cpu_ms / rows[0].step_cpu_ms
     if args.device == "cuda":
         copy = cuda_copy_seconds(args.batch * weight_space_size(dims) * args.channels, dtype)
         for r in rows:
@@ -394,14 +403,17 @@ def measure_shape(
 # -- report ----------------------------------------------------------------------------------
 def markdown(rows: list[Row], cuda: bool) -> str:
     head = "| shape | P | dtype | impl | fwd ms | fwd+bwd ms (IQR) | x floor |"
-    head += " min ms | x floor (min) | peak MB |" + (" x copy |" if cuda else " saved MB |")
+    head += " min ms | x floor (min) | CPU ms | x floor (CPU) | peak MB |" + (
+        " x copy |" if cuda else " saved MB |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         last = f"{r.extra['x_copy']:.1f}" if cuda else f"{r.saved_mb:.1f}"
         lines.append(
             f"| {r.shape} | {r.P} | {r.dtype} | {r.impl} | {r.fwd_ms:.2f} | "
             f"{r.step_ms:.2f} ({r.step_iqr_ms:.2f}) | {r.x_floor:.2f} | {r.step_min_ms:.2f} | "
-            f"{r.x_floor_min:.2f} | {r.peak_mb:.1f} | {last} |"
+            f"{r.x_floor_min:.2f} | {r.step_cpu_ms:.2f} | {r.x_floor_cpu:.2f} | "
+            f"{r.peak_mb:.1f} | {last} |"
         )
     return "\n".join(lines)
 
@@ -421,6 +433,7 @@ def ratios(rows: list[Row]) -> str:
                     f"- {shape} {dtype}: {other} / ours-hidden = "
                     f"{by[other].step_ms / ours.step_ms:.2f}x (fwd+bwd median), "
                     f"{by[other].step_min_ms / ours.step_min_ms:.2f}x (fwd+bwd min), "
+                    f"{by[other].step_cpu_ms / ours.step_cpu_ms:.2f}x (fwd+bwd CPU), "
                     f"{by[other].fwd_ms / ours.fwd_ms:.2f}x (fwd median)"
                 )
     return "\n".join(lines)
