@@ -582,7 +582,20 @@ def _render_mix(plan: LayerPlan, mix: Mix, indent: int) -> list[str]:
         lines += _call(indent, mix.name, "F.linear", [feature, weight])
     else:
         lines += _call(indent, mix.name, "_mix", [weight, feature])
+    if len(mix.outs) > 1:  # one block of rows per output (split: one op, one backward)
+        blocks = [_block_name(mix, out) for out, _, _ in mix.outs]
+        sizes = [str(f_out) for _, _, f_out in mix.outs]
+        if len(set(sizes)) == 1:
+            split = f"{mix.name}.split(c_out * {sizes[0]}, 1)"
+        else:
+            lines += _rows_lines("rows", sizes, one_line=True, indent=indent)
+            split = f"{mix.name}.split([c_out * f for f in rows], 1)"
+        lines += _unpack(indent, blocks, split)
     return lines
+
+
+def _block_name(mix: Mix, out: str) -> str:
+    return f"{mix.name}_{out}"
 
 
 def _placed(plan: LayerPlan, mix: Mix, out: str) -> list[str]:
@@ -590,12 +603,7 @@ def _placed(plan: LayerPlan, mix: Mix, out: str) -> list[str]:
     space = plan.space
     axes = space.tensor(out).axes
     fixed = list(_fixed_axes(space, out))
-    pieces = [mix.name]
-    if len(mix.outs) > 1:
-        _, row, f_out = next(b for b in mix.outs if b[0] == out)
-        pieces.append(
-            f"[:, c_out * {row} : c_out * {row + f_out}]" if row else f"[:, : c_out * {f_out}]"
-        )
+    pieces = [_block_name(mix, out) if len(mix.outs) > 1 else mix.name]
     if fixed:
         shape = ["batch", "c_out", *_sizes(space, fixed), *_sizes(space, mix.kept)]
         pieces.append(f".view({', '.join(shape)})")
@@ -645,15 +653,17 @@ def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -
         lines = _comment(indent, [], head)
     else:
         lines = _comment(indent, [str(add.bias)], head + " and the bias orbit ")
-    if add.fused:
-        terms = terms[:-1]
+    if add.fused:  # the two largest remaining terms are summed inside _MixAdd
+        terms, rest = terms[:-2], terms[-2]
     lines += _statement(indent, target, terms[0])
     for t in terms[1:]:
         lines += _statement(indent, target, t, plus=target)
     last = mixes[add.terms[-1]]
     if add.fused:
+        lines += _statement(indent, "rest", rest)
         feature = last.features[0] if len(last.features) == 1 else f"cat_{last.name[4:]}"
-        lines += _call(indent, target, "_mix", [f"self.{last.name}", feature, target])
+        args = [f"self.{last.name}", feature, target, "rest"]
+        lines += _call(indent, target, "_MixAdd.apply", args)
     else:
         # A fixed axis after a kept one leaves the largest term transposed: return contiguous.
         axes = plan.space.tensor(add.out).axes
@@ -723,23 +733,72 @@ def _module_doc(plan: LayerPlan) -> list[str]:
 
 _HELPERS = '''
 
-def _mix(weight: torch.Tensor, x: torch.Tensor, acc: torch.Tensor | None = None) -> torch.Tensor:
-    """One channel mix [B, K, *S] -> [B, O, *S] for a weight [O, K]: one batched GEMM.
-
-    With `acc` (a temporary of the caller, broadcastable to the result), the GEMM accumulates
-    into it in place: out = acc + weight @ x with no second full-size buffer and no extra pass.
-    `_unsafe_view` (what torch.matmul uses internally) flattens it without making autograd
-    treat the in-place update as a write through a view, which would copy the gradient.
-    """
+def _mix(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """One channel mix [B, K, *S] -> [B, O, *S] for a weight [O, K]: one batched GEMM."""
     batch = x.shape[0]
-    shape = (batch, weight.shape[0], *x.shape[2:])
-    w = weight.expand(batch, -1, -1)
-    x3 = x.reshape(batch, x.shape[1], -1)
-    if acc is None:
-        return torch.bmm(w, x3).view(shape)
-    flat = (batch, weight.shape[0], x3.shape[2])
-    acc3 = torch.ops.aten._unsafe_view(acc.expand(shape).contiguous(), flat)
-    return acc3.baddbmm_(w, x3).view(shape)
+    y = torch.bmm(weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], -1))
+    return y.view(batch, weight.shape[0], *x.shape[2:])
+
+
+class _MixAdd(torch.autograd.Function):
+    """out = weight @ x (channel mix) + a + b, with a and b broadcast to the result.
+
+    The GEMM of a tensor's identity term, accumulating into the sum of its other terms. One
+    autograd node so that (a) the forward writes one full-size buffer: the terms are summed
+    into it and the GEMM accumulates in place (baddbmm_); (b) the backward hands x a fresh,
+    non-view gradient, into which autograd then adds the gradients of x's pooled features in
+    place instead of allocating another full-size buffer. The `vmap` rule keeps torch.func
+    (vmap, jacrev) working and double backward uses differentiable ops; there is no forward-
+    mode rule (jvp), because torch.compile cannot trace a Function that defines one.
+    """
+
+    @staticmethod
+    def forward(weight, x, a, b):
+        batch, c_out = x.shape[0], weight.shape[0]
+        acc = (a + b).expand(batch, c_out, *x.shape[2:]).contiguous()  # fresh: ours to write
+        x3 = x.reshape(batch, x.shape[1], -1)
+        acc.view(batch, c_out, -1).baddbmm_(weight.expand(batch, -1, -1), x3)
+        return acc
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        weight, x, a, b = inputs
+        ctx.save_for_backward(weight, x)
+        ctx.term_shapes = (a.shape, b.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, x = ctx.saved_tensors
+        batch, c_in = x.shape[:2]
+        g3 = grad.reshape(batch, grad.shape[1], -1)
+        grad_weight = grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_weight = torch.bmm(g3, x.reshape(batch, c_in, -1).transpose(1, 2)).sum(0)
+        if ctx.needs_input_grad[1]:
+            w_t = weight.t().expand(batch, -1, -1)
+            if torch.is_grad_enabled():  # double backward: stay differentiable
+                grad_x = torch.bmm(w_t, g3).view(x.shape)
+            else:  # a base tensor, not a view, so autograd may add into it in place
+                grad_x = torch.empty(x.shape, dtype=grad.dtype, device=grad.device)
+                torch.bmm(w_t, g3, out=grad_x.view(batch, c_in, -1))
+        grad_terms = [
+            grad.sum_to_size(shape) if needed else None
+            for shape, needed in zip(ctx.term_shapes, ctx.needs_input_grad[2:], strict=True)
+        ]
+        return grad_weight, grad_x, *grad_terms
+
+    @staticmethod
+    def vmap(info, in_dims, weight, x, a, b):
+        """Under torch.func.vmap: the same sum, out of place, mapped axis first."""
+
+        def front(t: torch.Tensor, dim: int | None) -> torch.Tensor:
+            return t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
+
+        out = torch.einsum("voc,vbc...->vbo...", front(weight, in_dims[0]), front(x, in_dims[1]))
+        for term, dim in zip((a, b), in_dims[2:], strict=True):
+            term = front(term, dim)
+            out = out + term.view(term.shape[0], *[1] * (out.dim() - term.dim()), *term.shape[1:])
+        return out, 0
 
 
 def _check_inputs(weights, biases, channels: int, layer: str) -> int:
@@ -802,12 +861,16 @@ def _init_slots(module: nn.Module, slots) -> None:
 '''
 
 
-def _rows_lines(name: str, rows: Sequence[str]) -> list[str]:
-    """A tuple constant: `()`, one row on one line, or one row per line (magic comma)."""
-    one_line = len(rows) <= 1 or name == "DIMS"
-    if one_line and _fits(f"{name} = {_tuple_literal(rows)}"):
-        return [f"{name} = {_tuple_literal(rows)}"]
-    return [f"{name} = ("] + [f"    {r}," for r in rows] + [")"]
+def _rows_lines(
+    name: str, rows: Sequence[str], one_line: bool = False, indent: int = 0
+) -> list[str]:
+    """A tuple assignment: on one line when it fits (always tried for 0 or 1 rows), else one
+    row per line with a magic trailing comma."""
+    pad = " " * indent
+    one_line = one_line or len(rows) <= 1 or name == "DIMS"
+    if one_line and _fits(f"{pad}{name} = {_tuple_literal(rows)}"):
+        return [f"{pad}{name} = {_tuple_literal(rows)}"]
+    return [f"{pad}{name} = ("] + [f"{pad}    {r}," for r in rows] + [f"{pad})"]
 
 
 def _slots_table(name: str, mixes: Sequence[Mix]) -> list[str]:

@@ -57,23 +57,72 @@ BIASES = (("bias_b3", 0, 1),)
 INVARIANT_SLOTS = (("mix_invariant", 0, 0, 0, 1, 1, 1),)
 
 
-def _mix(weight: torch.Tensor, x: torch.Tensor, acc: torch.Tensor | None = None) -> torch.Tensor:
-    """One channel mix [B, K, *S] -> [B, O, *S] for a weight [O, K]: one batched GEMM.
-
-    With `acc` (a temporary of the caller, broadcastable to the result), the GEMM accumulates
-    into it in place: out = acc + weight @ x with no second full-size buffer and no extra pass.
-    `_unsafe_view` (what torch.matmul uses internally) flattens it without making autograd
-    treat the in-place update as a write through a view, which would copy the gradient.
-    """
+def _mix(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """One channel mix [B, K, *S] -> [B, O, *S] for a weight [O, K]: one batched GEMM."""
     batch = x.shape[0]
-    shape = (batch, weight.shape[0], *x.shape[2:])
-    w = weight.expand(batch, -1, -1)
-    x3 = x.reshape(batch, x.shape[1], -1)
-    if acc is None:
-        return torch.bmm(w, x3).view(shape)
-    flat = (batch, weight.shape[0], x3.shape[2])
-    acc3 = torch.ops.aten._unsafe_view(acc.expand(shape).contiguous(), flat)
-    return acc3.baddbmm_(w, x3).view(shape)
+    y = torch.bmm(weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], -1))
+    return y.view(batch, weight.shape[0], *x.shape[2:])
+
+
+class _MixAdd(torch.autograd.Function):
+    """out = weight @ x (channel mix) + a + b, with a and b broadcast to the result.
+
+    The GEMM of a tensor's identity term, accumulating into the sum of its other terms. One
+    autograd node so that (a) the forward writes one full-size buffer: the terms are summed
+    into it and the GEMM accumulates in place (baddbmm_); (b) the backward hands x a fresh,
+    non-view gradient, into which autograd then adds the gradients of x's pooled features in
+    place instead of allocating another full-size buffer. The `vmap` rule keeps torch.func
+    (vmap, jacrev) working and double backward uses differentiable ops; there is no forward-
+    mode rule (jvp), because torch.compile cannot trace a Function that defines one.
+    """
+
+    @staticmethod
+    def forward(weight, x, a, b):
+        batch, c_out = x.shape[0], weight.shape[0]
+        acc = (a + b).expand(batch, c_out, *x.shape[2:]).contiguous()  # fresh: ours to write
+        x3 = x.reshape(batch, x.shape[1], -1)
+        acc.view(batch, c_out, -1).baddbmm_(weight.expand(batch, -1, -1), x3)
+        return acc
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        weight, x, a, b = inputs
+        ctx.save_for_backward(weight, x)
+        ctx.term_shapes = (a.shape, b.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, x = ctx.saved_tensors
+        batch, c_in = x.shape[:2]
+        g3 = grad.reshape(batch, grad.shape[1], -1)
+        grad_weight = grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_weight = torch.bmm(g3, x.reshape(batch, c_in, -1).transpose(1, 2)).sum(0)
+        if ctx.needs_input_grad[1]:
+            w_t = weight.t().expand(batch, -1, -1)
+            if torch.is_grad_enabled():  # double backward: stay differentiable
+                grad_x = torch.bmm(w_t, g3).view(x.shape)
+            else:  # a base tensor, not a view, so autograd may add into it in place
+                grad_x = torch.empty(x.shape, dtype=grad.dtype, device=grad.device)
+                torch.bmm(w_t, g3, out=grad_x.view(batch, c_in, -1))
+        grad_terms = [
+            grad.sum_to_size(shape) if needed else None
+            for shape, needed in zip(ctx.term_shapes, ctx.needs_input_grad[2:], strict=True)
+        ]
+        return grad_weight, grad_x, *grad_terms
+
+    @staticmethod
+    def vmap(info, in_dims, weight, x, a, b):
+        """Under torch.func.vmap: the same sum, out of place, mapped axis first."""
+
+        def front(t: torch.Tensor, dim: int | None) -> torch.Tensor:
+            return t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
+
+        out = torch.einsum("voc,vbc...->vbo...", front(weight, in_dims[0]), front(x, in_dims[1]))
+        for term, dim in zip((a, b), in_dims[2:], strict=True):
+            term = front(term, dim)
+            out = out + term.view(term.shape[0], *[1] * (out.dim() - term.dim()), *term.shape[1:])
+        return out, 0
 
 
 def _check_inputs(weights, biases, channels: int, layer: str) -> int:
@@ -198,25 +247,28 @@ class EquivariantLayer(nn.Module):
         #   b1[a] <- W1[ab]; b1[a] <- b1[a]
         cat_on_n1 = torch.cat((W1_on_n1, b1), 1)
         mix_on_n1 = _mix(self.mix_on_n1, cat_on_n1)
+        rows = (2, 1)
+        mix_on_n1_W1, mix_on_n1_b1 = mix_on_n1.split([c_out * f for f in rows], 1)
         # mix_W2_on_n2_n1 (to W2; varies along n2, n1): W2[ab] <- W2[ab]
         mix_W2_on_n2_n1 = _mix(self.mix_W2_on_n2_n1, W2)
         # mix_on_n2 (to b2, W3; varies along n2): b2[a] <- b2[a]; b2[a] <- W3[ba]; W3[ab] <- b2[b];
         #   W3[ab] <- W3[cb]
         cat_on_n2 = torch.cat((b2, W3_on_n2), 1)
         mix_on_n2 = _mix(self.mix_on_n2, cat_on_n2)
+        mix_on_n2_b2, mix_on_n2_W3 = mix_on_n2.split(c_out * 1, 1)
         # mix_b3_on_none (to b3; varies along no permuted set): b3[a] <- b3[b]
         mix_b3_on_none = F.linear(b3_on_none, self.mix_b3_on_none)
         # W1_out: broadcast sum of mix_on_n1
-        W1_out = mix_on_n1[:, : c_out * 2].view(batch, c_out, 2, 32).transpose(2, 3)
+        W1_out = mix_on_n1_W1.view(batch, c_out, 2, 32).transpose(2, 3)
         W1_out = W1_out.contiguous()
         # b1_out: broadcast sum of mix_on_n1
-        b1_out = mix_on_n1[:, c_out * 2 : c_out * 3]
+        b1_out = mix_on_n1_b1
         # W2_out: broadcast sum of mix_W2_on_n2_n1
         W2_out = mix_W2_on_n2_n1
         # b2_out: broadcast sum of mix_on_n2
-        b2_out = mix_on_n2[:, : c_out * 1]
+        b2_out = mix_on_n2_b2
         # W3_out: broadcast sum of mix_on_n2
-        W3_out = mix_on_n2[:, c_out * 1 : c_out * 2].view(batch, c_out, 1, 32)
+        W3_out = mix_on_n2_W3.view(batch, c_out, 1, 32)
         # b3_out: broadcast sum of mix_b3_on_none and the bias orbit b3[a] <- []
         b3_out = self.bias_b3.view(c_out, 1)
         b3_out = b3_out + mix_b3_on_none.view(batch, c_out, 1)

@@ -189,19 +189,36 @@ def test_hidden_mode_sees_input_coordinates(dims, seed):
 
 
 # -- complete: the Jacobian with respect to the parameters has full rank ---------------------------
-def _parameter_jacobian(layer: torch.nn.Module, x: tuple[Tensors, Tensors]) -> np.ndarray:
+def _parameter_jacobian(
+    layer: torch.nn.Module, x: tuple[Tensors, Tensors], gen: torch.Generator
+) -> np.ndarray:
+    """R J for a random R with more rows than parameters: same rank as the Jacobian J of the
+    stacked outputs (with probability one), at the cost of len(R) backward passes."""
     params = {name: p.detach() for name, p in layer.named_parameters()}
+    count = sum(p.numel() for p in params.values())
+    with torch.no_grad():
+        size = flat(*layer(*x)).numel()
+    project = torch.randn(count + 8, size, generator=gen, dtype=torch.float64)
 
     def output(p: dict[str, torch.Tensor]) -> torch.Tensor:
         w, b = torch.func.functional_call(layer, p, x)
-        return flat(w, b).reshape(-1)
+        return project @ flat(w, b).reshape(-1)
 
-    jac = torch.func.jacfwd(output)(params)  # forward mode: fewer parameters than outputs
+    jac = torch.func.jacrev(output)(params)
     return torch.cat([jac[name].reshape(jac[name].shape[0], -1) for name in params], 1).numpy()
+
+
+def test_parameter_jacobian_rank_equals_the_orbit_count_on_a_dense_example():
+    """Fixed sets of width 3 at both ends: dense parameter blocks, the hardest case for rank."""
+    _check_rank((3, 2, 3), "hidden", 0)
 
 
 @given(dims=mlp_dims(max_depth=4), mode=modes, seed=seeds)
 def test_parameter_jacobian_rank_equals_the_orbit_count(dims, mode, seed):
+    _check_rank(dims, mode, seed)
+
+
+def _check_rank(dims, mode, seed) -> None:
     basis = enumerate_basis(mlp(dims, mode))
     gen = torch.Generator().manual_seed(seed)
     layer = layer64(dims, mode, 1, 1, gen)
@@ -210,7 +227,7 @@ def test_parameter_jacobian_rank_equals_the_orbit_count(dims, mode, seed):
     assert raw == expected  # nothing redundant ...
     # The layer is affine in x: P + 1 generic inputs pin down every linear map and bias.
     inputs = mlp(dims, mode).dimension + 1
-    jac = _parameter_jacobian(layer, random_inputs(dims, inputs, 1, gen))
+    jac = _parameter_jacobian(layer, random_inputs(dims, inputs, 1, gen), gen)
     singular = np.linalg.svd(jac, compute_uv=False)
     rank = int((singular > singular[0] * 1e-9).sum())
     assert rank == expected  # ... and nothing missing
@@ -314,6 +331,29 @@ def test_gradcheck_float64(mode):
         return tuple(out[0] + out[1])
 
     assert torch.autograd.gradcheck(fn, tuple(inputs))
+
+
+@pytest.mark.parametrize("mode", ["hidden", "all"])
+def test_torch_func_vmap_over_inputs_and_over_parameters(mode):
+    """vmap over a stack of inputs, and over a stack of parameter sets (an ensemble)."""
+    dims = (2, 3, 4, 2)
+    gen = torch.Generator().manual_seed(5)
+    layer = layer64(dims, mode, 2, 2, gen)
+    stack = [random_inputs(dims, 3, 2, gen) for _ in range(4)]
+    ws = [torch.stack([x[0][m] for x in stack]) for m in range(3)]
+    bs = [torch.stack([x[1][m] for x in stack]) for m in range(3)]
+    mapped = torch.func.vmap(layer)(ws, bs)
+    for i, x in enumerate(stack):
+        one = layer(*x)
+        assert_close([t[i] for t in mapped[0] + mapped[1]], one[0] + one[1])
+    params = {
+        n: torch.randn((4, *p.shape), generator=gen, dtype=p.dtype)
+        for n, p in layer.named_parameters()
+    }
+    ensemble = torch.func.vmap(lambda p: torch.func.functional_call(layer, p, stack[0]))(params)
+    for i in range(4):
+        one = torch.func.functional_call(layer, {n: p[i] for n, p in params.items()}, stack[0])
+        assert_close([t[i] for t in ensemble[0] + ensemble[1]], one[0] + one[1])
 
 
 def _compiled_matches_eager(backend: str) -> None:
