@@ -56,9 +56,86 @@ class DWSConfig:
     num_layers: int = 3
     head_hidden: int = 64
     dropout: float = 0.0
+    norm: bool = True  # symmetric batch norm after every equivariant layer but the last
 
 
 DWS_DEFAULTS = DWSConfig()
+
+
+class SymmetricBatchNorm(nn.Module):
+    """Batch norm per (tensor, channel) with statistics over the batch and ALL neuron axes.
+
+    Statistics over every entry of a tensor are unchanged by any permutation (and, for the
+    root mean square, any sign flip) of its neurons, and the affine part is one scalar per
+    channel, so the layer commutes with the whole group. ``center=False`` (signed mode)
+    divides by the root mean square only: subtracting a mean or adding a shift would not
+    commute with sign flips.
+    """
+
+    def __init__(self, n_tensors: int, channels: int, center: bool, momentum: float = 0.1):
+        super().__init__()
+        self.center = center
+        self.momentum = momentum
+        self.scale = nn.Parameter(torch.ones(n_tensors, channels))
+        self.shift = nn.Parameter(torch.zeros(n_tensors, channels)) if center else None
+        self.register_buffer("running_mean", torch.zeros(n_tensors, channels))
+        self.register_buffer("running_var", torch.ones(n_tensors, channels))
+
+    def forward(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        out = []
+        for i, x in enumerate(tensors):
+            flat = x.transpose(0, 1).reshape(x.shape[1], -1)  # [C, B * neurons]
+            if self.training:
+                mean = flat.mean(1) if self.center else torch.zeros_like(flat[:, 0])
+                var = (flat - mean[:, None]).pow(2).mean(1)
+                with torch.no_grad():
+                    m = self.momentum
+                    self.running_mean[i].mul_(1 - m).add_(m * mean.detach())
+                    self.running_var[i].mul_(1 - m).add_(m * var.detach())
+            else:
+                mean, var = self.running_mean[i], self.running_var[i]
+            view = (1, -1) + (1,) * (x.dim() - 2)
+            y = (x - mean.view(view)) * torch.rsqrt(var.view(view) + 1e-5)
+            y = y * self.scale[i].view(view)
+            if self.shift is not None:
+                y = y + self.shift[i].view(view)
+            out.append(y)
+        return out
+
+
+class NormedDWSNet(DWSNet):
+    """DWSNet with :class:`SymmetricBatchNorm` between each equivariant layer and its ReLU."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        n_tensors = 2 * (len(self.dims) - 1)
+        center = self.mode != "signed"
+        inner = [layer for layer in self.layers][: len(self.layers) - int(self.equivariant_output)]
+        self.norms = nn.ModuleList(
+            SymmetricBatchNorm(n_tensors, _out_channels(layer), center) for layer in inner
+        )
+
+    def forward(
+        self, weights: Sequence[Tensor], biases: Sequence[Tensor]
+    ) -> Tensor | tuple[list[Tensor], list[Tensor]]:
+        ws, bs = list(weights), list(biases)
+        n = len(ws)
+        for i, layer in enumerate(self.layers):
+            ws, bs = layer(ws, bs)
+            if i < len(self.norms):
+                both = self.norms[i](ws + bs)
+                ws, bs = self._act(both[:n]), self._act(both[n:])
+        if self.equivariant_output:
+            return ws, bs
+        assert self.invariant is not None and self.head is not None
+        return self.head(self.invariant(ws, bs))
+
+
+def _out_channels(layer: nn.Module) -> int:
+    for name in ("out_channels", "c_out"):
+        if hasattr(layer, name):
+            return int(getattr(layer, name))
+    raise AttributeError(f"cannot read the output channels of {layer!r}")
 
 
 def _zero_last(module: nn.Module) -> None:
@@ -70,7 +147,8 @@ def _zero_last(module: nn.Module) -> None:
 def build_dws(info: TaskInfo, mode: str = "hidden", config: DWSConfig = DWS_DEFAULTS) -> DWSNet:
     """DWSNet for ``info``'s task in symmetry ``mode`` (hidden / all / signed)."""
     weights_task = info.kind == "weights"
-    net = DWSNet(
+    cls = NormedDWSNet if config.norm else DWSNet
+    net = cls(
         info.dims,
         mode=mode,
         hidden_channels=config.hidden_channels,
