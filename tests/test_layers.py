@@ -317,7 +317,9 @@ def test_parameter_count_is_the_basis_count(dims, mode, c_in, c_out):
 # -- gradients, compilation, devices ---------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["hidden", "all", "signed"])
 def test_gradcheck_float64(mode):
-    dims = (2, 3, 2)
+    """First and second derivatives; 2-3-3-1 has a middle W2, so hidden and all modes run
+    the hand-written backward of the fused identity GEMM (_MixAdd)."""
+    dims = (2, 3, 3, 1)
     gen = torch.Generator().manual_seed(0)
     layer = layer64(dims, mode, 2, 2, gen)
     weights, biases = random_inputs(dims, 2, 2, gen)
@@ -331,6 +333,7 @@ def test_gradcheck_float64(mode):
         return tuple(out[0] + out[1])
 
     assert torch.autograd.gradcheck(fn, tuple(inputs))
+    assert torch.autograd.gradgradcheck(fn, tuple(inputs))
 
 
 @pytest.mark.parametrize("mode", ["hidden", "all"])
