@@ -357,12 +357,12 @@ def certify(
         (("orbit_count", orbit_count_counts), ("commutant", commutant_counts))
     ):
         target, note = explicit_space(space, index)
-        say(f"{name} on {target}")
+        say(f"{name} on widths {target.widths}")
         expected = full_counts if target == space else enumeration_counts(enumerator(target))
         results.append(_compare(name, target, space, fn(target), expected, note))
     target, note = explicit_space(space, 2)
     small = basis if target == space else enumerator(target)
-    say(f"exact_commutation on {target}")
+    say(f"exact_commutation on widths {target.widths}")
     checked, failures = exact_commutation(small)
     total = small.equivariant_linear + small.equivariant_bias + small.invariant_linear
     results.append(
@@ -370,7 +370,7 @@ def certify(
             "exact_commutation", str(target), target != space, checked, total, failures, note
         )
     )
-    say(f"independence on {target}")
+    say(f"independence on widths {target.widths}")
     results.append(
         _compare(
             "independence",

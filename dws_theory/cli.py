@@ -157,7 +157,7 @@ def certificate_text(cert: Certificate) -> str:
         "route               counted     enumerated  result  ran on",
     ]
     for r in cert.results:
-        sizes = ",".join(str(ns.size) for ns in WeightSpace.parse(r.ran_on).sets)
+        sizes = WeightSpace.parse(r.ran_on).widths
         where = f"reduced copy (widths {sizes})" if r.reduced else f"full shape (widths {sizes})"
         lines.append(
             f"{r.name:<18}  {r.value:>10,}  {r.expected:>10,}   "

@@ -123,6 +123,11 @@ class WeightSpace:
         return n
 
     @property
+    def widths(self) -> str:
+        """Neuron-set sizes in order, e.g. `2,32,32,1` for an MLP: a short label for messages."""
+        return ",".join(str(s.size) for s in self.sets)
+
+    @property
     def dimension(self) -> int:
         """P, the dimension of the weight space."""
         return sum(self.numel(t.name) for t in self.tensors)
