@@ -1,23 +1,26 @@
-"""Code generation: lower a `Basis` into grouped pool / mix / broadcast ops, then print source.
+"""Code generation: lower a `Basis` into grouped pool / mix / add ops, then print source.
 
 `lower(basis)` turns the orbit patterns into a `LayerPlan` (frozen data, no torch):
 
-- `Pool` ops: every input tensor is pooled (mean) once per set of kept neuron sets that some
-  pattern reads, and its fixed axes are folded into the channel axis (a fixed axis is a dense
-  parameter dimension, exactly like extra channels). Every pattern with the same input
-  tensor and the same kept sets reads the same pooled feature.
-- `Mix` ops: per output tensor, every pattern whose output varies along the same neuron sets
-  (its "kept" sets) lands in one group: the group's features are concatenated on the channel
-  axis and multiplied by ONE weight matrix (fixed output axes folded into its rows), then
-  broadcast (views, never copies) into the output. The bias orbit of a tensor rides on the
-  mix with the fewest kept sets.
+- `Pool` ops: each input tensor is pooled (mean) once per set of neuron sets that some
+  pattern keeps, and its fixed axes are folded into the channel axis (a fixed axis is a
+  dense parameter dimension, exactly like extra channels). Every pattern with the same
+  input tensor and the same kept sets reads the same feature; a pool over two axes is taken
+  from the cheaper one-axis pool of the same tensor.
+- `Mix` ops: the patterns of one output tensor whose output varies along the same neuron
+  sets form a group; their features are concatenated on the channel axis and multiplied by
+  ONE weight matrix (fixed output axes folded into its rows). Groups of different output
+  tensors that read the same features share the GEMM: their rows are stacked and split.
+- `Add` ops: per output tensor, ONE broadcast sum (views, never copies) of its groups and its
+  bias orbit. The group that keeps every axis (the identity term of a weight matrix) runs
+  last as a GEMM that accumulates into the sum of the others (`_MixAdd` in the module).
 
-A tensor of an MLP has at most two axes, so it has at most four pooled features and its
-output at most four groups: the op count grows linearly with depth, not with the 4 M^2
-blocks. `render(plan)` prints a standalone module (imports: torch and the standard library)
-and never imports torch itself. Basis elements are numbered as in `Basis.dense`: pattern by
-pattern in `Basis.linear` order, and inside a pattern by its fixed label values in C order;
-the emitted `load_theta` uses exactly that numbering.
+A tensor of an MLP has at most two axes, so it has at most three pools, and every neuron
+set contributes a constant number of mixes: the op count grows linearly with depth, not
+with the 4 M^2 blocks. `render(plan)` prints a standalone module (imports: torch and the
+standard library) and never imports torch itself. Basis elements are numbered as in
+`Basis.dense`: pattern by pattern in `Basis.linear` order, and inside a pattern by its fixed
+label values in C order; the emitted `load_theta` uses exactly that numbering.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .spec import Kind, SpecError, WeightSpace, mlp, parse_dims, parse_mode
 
 __all__ = [
     "GENERATOR_VERSION",
+    "Add",
     "LayerPlan",
     "Mix",
     "Pool",
@@ -45,6 +49,7 @@ __all__ = [
     "lower",
     "module_name",
     "render",
+    "source_for",
     "write_module",
 ]
 
@@ -150,7 +155,8 @@ class Add:
     """Op: ONE broadcast sum into output tensor `out` of its mix terms and its bias orbit.
 
     `terms` are the mixes with a block for `out`, smallest first. With `fused`, the last
-    (largest) term's GEMM adds the sum of the others itself (baddbmm).
+    term (the identity GEMM, every axis kept) accumulates into the sum of the others
+    (`_MixAdd`: one full-size buffer, no separate pass).
     """
 
     name: str
@@ -546,8 +552,10 @@ def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent:
     if todo:
         dims = [str(axes.index(a) + 2) for a in todo]
         arg = dims[0] if len(dims) == 1 else f"({', '.join(dims)})"
-        # sum / n rather than mean: the backward of sum is a free broadcast view.
-        expr = f"{expr}.sum({arg}) / {_fold(space, todo)}"
+        if len(axes) > 1:  # sum / n, not mean: the backward of sum is a broadcast view
+            expr = f"{expr}.sum({arg}) / {_fold(space, todo)}"
+        else:  # a vector: mean is one op, and its gradient is small anyway
+            expr = f"{expr}.mean({arg})"
     rest = [a for a in axes if a not in todo]
     if pool.folded:
         want = [a for a in rest if a in pool.folded] + [a for a in rest if a not in pool.folded]
