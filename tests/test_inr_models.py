@@ -224,3 +224,19 @@ def test_train_cli_json_contract_for_dws(cache_dir, capsys) -> None:
 def _info(cache_dir: str):
     ds = load_dataset("digits-inr", cache_dir, n=N, steps=FIT_STEPS, progress=False)
     return prepare(ds).info
+
+
+@pytest.mark.parametrize("mode", ["hidden", "signed"])
+def test_batch_statistics_keep_the_symmetry_in_training_mode(prepared, mode: str) -> None:
+    # In training mode the norm uses batch statistics: permuting (or sign-flipping) each
+    # sample's hidden neurons independently must still leave every prediction unchanged.
+    data = prepared["digits-inr"]
+    torch.manual_seed(5)
+    model = _perturbed(build_dws(data.info, mode).double()).train()
+    ws, bs, _ = get_batch(data, data.splits["train"][:8])
+    ws, bs = _double(ws, bs)
+    gw, gb = permute_hidden(ws, bs, torch.Generator().manual_seed(8))
+    if mode == "signed":
+        gw, gb = _flip_hidden_signs(gw, gb, torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        torch.testing.assert_close(model(gw, gb), model(ws, bs), atol=1e-9, rtol=1e-9)

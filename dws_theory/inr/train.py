@@ -43,6 +43,7 @@ __all__ = [
     "UnsupportedTask",
     "MODELS",
     "TASK_DEFAULTS",
+    "MODEL_DEFAULTS",
     "register_model",
     "PreparedData",
     "prepare",
@@ -135,13 +136,23 @@ def _pixels(info: TaskInfo) -> nn.Module:
 
 
 MODELS: dict[str, ModelBuilder] = {"mlp": _mlp, "mlp-aug": _mlp_aug, "pixels": _pixels}
+# Per-model overrides of TASK_DEFAULTS (e.g. fewer epochs for models that are slow on CPU).
+MODEL_DEFAULTS: dict[str, dict[str, float]] = {}
 
 
-def register_model(name: str, builder: ModelBuilder) -> ModelBuilder:
-    """Add ``builder`` to :data:`MODELS` (refuses to overwrite silently)."""
+def register_model(
+    name: str, builder: ModelBuilder, defaults: dict[str, float] | None = None
+) -> ModelBuilder:
+    """Add ``builder`` to :data:`MODELS` (refuses to overwrite silently).
+
+    ``defaults`` overrides the task defaults (``epochs``, ``batch_size``, ``lr``) for this model
+    when the caller does not pass them.
+    """
     if name in MODELS and MODELS[name] is not builder:
         raise ValueError(f"model {name!r} is already registered")
     MODELS[name] = builder
+    if defaults:
+        MODEL_DEFAULTS[name] = dict(defaults)
     return builder
 
 
@@ -351,7 +362,7 @@ def train(
     start = time.perf_counter()
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    defaults = TASK_DEFAULTS[task]
+    defaults = {**TASK_DEFAULTS[task], **MODEL_DEFAULTS.get(model_name, {})}
     epochs = int(defaults["epochs"] if epochs is None else epochs)
     batch_size = int(defaults["batch_size"] if batch_size is None else batch_size)
     lr = float(defaults["lr"] if lr is None else lr)
@@ -445,7 +456,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     # No `choices`: models registered after this parser is built must still be accepted.
     p.add_argument("--model", required=True, help="registered model name (e.g. mlp, mlp-aug)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="default depends on the task")
+    p.add_argument("--epochs", type=int, default=None, help="default depends on the task and model")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object to stdout")
     p.add_argument("--batch-size", type=int, default=None)
