@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, jacfwd
+from torch.func import functional_call, jacfwd, jacrev
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from layer_speed import (  # noqa: E402  (a sibling script, not a package)
@@ -43,8 +43,10 @@ from dws_theory.spec import mlp  # noqa: E402
 
 # -- Jacobians -------------------------------------------------------------------------------
 def parameter_jacobian(module: nn.Module, args: tuple, flatten: Callable) -> np.ndarray:
-    """d flatten(module(*args)) / d(parameters): [outputs, parameters], forward mode.
+    """d flatten(module(*args)) / d(parameters): [outputs, parameters].
 
+    Forward mode (one pass per parameter: parameters are few, outputs many); reverse mode in
+    chunks for modules whose custom autograd Functions have no forward-mode rule.
     Parameters are concatenated in `named_parameters` order, each flattened in C order.
     """
     params = {k: v.detach() for k, v in module.named_parameters()}
@@ -52,7 +54,10 @@ def parameter_jacobian(module: nn.Module, args: tuple, flatten: Callable) -> np.
     def f(p: dict[str, torch.Tensor]) -> torch.Tensor:
         return flatten(functional_call(module, p, args))
 
-    jac = jacfwd(f)(params)
+    try:
+        jac = jacfwd(f)(params)
+    except NotImplementedError:  # e.g. an autograd.Function without jvp
+        jac = jacrev(f, chunk_size=256)(params)
     n_out = next(iter(jac.values())).shape[0]
     return torch.cat([jac[k].reshape(n_out, -1) for k in params], dim=1).numpy()
 
