@@ -310,16 +310,31 @@ def generated_block(records: Sequence[dict[str, object]]) -> str:
     lines += [
         "### Commands",
         "",
-        "Every number above comes from one of these commands (run in-process by "
-        "`python experiments/results.py all`, which writes `experiments/results.jsonl`):",
+        "Every number above comes from one of these commands (`{0,1,2}`: one run per seed; "
+        "run in-process by `python experiments/results.py all`, which appends each result to "
+        "`experiments/results.jsonl`). Wall times vary by up to 20x between runs because "
+        "other jobs shared the 2 cores; compare them only within one run of the page.",
         "",
         "```",
-        *sorted({str(r["command"]) for r in records}),
+        *_commands(records),
         "```",
         "",
         END,
     ]
     return "\n".join(lines)
+
+
+def _commands(records: Sequence[dict[str, object]]) -> list[str]:
+    """One line per command with the seeds folded into ``--seed {0,1,2}``."""
+    seeds: dict[str, set[int]] = {}
+    for r in records:
+        cmd = str(r["command"]).replace(f" --seed {r['seed']} ", " --seed {} ")
+        seeds.setdefault(cmd, set()).add(int(r["seed"]))
+    out = []
+    for cmd, ss in sorted(seeds.items()):
+        folded = str(next(iter(ss))) if len(ss) == 1 else "{" + ",".join(map(str, sorted(ss))) + "}"
+        out.append(cmd.replace("{}", folded))
+    return out
 
 
 HEADER = """# Results: equivariant models on INR weight spaces
