@@ -565,8 +565,9 @@ def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent:
         expr = (
             f"{expr}{perm}.reshape({shape})" if not todo or perm else f"({expr}).reshape({shape})"
         )
-    head = f"{pool.name}: mean over {', '.join(pool.pooled) or 'nothing'}"
-    head += f", {', '.join(pool.folded)} folded into channels" if pool.folded else ""
+    parts = [f"mean over {', '.join(pool.pooled)}"] if pool.pooled else []
+    parts += [f"{', '.join(pool.folded)} folded into channels"] if pool.folded else []
+    head = f"{pool.name}: {pool.tensor} {', '.join(parts)}"
     lines = _patterns_comment(indent, head + "; read by ", pool.patterns)
     line = f"{' ' * indent}{pool.name} = {expr}"
     assert _fits(line), line
