@@ -567,7 +567,7 @@ def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent:
         )
     parts = [f"mean over {', '.join(pool.pooled)}"] if pool.pooled else []
     parts += [f"{', '.join(pool.folded)} folded into channels"] if pool.folded else []
-    head = f"{pool.name}: {pool.tensor} {', '.join(parts)}"
+    head = f"{pool.name}: {', '.join([pool.tensor, *parts])}"
     lines = _patterns_comment(indent, head + "; read by ", pool.patterns)
     line = f"{' ' * indent}{pool.name} = {expr}"
     assert _fits(line), line

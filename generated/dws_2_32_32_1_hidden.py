@@ -299,32 +299,32 @@ class EquivariantLayer(nn.Module):
         batch = _check_inputs(weights, biases, c_in, "EquivariantLayer")
         W1, W2, W3 = weights
         b1, b2, b3 = biases
-        # W1_on_n1: W1 n0 folded into channels; read by W1[ab] <- W1[ac]; b1[a] <- W1[ab];
+        # W1_on_n1: W1, n0 folded into channels; read by W1[ab] <- W1[ac]; b1[a] <- W1[ab];
         #   W2[ab] <- W1[bc]
         W1_on_n1 = W1.transpose(2, 3).reshape(batch, c_in * 2, 32)
-        # W1_on_none: W1 mean over n1, n0 folded into channels; read by W1[ab] <- W1[cd];
+        # W1_on_none: W1, mean over n1, n0 folded into channels; read by W1[ab] <- W1[cd];
         #   b1[a] <- W1[bc]; W2[ab] <- W1[cd]; b2[a] <- W1[bc]; W3[ab] <- W1[cd]; b3[a] <- W1[bc]
         W1_on_none = (W1.sum(2) / 32).reshape(batch, c_in * 2)
-        # b1_on_none: b1 mean over n1; read by W1[ab] <- b1[c]; b1[a] <- b1[b]; W2[ab] <- b1[c];
+        # b1_on_none: b1, mean over n1; read by W1[ab] <- b1[c]; b1[a] <- b1[b]; W2[ab] <- b1[c];
         #   b2[a] <- b1[b]; W3[ab] <- b1[c]; b3[a] <- b1[b]
         b1_on_none = b1.mean(2)
-        # W2_on_n1: W2 mean over n2; read by W1[ab] <- W2[ca]; b1[a] <- W2[ba]; W2[ab] <- W2[cb]
+        # W2_on_n1: W2, mean over n2; read by W1[ab] <- W2[ca]; b1[a] <- W2[ba]; W2[ab] <- W2[cb]
         W2_on_n1 = W2.sum(2) / 32
-        # W2_on_n2: W2 mean over n1; read by W2[ab] <- W2[ac]; b2[a] <- W2[ab]; W3[ab] <- W2[bc]
+        # W2_on_n2: W2, mean over n1; read by W2[ab] <- W2[ac]; b2[a] <- W2[ab]; W3[ab] <- W2[bc]
         W2_on_n2 = W2.sum(3) / 32
-        # W2_on_none: W2 mean over n2, n1; read by W1[ab] <- W2[cd]; b1[a] <- W2[bc];
+        # W2_on_none: W2, mean over n2, n1; read by W1[ab] <- W2[cd]; b1[a] <- W2[bc];
         #   W2[ab] <- W2[cd]; b2[a] <- W2[bc]; W3[ab] <- W2[cd]; b3[a] <- W2[bc]
         W2_on_none = W2_on_n1.mean(2)
-        # b2_on_none: b2 mean over n2; read by W1[ab] <- b2[c]; b1[a] <- b2[b]; W2[ab] <- b2[c];
+        # b2_on_none: b2, mean over n2; read by W1[ab] <- b2[c]; b1[a] <- b2[b]; W2[ab] <- b2[c];
         #   b2[a] <- b2[b]; W3[ab] <- b2[c]; b3[a] <- b2[b]
         b2_on_none = b2.mean(2)
-        # W3_on_n2: W3 n3 folded into channels; read by W2[ab] <- W3[ca]; b2[a] <- W3[ba];
+        # W3_on_n2: W3, n3 folded into channels; read by W2[ab] <- W3[ca]; b2[a] <- W3[ba];
         #   W3[ab] <- W3[cb]
         W3_on_n2 = W3.reshape(batch, c_in * 1, 32)
-        # W3_on_none: W3 mean over n2, n3 folded into channels; read by W1[ab] <- W3[cd];
+        # W3_on_none: W3, mean over n2, n3 folded into channels; read by W1[ab] <- W3[cd];
         #   b1[a] <- W3[bc]; W2[ab] <- W3[cd]; b2[a] <- W3[bc]; W3[ab] <- W3[cd]; b3[a] <- W3[bc]
         W3_on_none = (W3.sum(3) / 32).reshape(batch, c_in * 1)
-        # b3_on_none: b3 n3 folded into channels; read by W1[ab] <- b3[c]; b1[a] <- b3[b];
+        # b3_on_none: b3, n3 folded into channels; read by W1[ab] <- b3[c]; b1[a] <- b3[b];
         #   W2[ab] <- b3[c]; b2[a] <- b3[b]; W3[ab] <- b3[c]; b3[a] <- b3[b]
         b3_on_none = b3.reshape(batch, c_in * 1)
         # mix_on_n1 (to W1, b1, W2; varies along n1): W1[ab] <- W1[ac]; W1[ab] <- b1[a];
@@ -434,17 +434,17 @@ class InvariantLayer(nn.Module):
         batch = _check_inputs(weights, biases, c_in, "InvariantLayer")
         W1, W2, W3 = weights
         b1, b2, b3 = biases
-        # W1_on_none: W1 mean over n1, n0 folded into channels; read by [] <- W1[ab]
+        # W1_on_none: W1, mean over n1, n0 folded into channels; read by [] <- W1[ab]
         W1_on_none = (W1.sum(2) / 32).reshape(batch, c_in * 2)
-        # b1_on_none: b1 mean over n1; read by [] <- b1[a]
+        # b1_on_none: b1, mean over n1; read by [] <- b1[a]
         b1_on_none = b1.mean(2)
-        # W2_on_none: W2 mean over n2, n1; read by [] <- W2[ab]
+        # W2_on_none: W2, mean over n2, n1; read by [] <- W2[ab]
         W2_on_none = W2.sum((2, 3)) / 1024
-        # b2_on_none: b2 mean over n2; read by [] <- b2[a]
+        # b2_on_none: b2, mean over n2; read by [] <- b2[a]
         b2_on_none = b2.mean(2)
-        # W3_on_none: W3 mean over n2, n3 folded into channels; read by [] <- W3[ab]
+        # W3_on_none: W3, mean over n2, n3 folded into channels; read by [] <- W3[ab]
         W3_on_none = (W3.sum(3) / 32).reshape(batch, c_in * 1)
-        # b3_on_none: b3 n3 folded into channels; read by [] <- b3[a]
+        # b3_on_none: b3, n3 folded into channels; read by [] <- b3[a]
         b3_on_none = b3.reshape(batch, c_in * 1)
         return torch.cat(
             (W1_on_none, b1_on_none, W2_on_none, b2_on_none, W3_on_none, b3_on_none),

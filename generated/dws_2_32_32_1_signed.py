@@ -235,11 +235,11 @@ class EquivariantLayer(nn.Module):
         batch = _check_inputs(weights, biases, c_in, "EquivariantLayer")
         W1, W2, W3 = weights
         b1, b2, b3 = biases
-        # W1_on_n1: W1 n0 folded into channels; read by W1[ab] <- W1[ac]; b1[a] <- W1[ab]
+        # W1_on_n1: W1, n0 folded into channels; read by W1[ab] <- W1[ac]; b1[a] <- W1[ab]
         W1_on_n1 = W1.transpose(2, 3).reshape(batch, c_in * 2, 32)
-        # W3_on_n2: W3 n3 folded into channels; read by b2[a] <- W3[ba]; W3[ab] <- W3[cb]
+        # W3_on_n2: W3, n3 folded into channels; read by b2[a] <- W3[ba]; W3[ab] <- W3[cb]
         W3_on_n2 = W3.reshape(batch, c_in * 1, 32)
-        # b3_on_none: b3 n3 folded into channels; read by b3[a] <- b3[b]
+        # b3_on_none: b3, n3 folded into channels; read by b3[a] <- b3[b]
         b3_on_none = b3.reshape(batch, c_in * 1)
         # mix_on_n1 (to W1, b1; varies along n1): W1[ab] <- W1[ac]; W1[ab] <- b1[a];
         #   b1[a] <- W1[ab]; b1[a] <- b1[a]
@@ -314,7 +314,7 @@ class InvariantLayer(nn.Module):
         batch = _check_inputs(weights, biases, c_in, "InvariantLayer")
         _, _, _ = weights
         _, _, b3 = biases
-        # b3_on_none: b3 n3 folded into channels; read by [] <- b3[a]
+        # b3_on_none: b3, n3 folded into channels; read by [] <- b3[a]
         b3_on_none = b3.reshape(batch, c_in * 1)
         return b3_on_none
 

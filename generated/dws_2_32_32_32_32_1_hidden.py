@@ -401,61 +401,61 @@ class EquivariantLayer(nn.Module):
         batch = _check_inputs(weights, biases, c_in, "EquivariantLayer")
         W1, W2, W3, W4, W5 = weights
         b1, b2, b3, b4, b5 = biases
-        # W1_on_n1: W1 n0 folded into channels; read by W1[ab] <- W1[ac]; b1[a] <- W1[ab];
+        # W1_on_n1: W1, n0 folded into channels; read by W1[ab] <- W1[ac]; b1[a] <- W1[ab];
         #   W2[ab] <- W1[bc]
         W1_on_n1 = W1.transpose(2, 3).reshape(batch, c_in * 2, 32)
-        # W1_on_none: W1 mean over n1, n0 folded into channels; read by W1[ab] <- W1[cd];
+        # W1_on_none: W1, mean over n1, n0 folded into channels; read by W1[ab] <- W1[cd];
         #   b1[a] <- W1[bc]; W2[ab] <- W1[cd]; b2[a] <- W1[bc]; W3[ab] <- W1[cd]; b3[a] <- W1[bc];
         #   W4[ab] <- W1[cd]; b4[a] <- W1[bc]; W5[ab] <- W1[cd]; b5[a] <- W1[bc]
         W1_on_none = (W1.sum(2) / 32).reshape(batch, c_in * 2)
-        # b1_on_none: b1 mean over n1; read by W1[ab] <- b1[c]; b1[a] <- b1[b]; W2[ab] <- b1[c];
+        # b1_on_none: b1, mean over n1; read by W1[ab] <- b1[c]; b1[a] <- b1[b]; W2[ab] <- b1[c];
         #   b2[a] <- b1[b]; W3[ab] <- b1[c]; b3[a] <- b1[b]; W4[ab] <- b1[c]; b4[a] <- b1[b];
         #   W5[ab] <- b1[c]; b5[a] <- b1[b]
         b1_on_none = b1.mean(2)
-        # W2_on_n1: W2 mean over n2; read by W1[ab] <- W2[ca]; b1[a] <- W2[ba]; W2[ab] <- W2[cb]
+        # W2_on_n1: W2, mean over n2; read by W1[ab] <- W2[ca]; b1[a] <- W2[ba]; W2[ab] <- W2[cb]
         W2_on_n1 = W2.sum(2) / 32
-        # W2_on_n2: W2 mean over n1; read by W2[ab] <- W2[ac]; b2[a] <- W2[ab]; W3[ab] <- W2[bc]
+        # W2_on_n2: W2, mean over n1; read by W2[ab] <- W2[ac]; b2[a] <- W2[ab]; W3[ab] <- W2[bc]
         W2_on_n2 = W2.sum(3) / 32
-        # W2_on_none: W2 mean over n2, n1; read by W1[ab] <- W2[cd]; b1[a] <- W2[bc];
+        # W2_on_none: W2, mean over n2, n1; read by W1[ab] <- W2[cd]; b1[a] <- W2[bc];
         #   W2[ab] <- W2[cd]; b2[a] <- W2[bc]; W3[ab] <- W2[cd]; b3[a] <- W2[bc]; W4[ab] <- W2[cd];
         #   b4[a] <- W2[bc]; W5[ab] <- W2[cd]; b5[a] <- W2[bc]
         W2_on_none = W2_on_n1.mean(2)
-        # b2_on_none: b2 mean over n2; read by W1[ab] <- b2[c]; b1[a] <- b2[b]; W2[ab] <- b2[c];
+        # b2_on_none: b2, mean over n2; read by W1[ab] <- b2[c]; b1[a] <- b2[b]; W2[ab] <- b2[c];
         #   b2[a] <- b2[b]; W3[ab] <- b2[c]; b3[a] <- b2[b]; W4[ab] <- b2[c]; b4[a] <- b2[b];
         #   W5[ab] <- b2[c]; b5[a] <- b2[b]
         b2_on_none = b2.mean(2)
-        # W3_on_n2: W3 mean over n3; read by W2[ab] <- W3[ca]; b2[a] <- W3[ba]; W3[ab] <- W3[cb]
+        # W3_on_n2: W3, mean over n3; read by W2[ab] <- W3[ca]; b2[a] <- W3[ba]; W3[ab] <- W3[cb]
         W3_on_n2 = W3.sum(2) / 32
-        # W3_on_n3: W3 mean over n2; read by W3[ab] <- W3[ac]; b3[a] <- W3[ab]; W4[ab] <- W3[bc]
+        # W3_on_n3: W3, mean over n2; read by W3[ab] <- W3[ac]; b3[a] <- W3[ab]; W4[ab] <- W3[bc]
         W3_on_n3 = W3.sum(3) / 32
-        # W3_on_none: W3 mean over n3, n2; read by W1[ab] <- W3[cd]; b1[a] <- W3[bc];
+        # W3_on_none: W3, mean over n3, n2; read by W1[ab] <- W3[cd]; b1[a] <- W3[bc];
         #   W2[ab] <- W3[cd]; b2[a] <- W3[bc]; W3[ab] <- W3[cd]; b3[a] <- W3[bc]; W4[ab] <- W3[cd];
         #   b4[a] <- W3[bc]; W5[ab] <- W3[cd]; b5[a] <- W3[bc]
         W3_on_none = W3_on_n2.mean(2)
-        # b3_on_none: b3 mean over n3; read by W1[ab] <- b3[c]; b1[a] <- b3[b]; W2[ab] <- b3[c];
+        # b3_on_none: b3, mean over n3; read by W1[ab] <- b3[c]; b1[a] <- b3[b]; W2[ab] <- b3[c];
         #   b2[a] <- b3[b]; W3[ab] <- b3[c]; b3[a] <- b3[b]; W4[ab] <- b3[c]; b4[a] <- b3[b];
         #   W5[ab] <- b3[c]; b5[a] <- b3[b]
         b3_on_none = b3.mean(2)
-        # W4_on_n3: W4 mean over n4; read by W3[ab] <- W4[ca]; b3[a] <- W4[ba]; W4[ab] <- W4[cb]
+        # W4_on_n3: W4, mean over n4; read by W3[ab] <- W4[ca]; b3[a] <- W4[ba]; W4[ab] <- W4[cb]
         W4_on_n3 = W4.sum(2) / 32
-        # W4_on_n4: W4 mean over n3; read by W4[ab] <- W4[ac]; b4[a] <- W4[ab]; W5[ab] <- W4[bc]
+        # W4_on_n4: W4, mean over n3; read by W4[ab] <- W4[ac]; b4[a] <- W4[ab]; W5[ab] <- W4[bc]
         W4_on_n4 = W4.sum(3) / 32
-        # W4_on_none: W4 mean over n4, n3; read by W1[ab] <- W4[cd]; b1[a] <- W4[bc];
+        # W4_on_none: W4, mean over n4, n3; read by W1[ab] <- W4[cd]; b1[a] <- W4[bc];
         #   W2[ab] <- W4[cd]; b2[a] <- W4[bc]; W3[ab] <- W4[cd]; b3[a] <- W4[bc]; W4[ab] <- W4[cd];
         #   b4[a] <- W4[bc]; W5[ab] <- W4[cd]; b5[a] <- W4[bc]
         W4_on_none = W4_on_n3.mean(2)
-        # b4_on_none: b4 mean over n4; read by W1[ab] <- b4[c]; b1[a] <- b4[b]; W2[ab] <- b4[c];
+        # b4_on_none: b4, mean over n4; read by W1[ab] <- b4[c]; b1[a] <- b4[b]; W2[ab] <- b4[c];
         #   b2[a] <- b4[b]; W3[ab] <- b4[c]; b3[a] <- b4[b]; W4[ab] <- b4[c]; b4[a] <- b4[b];
         #   W5[ab] <- b4[c]; b5[a] <- b4[b]
         b4_on_none = b4.mean(2)
-        # W5_on_n4: W5 n5 folded into channels; read by W4[ab] <- W5[ca]; b4[a] <- W5[ba];
+        # W5_on_n4: W5, n5 folded into channels; read by W4[ab] <- W5[ca]; b4[a] <- W5[ba];
         #   W5[ab] <- W5[cb]
         W5_on_n4 = W5.reshape(batch, c_in * 1, 32)
-        # W5_on_none: W5 mean over n4, n5 folded into channels; read by W1[ab] <- W5[cd];
+        # W5_on_none: W5, mean over n4, n5 folded into channels; read by W1[ab] <- W5[cd];
         #   b1[a] <- W5[bc]; W2[ab] <- W5[cd]; b2[a] <- W5[bc]; W3[ab] <- W5[cd]; b3[a] <- W5[bc];
         #   W4[ab] <- W5[cd]; b4[a] <- W5[bc]; W5[ab] <- W5[cd]; b5[a] <- W5[bc]
         W5_on_none = (W5.sum(3) / 32).reshape(batch, c_in * 1)
-        # b5_on_none: b5 n5 folded into channels; read by W1[ab] <- b5[c]; b1[a] <- b5[b];
+        # b5_on_none: b5, n5 folded into channels; read by W1[ab] <- b5[c]; b1[a] <- b5[b];
         #   W2[ab] <- b5[c]; b2[a] <- b5[b]; W3[ab] <- b5[c]; b3[a] <- b5[b]; W4[ab] <- b5[c];
         #   b4[a] <- b5[b]; W5[ab] <- b5[c]; b5[a] <- b5[b]
         b5_on_none = b5.reshape(batch, c_in * 1)
@@ -630,25 +630,25 @@ class InvariantLayer(nn.Module):
         batch = _check_inputs(weights, biases, c_in, "InvariantLayer")
         W1, W2, W3, W4, W5 = weights
         b1, b2, b3, b4, b5 = biases
-        # W1_on_none: W1 mean over n1, n0 folded into channels; read by [] <- W1[ab]
+        # W1_on_none: W1, mean over n1, n0 folded into channels; read by [] <- W1[ab]
         W1_on_none = (W1.sum(2) / 32).reshape(batch, c_in * 2)
-        # b1_on_none: b1 mean over n1; read by [] <- b1[a]
+        # b1_on_none: b1, mean over n1; read by [] <- b1[a]
         b1_on_none = b1.mean(2)
-        # W2_on_none: W2 mean over n2, n1; read by [] <- W2[ab]
+        # W2_on_none: W2, mean over n2, n1; read by [] <- W2[ab]
         W2_on_none = W2.sum((2, 3)) / 1024
-        # b2_on_none: b2 mean over n2; read by [] <- b2[a]
+        # b2_on_none: b2, mean over n2; read by [] <- b2[a]
         b2_on_none = b2.mean(2)
-        # W3_on_none: W3 mean over n3, n2; read by [] <- W3[ab]
+        # W3_on_none: W3, mean over n3, n2; read by [] <- W3[ab]
         W3_on_none = W3.sum((2, 3)) / 1024
-        # b3_on_none: b3 mean over n3; read by [] <- b3[a]
+        # b3_on_none: b3, mean over n3; read by [] <- b3[a]
         b3_on_none = b3.mean(2)
-        # W4_on_none: W4 mean over n4, n3; read by [] <- W4[ab]
+        # W4_on_none: W4, mean over n4, n3; read by [] <- W4[ab]
         W4_on_none = W4.sum((2, 3)) / 1024
-        # b4_on_none: b4 mean over n4; read by [] <- b4[a]
+        # b4_on_none: b4, mean over n4; read by [] <- b4[a]
         b4_on_none = b4.mean(2)
-        # W5_on_none: W5 mean over n4, n5 folded into channels; read by [] <- W5[ab]
+        # W5_on_none: W5, mean over n4, n5 folded into channels; read by [] <- W5[ab]
         W5_on_none = (W5.sum(3) / 32).reshape(batch, c_in * 1)
-        # b5_on_none: b5 n5 folded into channels; read by [] <- b5[a]
+        # b5_on_none: b5, n5 folded into channels; read by [] <- b5[a]
         b5_on_none = b5.reshape(batch, c_in * 1)
         return torch.cat(
             (
