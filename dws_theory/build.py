@@ -14,8 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arguments import add_channel_arguments, add_shape_arguments
 from .basis import Basis, enumerate_basis
 from .certify import Certificate, certify
+from .docs import DEFAULT_DOCS_DIR
 from .spec import WeightSpace, mlp, parse_dims, parse_mode
 
 __all__ = ["BuildResult", "build", "build_summary", "add_build_parser"]
@@ -147,9 +149,6 @@ def _run_build(args: argparse.Namespace) -> int:
 
 def add_build_parser(subparsers: argparse._SubParsersAction) -> None:
     """`dws-theory build [DIMS] [--symmetry MODE] [--out-code DIR] [--out-docs DIR]`."""
-    from .cli import add_shape_arguments
-    from .docs import DEFAULT_DOCS_DIR, add_channel_arguments
-
     p = subparsers.add_parser(
         "build", help="basis, verify, generate and docs in one go (exit 1 if verify fails)"
     )

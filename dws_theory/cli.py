@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from .arguments import add_channel_arguments, add_shape_arguments
 from .basis import Basis, enumerate_basis
 from .build import add_build_parser
 from .certify import Certificate, certify
@@ -14,9 +15,7 @@ from .codegen import add_generate_parser
 from .docs import add_docs_parser
 from .inr.datasets import add_data_parser
 from .inr.train import add_train_parser
-from .spec import MODES, SpecError, WeightSpace, mlp, parse_dims, parse_mode
-
-DEFAULT_DIMS = "2,32,32,1"
+from .spec import SpecError, WeightSpace, mlp
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,44 +23,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"dws-theory: error: {message}\n")
-
-
-def _mode(text: str) -> str:
-    try:
-        return parse_mode(text)
-    except SpecError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _dims(text: str) -> tuple[int, ...]:
-    try:
-        return parse_dims(text)
-    except SpecError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def add_shape_arguments(parser: argparse.ArgumentParser, optional_dims: bool = False) -> None:
-    """DIMS and --symmetry, shared by every command that takes a shape."""
-    if optional_dims:
-        parser.add_argument(
-            "dims",
-            nargs="?",
-            type=_dims,
-            default=parse_dims(DEFAULT_DIMS),
-            metavar="DIMS",
-            help=f"widths d_0,...,d_M (default {DEFAULT_DIMS})",
-        )
-    else:
-        parser.add_argument(
-            "dims", type=_dims, metavar="DIMS", help="widths d_0,...,d_M, e.g. 2,32,32,1"
-        )
-    parser.add_argument(
-        "--symmetry",
-        type=_mode,
-        default="hidden",
-        metavar="MODE",
-        help=f"one of {', '.join(MODES)} (aliases hnp, np); default hidden",
-    )
 
 
 def dims_label(dims: Sequence[int]) -> str:
@@ -130,22 +91,11 @@ def _run_basis(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _add_basis(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("basis", help="count the equivariant basis, block by block")
     add_shape_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--in-channels", type=_positive, default=1, help="for the parameter count")
-    p.add_argument("--out-channels", type=_positive, default=1, help="for the parameter count")
+    add_channel_arguments(p, default=1)
     p.set_defaults(func=_run_basis)
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from .arguments import add_shape_arguments
 from .basis import Basis, enumerate_basis
 from .orbits import Pattern
 from .spec import Kind, SpecError, WeightSpace, mlp, parse_dims, parse_mode
@@ -1148,8 +1149,6 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     """`dws-theory generate DIMS [--symmetry MODE] [--out DIR]`."""
-    from .cli import add_shape_arguments
-
     p = subparsers.add_parser("generate", help="write a standalone PyTorch layer module")
     add_shape_arguments(p)
     p.add_argument("--out", default="generated", metavar="DIR", help="output folder")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 import numpy as np
 
+from .arguments import add_channel_arguments, add_shape_arguments
 from .basis import Basis, enumerate_basis, pattern_entries
 from .certify import Certificate, certify, reduce_space, set_factor
 from .orbits import Pattern
@@ -1014,34 +1015,7 @@ def _run_docs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def add_channel_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--in-channels",
-        type=_positive,
-        default=16,
-        help="input channels for the parameter count (default 16)",
-    )
-    parser.add_argument(
-        "--out-channels",
-        type=_positive,
-        default=16,
-        help="output channels for the parameter count (default 16)",
-    )
-
-
 def add_docs_parser(subparsers: argparse._SubParsersAction) -> None:
-    from .cli import add_shape_arguments  # the cli imports this module's registrar
-
     p = subparsers.add_parser("docs", help="write the derivation document (Markdown + figures)")
     add_shape_arguments(p)
     p.add_argument(
