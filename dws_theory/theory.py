@@ -498,7 +498,7 @@ def render_theory() -> str:
         "- NFN's `HNPLinear` (Zhou et al., NeurIPS 2023) misses the $b_{M-1} \\to W_M$ term "
         "(effective rank 81 of 82 on 2-32-32-1) and carries redundant parameters (113 raw for "
         "81 effective). This project's own measurement of NFN's rank is in "
-        "`docs/benchmarks.md` (`benchmarks/completeness.py`).",
+        "[benchmarks](benchmarks.md) (`benchmarks/completeness.py`).",
         "- UNF enumerates $\\mathrm{Bell}(t)$ partitions regardless of width, so it "
         "overcounts when a width is smaller than the number of axes, and cannot fix axes.",
         "",
