@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -245,7 +246,10 @@ def test_generated_modules_do_not_drift(tmp_path):
         )
 
 
-RUFF = shutil.which("ruff")
+# The ruff of this interpreter's environment first (a venv's bin/ need not be on PATH).
+RUFF = shutil.which(
+    "ruff", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+)
 
 
 @pytest.mark.skipif(
