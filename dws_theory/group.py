@@ -16,7 +16,14 @@ import numpy as np
 
 from .spec import Kind, WeightSpace
 
-__all__ = ["GroupElement", "generators", "random_element", "signed_permutation"]
+__all__ = [
+    "GroupElement",
+    "generators",
+    "identity",
+    "random_element",
+    "representation",
+    "signed_permutation",
+]
 
 
 @dataclass(frozen=True)
