@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -13,8 +14,6 @@ from .build import add_build_parser
 from .certify import Certificate, certify
 from .codegen import add_generate_parser
 from .docs import add_docs_parser
-from .inr.datasets import add_data_parser
-from .inr.train import add_train_parser
 from .spec import SpecError, WeightSpace, mlp
 
 
@@ -141,29 +140,38 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 
 # -- entry point ---------------------------------------------------------------------------------
-def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """Every subcommand; each module registers its own parser and sets `func`."""
-    return [
-        _add_basis,
-        _add_verify,
-        add_generate_parser,
-        add_docs_parser,
-        add_build_parser,
-        add_data_parser,
-        add_train_parser,
-    ]
+# Subcommands whose modules import torch (seconds to load): registered only when one of them
+# is run, or when no light command is named (`--help`, a typo), so that `dws-theory basis`
+# starts without loading torch.
+_TORCH_COMMANDS = {
+    "data": ("dws_theory.inr.datasets", "add_data_parser"),
+    "train": ("dws_theory.inr.train", "add_train_parser"),
+}
+_LIGHT_COMMANDS = ("basis", "verify", "generate", "docs", "build")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _registrars(command: str | None = None) -> list[Callable[[argparse._SubParsersAction], None]]:
+    """The subcommands to register; each module registers its own parser and sets `func`."""
+    light = [_add_basis, _add_verify, add_generate_parser, add_docs_parser, add_build_parser]
+    if command in _LIGHT_COMMANDS:
+        return light
+    heavy = [getattr(importlib.import_module(m), f) for m, f in _TORCH_COMMANDS.values()]
+    return light + heavy
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given the arguments, only the subcommands they can need are loaded."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in args if not a.startswith("-")), None)
     parser = _Parser(prog="dws-theory", description="Equivariant layers for deep weight spaces.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for register in _registrars():
+    for register in _registrars(command):
         register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args)
     except SpecError as e:

@@ -96,3 +96,23 @@ def test_bad_input_is_one_line_and_exit_code_two(args, fragment):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("dws-theory: error:") and fragment in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["basis", "2,3,1"], ["generate", "2,3,1", "--out", "{tmp}"]])
+def test_light_commands_do_not_load_torch(command, tmp_path):
+    """The symbolic commands start without torch (seconds to import); data/train load it."""
+    args = [a.format(tmp=tmp_path) for a in command]
+    code = (
+        "import sys; from dws_theory.cli import main; "
+        f"assert main({args!r}) == 0; "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_torch_commands_are_registered_for_help_and_typos():
+    assert "data" in run("--help").stdout and "train" in run("--help").stdout
+    typo = run("bassis", "2,3,1")
+    assert typo.returncode == 2 and "'train'" in typo.stderr
