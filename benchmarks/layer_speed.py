@@ -14,7 +14,9 @@ over `--repeats` timed blocks (time.perf_counter, CUDA synchronised) after a war
 blocks of all candidates of one shape alternate, so load on a shared machine hits all alike.
 The minimum over blocks and the median CPU time (time.process_time: all threads, not
 counting time descheduled) are reported too: on a loaded machine they are the closer
-estimates of the uncontended cost.
+estimates of the uncontended cost. "x floor (paired)" is the median over rounds of a
+candidate's block time divided by the floor's block time in the same round: a slow spell
+of the machine slows both sides of each ratio, so it is the steadiest of the ratios.
 
 Memory. CPU: `saved` is the bytes of the tensors autograd keeps for backward, counted once
 per storage, excluding the inputs and parameters themselves (saved_tensors_hooks); `peak`
@@ -218,14 +220,15 @@ def _sync(device: str) -> None:
 
 def interleaved_medians(
     fns: dict[str, Callable[[], None]], device: str, repeats: int, min_block: float
-) -> dict[str, tuple[float, float, float, float]]:
-    """(median, IQR, minimum, median CPU time) seconds per call, timed round-robin.
+) -> dict[str, tuple[float, float, float, float, list[float]]]:
+    """(median, IQR, minimum, median CPU time, per-round times) seconds per call, round-robin.
 
     Each function is warmed up, then timed in blocks of `number` calls (enough for
     `min_block` seconds); the blocks of all functions alternate, in a rotating order, so a
     slow spell of a shared machine hits every candidate alike instead of one of them.
     CPU time (all threads of this process) does not count time spent descheduled, so it is
-    the steadier number when other processes share the cores.
+    the steadier number when other processes share the cores. The per-round times let a
+    caller take paired ratios: two candidates timed in the same round saw the same machine.
     """
     number = {}
     for name, fn in fns.items():
@@ -252,8 +255,13 @@ def interleaved_medians(
     out = {}
     for name, ts in times.items():
         q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
-        out[name] = (statistics.median(ts), q[2] - q[0], min(ts), statistics.median(cpu[name]))
+        out[name] = (statistics.median(ts), q[2] - q[0], min(ts), statistics.median(cpu[name]), ts)
     return out
+
+
+def paired_ratio(times: list[float], base: list[float]) -> float:
+    """Median over rounds of time / base time in the same round: robust to slow spells."""
+    return statistics.median(t / b for t, b in zip(times, base, strict=True))
 
 
 def saved_bytes(c: Candidate) -> int:
@@ -339,6 +347,7 @@ class Row:
     x_floor: float = 0.0
     x_floor_min: float = 0.0
     x_floor_cpu: float = 0.0
+    x_floor_paired: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -368,7 +377,8 @@ def measure_shape(
             saved, peak = None, cuda_peak_bytes(step)
         else:
             saved, peak = saved_bytes(c) / 2**20, cpu_peak_bytes(step)
-        med, iqr, best, cpu_med = timed[f"{c.name}/step"]
+        med, iqr, best, cpu_med, rounds = timed[f"{c.name}/step"]
+        floor_rounds = timed[f"{cands[0].name}/step"][4]
         rows.append(
             Row(
                 shape=",".join(map(str, dims)),
@@ -384,6 +394,8 @@ def measure_shape(
                 runs=args.repeats,
                 saved_mb=saved,
                 peak_mb=peak / 2**20,
+                x_floor_paired=paired_ratio(rounds, floor_rounds),
+                extra={"rounds_ms": [t * 1e3 for t in rounds]},
             )
         )
         print(f"  {rows[-1].shape} {rows[-1].dtype} {c.name}: {med * 1e3:.2f} ms", file=sys.stderr)
@@ -402,7 +414,7 @@ def measure_shape(
 
 # -- report ----------------------------------------------------------------------------------
 def markdown(rows: list[Row], cuda: bool) -> str:
-    head = "| shape | P | dtype | impl | fwd ms | fwd+bwd ms (IQR) | x floor |"
+    head = "| shape | P | dtype | impl | fwd ms | fwd+bwd ms (IQR) | x floor | x floor (paired) |"
     head += " min ms | x floor (min) | CPU ms | x floor (CPU) | peak MB |" + (
         " x copy |" if cuda else " saved MB |"
     )
@@ -411,7 +423,8 @@ def markdown(rows: list[Row], cuda: bool) -> str:
         last = f"{r.extra['x_copy']:.1f}" if cuda else f"{r.saved_mb:.1f}"
         lines.append(
             f"| {r.shape} | {r.P} | {r.dtype} | {r.impl} | {r.fwd_ms:.2f} | "
-            f"{r.step_ms:.2f} ({r.step_iqr_ms:.2f}) | {r.x_floor:.2f} | {r.step_min_ms:.2f} | "
+            f"{r.step_ms:.2f} ({r.step_iqr_ms:.2f}) | {r.x_floor:.2f} | {r.x_floor_paired:.2f} | "
+            f"{r.step_min_ms:.2f} | "
             f"{r.x_floor_min:.2f} | {r.step_cpu_ms:.2f} | {r.x_floor_cpu:.2f} | "
             f"{r.peak_mb:.1f} | {last} |"
         )
@@ -432,6 +445,8 @@ def ratios(rows: list[Row]) -> str:
                 lines.append(
                     f"- {shape} {dtype}: {other} / ours-hidden = "
                     f"{by[other].step_ms / ours.step_ms:.2f}x (fwd+bwd median), "
+                    f"{paired_ratio(by[other].extra['rounds_ms'], ours.extra['rounds_ms']):.2f}x "
+                    "(fwd+bwd paired), "
                     f"{by[other].step_min_ms / ours.step_min_ms:.2f}x (fwd+bwd min), "
                     f"{by[other].step_cpu_ms / ours.step_cpu_ms:.2f}x (fwd+bwd CPU), "
                     f"{by[other].fwd_ms / ours.fwd_ms:.2f}x (fwd median)"

@@ -1,0 +1,43 @@
+"""The benchmark scripts run end to end on a tiny shape (their numbers are not tested)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    layer_speed = _load("layer_speed")
+    # Round 2 is a slow spell for both sides: its ratio is still 2 (the medians' ratio is 2.1).
+    times, base = [2.0, 20.0, 2.2, 1.8], [1.0, 10.0, 1.0, 1.0]
+    assert layer_speed.paired_ratio(times, base) == pytest.approx(2.0)
+
+
+def test_layer_speed_runs_on_a_tiny_shape(tmp_path, capsys):
+    layer_speed = _load("layer_speed")
+    out = tmp_path / "rows.json"
+    args = ["--shapes", "2,3,1", "--batch", "4", "--channels", "2", "--threads", "1"]
+    args += ["--repeats", "3", "--min-block", "0.001", "--json", str(out)]
+    assert layer_speed.main(args) == 0
+    table = capsys.readouterr().out
+    assert "x floor (paired)" in table
+    rows = json.loads(out.read_text())
+    impls = [r["impl"] for r in rows]
+    assert impls[:2] == ["floor", "ours-hidden"]
+    floor = rows[0]
+    assert floor["x_floor"] == pytest.approx(1.0) and floor["x_floor_paired"] == pytest.approx(1.0)
+    assert all(r["x_floor_paired"] > 0 and len(r["extra"]["rounds_ms"]) == 3 for r in rows)
