@@ -129,6 +129,18 @@ def nfn_layers() -> tuple[type, type, type, Callable] | None:
     return HNPLinear, NPLinear, WeightSpaceFeatures, network_spec_from_wsfeat
 
 
+def plan_multiply_adds(dims: Sequence[int], mode: str) -> int | None:
+    """Multiply-adds of our layer's channel mixes per sample and c_in * c_out (None if the
+    engine is not importable): the floor does weight_space_size(dims) of them."""
+    try:
+        from dws_theory.basis import enumerate_basis
+        from dws_theory.codegen import lower
+        from dws_theory.spec import mlp
+    except ImportError:
+        return None
+    return lower(enumerate_basis(mlp(dims, mode)), mode=mode).multiply_adds()
+
+
 def floor_candidate(weights: Tensors, biases: Tensors, channels: int) -> Candidate:
     """x [B*P, C] @ w [C, C]: every entry mixed over channels once, nothing else."""
     batch = weights[0].shape[0]
@@ -401,6 +413,10 @@ def measure_shape(
         print(f"  {rows[-1].shape} {rows[-1].dtype} {c.name}: {med * 1e3:.2f} ms", file=sys.stderr)
     floor = rows[0].step_ms
     for r in rows:
+        if r.impl.startswith("ours-"):
+            macs = plan_multiply_adds(dims, r.impl.removeprefix("ours-"))
+            if macs is not None:
+                r.extra["macs_x_floor"] = macs / weight_space_size(dims)
         r.x_floor = r.step_ms / floor
         r.x_floor_min = r.step_min_ms / rows[0].step_min_ms
         r.x_floor_cpu = r.step_cpu_ms / rows[0].step_cpu_ms
@@ -440,6 +456,12 @@ def ratios(rows: list[Row]) -> str:
     for shape, dtype in keys:
         by = {r.impl: r for r in rows if r.shape == shape and r.dtype == dtype}
         ours = by.get("ours-hidden")
+        if ours is not None and "macs_x_floor" in ours.extra:
+            lines.append(
+                f"- {shape} {dtype}: ours-hidden's channel mixes do "
+                f"{ours.extra['macs_x_floor']:.2f}x the floor's multiply-adds (a lower bound "
+                "for the complete basis at the floor's GEMM efficiency)"
+            )
         for other in ("nfn-hnp", "nfn-np"):
             if ours is not None and other in by:
                 lines.append(

@@ -210,6 +210,24 @@ class LayerPlan:
         """Every op that implements a pattern."""
         return tuple(op for op in self.ops if pattern in op.patterns)
 
+    def multiply_adds(
+        self, in_channels: int = 1, out_channels: int = 1, layer: str = EQUIVARIANT
+    ) -> int:
+        """Multiply-adds of the layer's channel mixes for one sample, forward.
+
+        Each mix is one GEMM of its weight [c_out * rows, c_in * width] at every position of
+        its kept sets. Pools and broadcast sums add only additions on top. For scale: one
+        c_out x c_in mix of every weight-space entry (the benchmarks' floor) is
+        `space.dimension * c_in * c_out`; the complete basis cannot cost less than this sum,
+        since every mix block is a free parameter applied at every position it varies along.
+        """
+        total = 0
+        for op in self.layer_ops(layer):
+            if isinstance(op, Mix):
+                positions = math.prod(self.space.set(s).size for s in op.kept)
+                total += op.rows * out_channels * op.width * in_channels * positions
+        return total
+
     def parameter_count(self, in_channels: int = 1, out_channels: int = 1) -> int:
         """Parameters of the emitted EquivariantLayer (must equal Basis.parameter_count)."""
         total = 0

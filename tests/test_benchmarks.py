@@ -41,3 +41,8 @@ def test_layer_speed_runs_on_a_tiny_shape(tmp_path, capsys):
     floor = rows[0]
     assert floor["x_floor"] == pytest.approx(1.0) and floor["x_floor_paired"] == pytest.approx(1.0)
     assert all(r["x_floor_paired"] > 0 and len(r["extra"]["rounds_ms"]) == 3 for r in rows)
+    # 2,3,1 hidden, by hand: at each of the 3 values of n1 a 4 x 4 mix (W1's 2 columns, b1,
+    # W2 -> the same), and a 5 x 5 mix of the pooled W1 (2), b1, W2, b2: 48 + 25 = 73
+    # multiply-adds against P = 13 for the floor.
+    assert rows[1]["extra"]["macs_x_floor"] == pytest.approx(73 / 13)
+    assert "multiply-adds" in table

@@ -100,6 +100,34 @@ def test_plan_parameter_count_is_the_basis_count(dims, mode, c_in, c_out):
     assert lower(basis).parameter_count(c_in, c_out) == basis.parameter_count(c_in, c_out)
 
 
+@given(dims=mlp_dims(), mode=modes, c_in=st.integers(1, 4), c_out=st.integers(1, 4))
+def test_plan_multiply_adds_are_one_per_basis_element_and_position(dims, mode, c_in, c_out):
+    """Every basis element is a c_out x c_in block applied at each index value of the sets
+    it keeps (labels shared by input and output): the mixes do exactly that work, no more."""
+    space = mlp(dims, mode)
+    basis = enumerate_basis(space)
+    want = 0
+    for p in basis.linear:
+        kept = [lab for lab in p.permuted_labels if p.role(lab) == "keep"]
+        positions = 1
+        for lab in kept:
+            positions *= space.set(p.set_of(lab)).size
+        want += p.multiplicity(space) * positions * c_in * c_out
+    assert lower(basis).multiply_adds(c_in, c_out) == want
+
+
+def test_multiply_adds_of_the_reference_shape():
+    """2-32-32-1 hidden, by hand: W2's identity at 32 * 32 positions (1024); at each of the
+    32 values of n1 a 4 x 4 block mix (W1 with its 2 input columns as channels, b1, W2 pooled
+    over n2) -> (W1's 2 columns, b1, W2 broadcast): 16 * 32 = 512; at each value of n2 a
+    3 x 3 mix (W2 pooled over n1, b2, W3) -> (W2, b2, W3): 9 * 32 = 288; and a 7 x 7 mix of
+    the fully pooled features (49). The floor, one mix per entry, is P = 1185."""
+    plan = plan_of((2, 32, 32, 1), "hidden")
+    assert plan.multiply_adds() == 1024 + 512 + 288 + 49
+    assert plan.multiply_adds(16, 16) == 1873 * 256
+    assert plan.space.dimension == 1185
+
+
 def ops_per_layer(depth: int, mode: str) -> int:
     return len(plan_of((3,) + (4,) * (depth - 1) + (2,), mode).equivariant_ops)
 
