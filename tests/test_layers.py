@@ -233,6 +233,34 @@ def _check_rank(dims, mode, seed) -> None:
     assert rank == expected  # ... and nothing missing
 
 
+# Wider than the strategies draw (widths up to 4), like the odd shapes users bring: in every mode
+# the layer commutes with several random group elements, is complete and non-redundant, and is
+# not invariant to the rows of W1 moved alone (in `signed` mode too: W1 can always tell).
+WIDE_SHAPES = [(5, 7, 3), (10, 3, 10), (2, 6, 1, 6, 2), (4, 5, 6, 7, 3)]
+
+
+@pytest.mark.parametrize("mode", ["hidden", "all", "signed"])
+@pytest.mark.parametrize("dims", WIDE_SHAPES)
+def test_wide_odd_shapes_are_equivariant_complete_and_not_over_symmetric(dims, mode):
+    space = mlp(dims, mode)
+    gen = torch.Generator().manual_seed(7)
+    rng = np.random.default_rng(7)
+    layer = layer64(dims, mode, 2, 3, gen)
+    weights, biases = random_inputs(dims, 2, 2, gen)
+    for _ in range(3):
+        g = random_element(space, rng)
+        left = layer(*act(space, g, weights, biases))
+        right = act(space, g, *layer(weights, biases))
+        assert_close(left[0] + left[1], right[0] + right[1])
+    perm = _non_identity(dims[1], rng)
+    moved = [permute_one_axis(weights[0], 2, perm)] + weights[1:]
+    left = layer(moved, biases)
+    right = layer(weights, biases)
+    right = [permute_one_axis(right[0][0], 2, perm)] + right[0][1:], right[1]
+    assert _relative_gap(left[0] + left[1], right[0] + right[1]) > 1e-6
+    _check_rank(dims, mode, 7)
+
+
 # -- differential: the dense reference -------------------------------------------------------------
 @given(dims=mlp_dims(max_depth=4), mode=modes, seed=seeds, c_in=channels, c_out=channels)
 def test_layer_equals_dense_parameter_sharing_matrix(dims, mode, seed, c_in, c_out):
