@@ -218,8 +218,9 @@ class LayerPlan:
         Each mix is one GEMM of its weight [c_out * rows, c_in * width] at every position of
         its kept sets. Pools and broadcast sums add only additions on top. For scale: one
         c_out x c_in mix of every weight-space entry (the benchmarks' floor) is
-        `space.dimension * c_in * c_out`; the complete basis cannot cost less than this sum,
-        since every mix block is a free parameter applied at every position it varies along.
+        `space.dimension * c_in * c_out`. With ordinary GEMMs no implementation of the
+        complete basis does less: every mix block is a free parameter, applied at every
+        position it varies along.
         """
         total = 0
         for op in self.layer_ops(layer):
