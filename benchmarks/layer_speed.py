@@ -383,6 +383,7 @@ def measure_shape(
         fns[f"{c.name}/step"] = step_fn(c)
     timed = interleaved_medians(fns, args.device, args.repeats, args.min_block)
     rows = []
+    floor_rounds = timed[f"{cands[0].name}/step"][4]
     for c in cands:
         step = fns[f"{c.name}/step"]
         if args.device == "cuda":
@@ -390,7 +391,6 @@ def measure_shape(
         else:
             saved, peak = saved_bytes(c) / 2**20, cpu_peak_bytes(step)
         med, iqr, best, cpu_med, rounds = timed[f"{c.name}/step"]
-        floor_rounds = timed[f"{cands[0].name}/step"][4]
         rows.append(
             Row(
                 shape=",".join(map(str, dims)),

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from .arguments import add_channel_arguments, add_shape_arguments
 from .basis import Basis, enumerate_basis
@@ -140,23 +140,13 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 
 # -- entry point ---------------------------------------------------------------------------------
-# Subcommands whose modules import torch (seconds to load): registered only when one of them
-# is run, or when no light command is named (`--help`, a typo), so that `dws-theory basis`
-# starts without loading torch.
-_TORCH_COMMANDS = {
-    "data": ("dws_theory.inr.datasets", "add_data_parser"),
-    "train": ("dws_theory.inr.train", "add_train_parser"),
-}
-_LIGHT_COMMANDS = ("basis", "verify", "generate", "docs", "build")
-
-
-def _registrars(command: str | None = None) -> list[Callable[[argparse._SubParsersAction], None]]:
-    """The subcommands to register; each module registers its own parser and sets `func`."""
-    light = [_add_basis, _add_verify, add_generate_parser, add_docs_parser, add_build_parser]
-    if command in _LIGHT_COMMANDS:
-        return light
-    heavy = [getattr(importlib.import_module(m), f) for m, f in _TORCH_COMMANDS.values()]
-    return light + heavy
+# Subcommands whose modules import torch (seconds to load): registered only when the command
+# line names none of the light ones (`data`, `train`, `--help`, a typo), so that
+# `dws-theory basis` starts without loading torch.
+_TORCH_COMMANDS = (
+    ("dws_theory.inr.datasets", "add_data_parser"),
+    ("dws_theory.inr.train", "add_train_parser"),
+)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -165,8 +155,18 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     command = next((a for a in args if not a.startswith("-")), None)
     parser = _Parser(prog="dws-theory", description="Equivariant layers for deep weight spaces.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for register in _registrars(command):
+    # Each module registers its own parser and sets `func`.
+    for register in (
+        _add_basis,
+        _add_verify,
+        add_generate_parser,
+        add_docs_parser,
+        add_build_parser,
+    ):
         register(sub)
+    if command not in sub.choices:
+        for module, name in _TORCH_COMMANDS:
+            getattr(importlib.import_module(module), name)(sub)
     return parser
 
 

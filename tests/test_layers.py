@@ -210,27 +210,29 @@ def _parameter_jacobian(
 
 def test_parameter_jacobian_rank_equals_the_orbit_count_on_a_dense_example():
     """Fixed sets of width 3 at both ends: dense parameter blocks, the hardest case for rank."""
-    _check_rank((3, 2, 3), "hidden", 0)
+    raw, rank, orbits = _rank_counts((3, 2, 3), "hidden", 0)
+    assert raw == orbits and rank == orbits
 
 
 @given(dims=mlp_dims(max_depth=4), mode=modes, seed=seeds)
 def test_parameter_jacobian_rank_equals_the_orbit_count(dims, mode, seed):
-    _check_rank(dims, mode, seed)
+    raw, rank, orbits = _rank_counts(dims, mode, seed)
+    assert raw == orbits  # nothing redundant ...
+    assert rank == orbits  # ... and nothing missing
 
 
-def _check_rank(dims, mode, seed) -> None:
+def _rank_counts(dims, mode, seed) -> tuple[int, int, int]:
+    """(raw parameters, rank of the parameter Jacobian, orbit count), one channel in and out."""
     basis = enumerate_basis(mlp(dims, mode))
     gen = torch.Generator().manual_seed(seed)
     layer = layer64(dims, mode, 1, 1, gen)
     raw = sum(p.numel() for p in layer.parameters())
-    expected = basis.equivariant_linear + basis.equivariant_bias
-    assert raw == expected  # nothing redundant ...
     # The layer is affine in x: P + 1 generic inputs pin down every linear map and bias.
     inputs = mlp(dims, mode).dimension + 1
     jac = _parameter_jacobian(layer, random_inputs(dims, inputs, 1, gen), gen)
     singular = np.linalg.svd(jac, compute_uv=False)
     rank = int((singular > singular[0] * 1e-9).sum())
-    assert rank == expected  # ... and nothing missing
+    return raw, rank, basis.equivariant_linear + basis.equivariant_bias
 
 
 # Wider than the strategies draw (widths up to 4), like the odd shapes users bring: in every mode
@@ -258,7 +260,8 @@ def test_wide_odd_shapes_are_equivariant_complete_and_not_over_symmetric(dims, m
     right = layer(weights, biases)
     right = [permute_one_axis(right[0][0], 2, perm)] + right[0][1:], right[1]
     assert _relative_gap(left[0] + left[1], right[0] + right[1]) > 1e-6
-    _check_rank(dims, mode, 7)
+    raw, rank, orbits = _rank_counts(dims, mode, 7)
+    assert raw == orbits and rank == orbits
 
 
 # -- differential: the dense reference -------------------------------------------------------------
@@ -387,7 +390,8 @@ def test_torch_func_vmap_over_inputs_and_over_parameters(mode):
         assert_close([t[i] for t in ensemble[0] + ensemble[1]], one[0] + one[1])
 
 
-def _compiled_matches_eager(backend: str) -> None:
+def _compiled_and_eager(backend: str) -> tuple[Tensors, Tensors, Tensors]:
+    """(compiled outputs, eager outputs, inputs after a backward through the compiled layer)."""
     dims = (2, 3, 3, 1)
     gen = torch.Generator().manual_seed(1)
     equivariant, _ = layer_classes(dims, "hidden")
@@ -397,19 +401,22 @@ def _compiled_matches_eager(backend: str) -> None:
     eager = layer(weights, biases)
     compiled = torch.compile(layer, backend=backend, fullgraph=True)  # fullgraph: no breaks
     out = compiled(weights, biases)
-    assert_close(out[0] + out[1], eager[0] + eager[1], rtol=1e-5)
     leaf = [w.clone().requires_grad_() for w in weights]
     sum(t.sum() for t in sum(compiled(leaf, biases), [])).backward()
-    assert all(w.grad is not None and w.grad.shape == w.shape for w in leaf)
+    return out[0] + out[1], eager[0] + eager[1], leaf
 
 
 def test_torch_compile_traces_one_graph_with_autograd():
-    _compiled_matches_eager("aot_eager")
+    compiled, eager, leaf = _compiled_and_eager("aot_eager")
+    assert_close(compiled, eager, rtol=1e-5)
+    assert all(w.grad is not None and w.grad.shape == w.shape for w in leaf)
 
 
 @pytest.mark.slow
 def test_torch_compile_inductor():
-    _compiled_matches_eager("inductor")
+    compiled, eager, leaf = _compiled_and_eager("inductor")
+    assert_close(compiled, eager, rtol=1e-5)
+    assert all(w.grad is not None and w.grad.shape == w.shape for w in leaf)
 
 
 @pytest.mark.gpu
