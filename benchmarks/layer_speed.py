@@ -18,6 +18,16 @@ estimates of the uncontended cost. "x floor (paired)" is the median over rounds 
 candidate's block time divided by the floor's block time in the same round: a slow spell
 of the machine slows both sides of each ratio, so it is the steadiest of the ratios.
 
+Allocator. On Linux with glibc the script re-runs itself with a steady allocator
+(STEADY_MALLOC: no mmap for large buffers, no trimming of the heap), so that after warm-up
+every candidate reuses its memory, as PyTorch's caching allocator does on CUDA. With glibc's
+defaults a buffer above the (dynamic) mmap threshold comes back from the kernel as fresh
+pages, each zeroed on its first touch: on a 2-CPU VM a fresh 16 MB buffer costs about 6 ms of
+page faults against 0.5 ms to write it, and which candidate pays how many depends on the
+allocation history of the whole process, so ratios drift with the order of the candidates.
+`--system-malloc` measures with glibc's defaults instead; either way the table reports the
+minor page faults per step (getrusage), so the effect is visible.
+
 Memory. CPU: `saved` is the bytes of the tensors autograd keeps for backward, counted once
 per storage, excluding the inputs and parameters themselves (saved_tensors_hooks); `peak`
 is the highest net allocation above the starting point during forward+backward, from the
@@ -27,6 +37,7 @@ allocation before the step. With `--device cuda` a device-to-device copy of one 
 
     python benchmarks/layer_speed.py                       # CPU, B=256, C=16, 2 threads
     python benchmarks/layer_speed.py --device cuda         # fp32 and bf16, B=1024
+    python benchmarks/layer_speed.py --system-malloc       # glibc's default allocator
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -45,6 +57,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+# glibc tunables (read at process start): serve every allocation from the heap and never
+# hand freed memory back to the kernel, so repeated steps fault no fresh pages.
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**40)}
 SHAPES = ("2,32,32,1", "2,32,32,32,32,1", "2," + "64," * 8 + "1")
 Tensors = list[torch.Tensor]
 
@@ -99,6 +114,29 @@ def output_tensors(out: object) -> Tensors:
 def flat_weight_space(tensors: Tensors) -> torch.Tensor:
     """[B, C, ...] tensors in order W1, b1, W2, ... -> [B, C * P] (channel-major per tensor)."""
     return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], dim=1)
+
+
+def allocator(environ: dict[str, str]) -> str:
+    """'steady' when this process started with STEADY_MALLOC, else 'system'."""
+    steady = all(environ.get(k) == v for k, v in STEADY_MALLOC.items())
+    return "steady" if steady else "system"
+
+
+def steady_malloc_env(environ: dict[str, str], libc: str) -> dict[str, str] | None:
+    """The environment to re-run this script under for a steady allocator, or None when
+    it already runs under one or the C library is not glibc (the tunables are glibc's)."""
+    if libc != "glibc" or allocator(environ) == "steady":
+        return None
+    return {**environ, **STEADY_MALLOC}
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (0 where getrusage is unavailable)."""
+    try:
+        import resource
+    except ImportError:  # not Unix
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 # -- candidates ------------------------------------------------------------------------------
@@ -230,10 +268,22 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+@dataclass
+class Timing:
+    """Seconds per call over the timed blocks, and the median minor page faults per call."""
+
+    median: float
+    iqr: float
+    minimum: float
+    cpu_median: float
+    faults: float
+    rounds: list[float]
+
+
 def interleaved_medians(
     fns: dict[str, Callable[[], None]], device: str, repeats: int, min_block: float
-) -> dict[str, tuple[float, float, float, float, list[float]]]:
-    """(median, IQR, minimum, median CPU time, per-round times) seconds per call, round-robin.
+) -> dict[str, Timing]:
+    """Per-call times of each function, timed round-robin.
 
     Each function is warmed up, then timed in blocks of `number` calls (enough for
     `min_block` seconds); the blocks of all functions alternate, in a rotating order, so a
@@ -253,21 +303,30 @@ def interleaved_medians(
         number[name] = max(1, math.ceil(min_block / max(time.perf_counter() - t0, 1e-9)))
     times: dict[str, list[float]] = {name: [] for name in fns}
     cpu: dict[str, list[float]] = {name: [] for name in fns}
+    faults: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             fn = fns[name]
             _sync(device)
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0, f0 = time.perf_counter(), time.process_time(), minor_faults()
             for _ in range(number[name]):
                 fn()
             _sync(device)
             times[name].append((time.perf_counter() - t0) / number[name])
             cpu[name].append((time.process_time() - c0) / number[name])
+            faults[name].append((minor_faults() - f0) / number[name])
     out = {}
     for name, ts in times.items():
         q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
-        out[name] = (statistics.median(ts), q[2] - q[0], min(ts), statistics.median(cpu[name]), ts)
+        out[name] = Timing(
+            statistics.median(ts),
+            q[2] - q[0],
+            min(ts),
+            statistics.median(cpu[name]),
+            statistics.median(faults[name]),
+            ts,
+        )
     return out
 
 
@@ -353,6 +412,7 @@ class Row:
     step_iqr_ms: float
     step_min_ms: float
     step_cpu_ms: float
+    faults_per_step: float
     runs: int
     saved_mb: float | None
     peak_mb: float
@@ -383,14 +443,14 @@ def measure_shape(
         fns[f"{c.name}/step"] = step_fn(c)
     timed = interleaved_medians(fns, args.device, args.repeats, args.min_block)
     rows = []
-    floor_rounds = timed[f"{cands[0].name}/step"][4]
+    floor_rounds = timed[f"{cands[0].name}/step"].rounds
     for c in cands:
         step = fns[f"{c.name}/step"]
         if args.device == "cuda":
             saved, peak = None, cuda_peak_bytes(step)
         else:
             saved, peak = saved_bytes(c) / 2**20, cpu_peak_bytes(step)
-        med, iqr, best, cpu_med, rounds = timed[f"{c.name}/step"]
+        t = timed[f"{c.name}/step"]
         rows.append(
             Row(
                 shape=",".join(map(str, dims)),
@@ -398,19 +458,21 @@ def measure_shape(
                 dtype=str(dtype).replace("torch.", ""),
                 impl=c.name,
                 note=c.note,
-                fwd_ms=timed[f"{c.name}/fwd"][0] * 1e3,
-                step_ms=med * 1e3,
-                step_iqr_ms=iqr * 1e3,
-                step_min_ms=best * 1e3,
-                step_cpu_ms=cpu_med * 1e3,
+                fwd_ms=timed[f"{c.name}/fwd"].median * 1e3,
+                step_ms=t.median * 1e3,
+                step_iqr_ms=t.iqr * 1e3,
+                step_min_ms=t.minimum * 1e3,
+                step_cpu_ms=t.cpu_median * 1e3,
+                faults_per_step=t.faults,
                 runs=args.repeats,
                 saved_mb=saved,
                 peak_mb=peak / 2**20,
-                x_floor_paired=paired_ratio(rounds, floor_rounds),
-                extra={"rounds_ms": [t * 1e3 for t in rounds]},
+                x_floor_paired=paired_ratio(t.rounds, floor_rounds),
+                extra={"rounds_ms": [r * 1e3 for r in t.rounds]},
             )
         )
-        print(f"  {rows[-1].shape} {rows[-1].dtype} {c.name}: {med * 1e3:.2f} ms", file=sys.stderr)
+        label = f"{rows[-1].shape} {rows[-1].dtype} {c.name}"
+        print(f"  {label}: {t.median * 1e3:.2f} ms", file=sys.stderr)
     floor = rows[0].step_ms
     for r in rows:
         if r.impl.startswith("ours-"):
@@ -431,7 +493,7 @@ def measure_shape(
 # -- report ----------------------------------------------------------------------------------
 def markdown(rows: list[Row], cuda: bool) -> str:
     head = "| shape | P | dtype | impl | fwd ms | fwd+bwd ms (IQR) | x floor | x floor (paired) |"
-    head += " min ms | x floor (min) | CPU ms | x floor (CPU) | peak MB |" + (
+    head += " min ms | x floor (min) | CPU ms | x floor (CPU) | faults/step | peak MB |" + (
         " x copy |" if cuda else " saved MB |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -442,7 +504,7 @@ def markdown(rows: list[Row], cuda: bool) -> str:
             f"{r.step_ms:.2f} ({r.step_iqr_ms:.2f}) | {r.x_floor:.2f} | {r.x_floor_paired:.2f} | "
             f"{r.step_min_ms:.2f} | "
             f"{r.x_floor_min:.2f} | {r.step_cpu_ms:.2f} | {r.x_floor_cpu:.2f} | "
-            f"{r.peak_mb:.1f} | {last} |"
+            f"{r.faults_per_step:.0f} | {r.peak_mb:.1f} | {last} |"
         )
     return "\n".join(lines)
 
@@ -491,6 +553,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-block", type=float, default=0.05, help="seconds per timed block")
     parser.add_argument("--layer-factory", default="dws_theory.runtime:layer_classes")
     parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="keep glibc's default allocator (page faults on fresh large buffers)",
+    )
     args = parser.parse_args(argv)
     args.batch = args.batch or (1024 if args.device == "cuda" else 256)
     dtypes = args.dtypes or (["float32", "bfloat16"] if args.device == "cuda" else ["float32"])
@@ -513,7 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"device={args.device} ({device or platform.machine()}), torch {torch.__version__}, "
         f"threads={args.threads}, B={args.batch}, C={args.channels}, "
-        f"repeats={args.repeats}, min_block={args.min_block}s"
+        f"repeats={args.repeats}, min_block={args.min_block}s, "
+        f"allocator={allocator(dict(os.environ))}"
     )
     print(markdown(rows, args.device == "cuda"))
     print()
@@ -525,4 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if "--system-malloc" not in sys.argv[1:]:
+        env = steady_malloc_env(dict(os.environ), platform.libc_ver()[0])
+        if env is not None:  # the tunables only take effect at process start
+            os.execve(sys.executable, [sys.executable, *sys.argv], env)
     raise SystemExit(main())

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,3 +49,37 @@ def test_layer_speed_runs_on_a_tiny_shape(tmp_path, capsys):
     # multiply-adds against P = 13 for the floor.
     assert rows[1]["extra"]["macs_x_floor"] == pytest.approx(73 / 13)
     assert "multiply-adds" in table
+
+
+def test_steady_allocator_is_requested_once_and_only_from_glibc():
+    layer_speed = _load("layer_speed")
+    env = layer_speed.steady_malloc_env({"PATH": "/bin"}, "glibc")
+    assert env is not None and env["PATH"] == "/bin"
+    assert layer_speed.allocator(env) == "steady"
+    # Already steady (the re-run), or another C library: no re-run.
+    assert layer_speed.steady_malloc_env(env, "glibc") is None
+    assert layer_speed.steady_malloc_env({"PATH": "/bin"}, "musl") is None
+    assert layer_speed.allocator({"PATH": "/bin"}) == "system"
+    # A value the user set differently is not taken for the steady setting.
+    other = {**env, "MALLOC_TRIM_THRESHOLD_": "0"}
+    assert layer_speed.allocator(other) == "system"
+
+
+def test_layer_speed_reexecs_under_the_steady_allocator(tmp_path):
+    out = tmp_path / "rows.json"
+    args = ["--shapes", "2,3,1", "--batch", "4", "--channels", "2", "--threads", "1"]
+    args += ["--repeats", "2", "--min-block", "0.001", "--json", str(out)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "layer_speed.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    expected = "steady" if platform.libc_ver()[0] == "glibc" else "system"
+    assert f"allocator={expected}" in run.stdout
+    rows = json.loads(out.read_text())
+    assert all(r["faults_per_step"] >= 0 for r in rows)
