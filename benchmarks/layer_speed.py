@@ -521,8 +521,9 @@ def ratios(rows: list[Row]) -> str:
         if ours is not None and "macs_x_floor" in ours.extra:
             lines.append(
                 f"- {shape} {dtype}: ours-hidden's channel mixes do "
-                f"{ours.extra['macs_x_floor']:.2f}x the floor's multiply-adds (a lower bound "
-                "for the complete basis at the floor's GEMM efficiency)"
+                f"{ours.extra['macs_x_floor']:.2f}x the floor's multiply-adds (the least "
+                "arithmetic of the complete basis; not a bound on time, since a C x C GEMM "
+                "over every entry is limited by memory traffic, not arithmetic)"
             )
         for other in ("nfn-hnp", "nfn-np"):
             if ours is not None and other in by:

@@ -83,3 +83,15 @@ def test_layer_speed_reexecs_under_the_steady_allocator(tmp_path):
     assert f"allocator={expected}" in run.stdout
     rows = json.loads(out.read_text())
     assert all(r["faults_per_step"] >= 0 for r in rows)
+
+
+def test_op_breakdown_times_the_layers_ops(capsys):
+    _load("layer_speed")  # op_breakdown imports it by name
+    op_breakdown = _load("op_breakdown")
+    args = ["--dims", "2,3,1", "--batch", "4", "--channels", "2", "--threads", "1"]
+    assert op_breakdown.main([*args, "--steps", "2", "--top", "50"]) == 0
+    out = capsys.readouterr().out
+    # The channel mixes are batched GEMMs; the backward adds their transposed products.
+    assert "aten.bmm" in out and "forward+backward" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "aten." in line]
+    assert rows and all(float(row.split("|")[1]) >= 0 for row in rows)
