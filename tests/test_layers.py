@@ -264,6 +264,29 @@ def test_wide_odd_shapes_are_equivariant_complete_and_not_over_symmetric(dims, m
     assert raw == orbits and rank == orbits
 
 
+@pytest.mark.parametrize("dims", [(2, 3, 6, 5), (1, 8, 4, 7, 7, 3), (4, 2, 6, 1)])
+def test_signed_mode_interior_weights_are_isolated_blocks(dims):
+    """Why the over-symmetry check moves only W1 in `signed` mode: an interior W_k (both axes
+    hidden) has sign s_i s_j, which no other entry and no pooled sum carries, so the only
+    equivariant term touching it is W_k <- W_k itself. Every equivariant layer, complete or
+    not, then commutes with permuting the rows of W_k alone; the rank test above shows ours
+    is complete. Checked here on the emitted layer: nothing else reads W_k, and W_k's output
+    is one scalar times W_k."""
+    gen = torch.Generator().manual_seed(0)
+    layer = layer64(dims, "signed", 1, 1, gen)
+    weights, biases = random_inputs(dims, 2, 1, gen)
+    for k in range(2, len(dims) - 1):
+        w_k = weights[k - 1].clone().requires_grad_(True)
+        ws = weights[: k - 1] + [w_k] + weights[k:]
+        out_w, out_b = layer(ws, biases)
+        others = [o for m, o in enumerate(out_w) if m != k - 1] + list(out_b)
+        for o in others:
+            (grad,) = torch.autograd.grad(o.sum(), w_k, retain_graph=True, allow_unused=True)
+            assert grad is None or float(grad.abs().max()) == 0.0
+        ratio = (out_w[k - 1] / weights[k - 1]).detach()
+        assert float(ratio.max() - ratio.min()) < 1e-12 and float(ratio.abs().max()) > 0
+
+
 # -- differential: the dense reference -------------------------------------------------------------
 @given(dims=mlp_dims(max_depth=4), mode=modes, seed=seeds, c_in=channels, c_out=channels)
 def test_layer_equals_dense_parameter_sharing_matrix(dims, mode, seed, c_in, c_out):
