@@ -22,9 +22,10 @@ Allocator. On Linux with glibc the script re-runs itself with a steady allocator
 (STEADY_MALLOC: no mmap for large buffers, no trimming of the heap), so that after warm-up
 every candidate reuses its memory, as PyTorch's caching allocator does on CUDA. With glibc's
 defaults a buffer above the (dynamic) mmap threshold comes back from the kernel as fresh
-pages, each zeroed on its first touch: on a 2-CPU VM a fresh 16 MB buffer costs about 6 ms of
-page faults against 0.5 ms to write it, and which candidate pays how many depends on the
-allocation history of the whole process, so ratios drift with the order of the candidates.
+pages, each zeroed on its first touch: on a 2-CPU VM a fresh 16 MB buffer in our layer's
+step cost 6-7 ms of page faults against 0.8-1.0 ms to write it into reused memory. Which
+candidate pays how many depends on the allocation history of the whole process, so ratios
+drift with the order of the candidates.
 `--system-malloc` measures with glibc's defaults instead; either way the table reports the
 minor page faults per step (getrusage), so the effect is visible.
 
