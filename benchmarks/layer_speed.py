@@ -58,6 +58,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+try:
+    import resource
+except ImportError:  # not Unix: no page-fault counts
+    resource = None
+
 # glibc tunables (read at process start): serve every allocation from the heap and never
 # hand freed memory back to the kernel, so repeated steps fault no fresh pages.
 STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**40)}
@@ -131,11 +136,20 @@ def steady_malloc_env(environ: dict[str, str], libc: str) -> dict[str, str] | No
     return {**environ, **STEADY_MALLOC}
 
 
+def rerun_under_steady_malloc() -> None:
+    """Replace this process by the same command under STEADY_MALLOC, unless it runs under it
+    already, was given --system-malloc, or the C library is not glibc. For `__main__` only:
+    the tunables take effect at process start."""
+    if "--system-malloc" in sys.argv[1:]:
+        return
+    env = steady_malloc_env(dict(os.environ), platform.libc_ver()[0])
+    if env is not None:
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
 def minor_faults() -> int:
     """Minor page faults of this process so far (0 where getrusage is unavailable)."""
-    try:
-        import resource
-    except ImportError:  # not Unix
+    if resource is None:
         return 0
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
@@ -595,8 +609,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if "--system-malloc" not in sys.argv[1:]:
-        env = steady_malloc_env(dict(os.environ), platform.libc_ver()[0])
-        if env is not None:  # the tunables only take effect at process start
-            os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    rerun_under_steady_malloc()
     raise SystemExit(main())

@@ -6,14 +6,15 @@
 Each aten call is timed inside a TorchDispatchMode (CPU ops are synchronous). The mode holds
 references to the arguments while an op runs, so autograd accumulates gradients out of place
 (`add`) where a plain step adds in place (`add_`): totals run a little above a plain step,
-which is printed first for comparison. Run it as `python benchmarks/layer_speed.py` does, on
-an idle machine; for the steady allocator set the variables in layer_speed.STEADY_MALLOC.
+which is printed first for comparison. Like layer_speed.py it re-runs itself under the
+steady allocator (`--system-malloc` keeps glibc's defaults); run it on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -84,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--top", type=int, default=15, help="rows to print")
     parser.add_argument("--forward-only", action="store_true")
+    parser.add_argument("--system-malloc", action="store_true", help="see layer_speed.py")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from dws_theory.runtime import layer_classes
@@ -104,11 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     what = "forward" if args.forward_only else "forward+backward"
     print(
         f"{args.dims} {args.mode}, {what}, B={args.batch}, C={args.channels}, "
-        f"threads={args.threads}, {args.steps} steps"
+        f"threads={args.threads}, {args.steps} steps, "
+        f"allocator={layer_speed.allocator(dict(os.environ))}"
     )
     print(report(plain, timer, args.steps, args.top))
     return 0
 
 
 if __name__ == "__main__":
+    layer_speed.rerun_under_steady_malloc()
     raise SystemExit(main())

@@ -95,3 +95,19 @@ def test_op_breakdown_times_the_layers_ops(capsys):
     assert "aten.bmm" in out and "forward+backward" in out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "aten." in line]
     assert rows and all(float(row.split("|")[1]) >= 0 for row in rows)
+
+
+def test_op_breakdown_reexecs_under_the_steady_allocator():
+    args = ["--dims", "2,3,1", "--batch", "4", "--channels", "2", "--threads", "1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "op_breakdown.py"), *args, "--steps", "2", "--top", "50"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    expected = "steady" if platform.libc_ver()[0] == "glibc" else "system"
+    assert f"allocator={expected}" in run.stdout and "aten.bmm" in run.stdout
