@@ -5,6 +5,10 @@ Candidates, all in the layout [B, C, d_m, d_{m-1}] / [B, C, d_m]:
             the identity term no equivariant layer can avoid (DESIGN.md), measured here
   ours      the emitted `hidden` EquivariantLayer(C, C) (`--layer-factory`, default
             dws_theory.runtime:layer_classes)
+  passes    the work no eager implementation of our plan can skip (plan_passes.py): the
+            plan's GEMMs and the full-size passes of its fused tensors, without autograd,
+            concatenations or small broadcasts; a lower bound for any eager PyTorch layer
+            built from this plan (`--no-passes` leaves it out)
   nfn-hnp   NFN's HNPLinear (PyPI nfn==0.1.2), the same symmetry group
   nfn-np    NFN's NPLinear, the larger `all` group (fewer terms), for reference
 
@@ -164,6 +168,8 @@ class Candidate:
     inputs: Tensors
     parameters: Tensors
     note: str = ""
+    step: Callable[[], None] | None = None  # its own step instead of autograd.grad
+    layout: bool = True  # returns the weight-space layout (checked)
 
 
 def load_factory(path: str) -> Callable:
@@ -204,7 +210,25 @@ def floor_candidate(weights: Tensors, biases: Tensors, channels: int) -> Candida
     w = (torch.randn(channels, channels, generator=gen) / math.sqrt(channels)).to(x)
     x.requires_grad_(True)
     w.requires_grad_(True)
-    return Candidate("floor", lambda: [x @ w], [x], [w], "x[B*P,C] @ w[C,C]")
+    return Candidate("floor", lambda: [x @ w], [x], [w], "x[B*P,C] @ w[C,C]", layout=False)
+
+
+def passes_candidate(dims: tuple[int, ...], mode: str, like: torch.Tensor) -> Candidate | None:
+    """The plan's unavoidable work (plan_passes.py), or None without the engine."""
+    try:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from plan_passes import plan_passes
+    except ImportError:
+        return None
+    batch, channels = like.shape[:2]
+    try:
+        work = plan_passes(dims, mode, batch, channels, str(like.device), like.dtype)
+    except ImportError:  # dws_theory not importable
+        return None
+    note = f"plan GEMMs + full-size passes, {work.macs} macs/sample"
+    return Candidate(
+        f"passes-{mode}", work.forward, work.tensors, [], note, step=work.step, layout=False
+    )
 
 
 def module_candidate(
@@ -229,6 +253,7 @@ def candidates(
     channels: int,
     factory: Callable | None,
     modes: Sequence[str],
+    passes: bool = True,
 ) -> list[Candidate]:
     like = weights[0]
     out = [floor_candidate(weights, biases, channels)]
@@ -237,6 +262,10 @@ def candidates(
             equivariant, _ = factory(dims, mode)
             layer = equivariant(channels, channels).to(like.device, like.dtype)
             out.append(module_candidate(f"ours-{mode}", layer, weights, biases))
+    for mode in modes if passes else ():
+        bound = passes_candidate(dims, mode, like)
+        if bound is not None:
+            out.append(bound)
     nfn = nfn_layers()
     if nfn is not None:
         hnp, np_, features, spec_of = nfn
@@ -254,6 +283,8 @@ def candidates(
 # -- measurements ----------------------------------------------------------------------------
 def step_fn(c: Candidate, grads: Tensors | None = None) -> Callable[[], None]:
     """Forward, then backward to inputs and parameters from fixed output gradients."""
+    if c.step is not None:
+        return c.step
     targets = c.inputs + c.parameters
     if grads is None:
         with torch.no_grad():
@@ -268,7 +299,7 @@ def step_fn(c: Candidate, grads: Tensors | None = None) -> Callable[[], None]:
 
 def check_outputs(c: Candidate, weights: Tensors, biases: Tensors) -> None:
     """A layer must return one tensor per input tensor with the input's shape."""
-    if c.name.startswith("floor"):
+    if not c.layout:
         return
     with torch.no_grad():
         outs = c.forward()
@@ -445,7 +476,9 @@ def measure_shape(
     factory: Callable | None,
 ) -> list[Row]:
     weights, biases = random_weight_space(dims, args.batch, args.channels, args.device, dtype)
-    cands = candidates(dims, weights, biases, args.channels, factory, args.modes)
+    cands = candidates(
+        dims, weights, biases, args.channels, factory, args.modes, not args.no_passes
+    )
     fns: dict[str, Callable[[], None]] = {}
     for c in cands:
         check_outputs(c, weights, biases)
@@ -540,6 +573,14 @@ def ratios(rows: list[Row]) -> str:
                 "arithmetic of the complete basis; not a bound on time, since a C x C GEMM "
                 "over every entry is limited by memory traffic, not arithmetic)"
             )
+        bound = by.get("passes-hidden")
+        if ours is not None and bound is not None:
+            lines.append(
+                f"- {shape} {dtype}: passes-hidden (the plan's unavoidable work) = "
+                f"{bound.x_floor_paired:.2f}x the floor (paired); ours-hidden = "
+                f"{paired_ratio(ours.extra['rounds_ms'], bound.extra['rounds_ms']):.2f}x "
+                "passes-hidden (paired): what fusing our eager ops could still gain"
+            )
         for other in ("nfn-hnp", "nfn-np"):
             if ours is not None and other in by:
                 lines.append(
@@ -565,6 +606,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dtypes", nargs="+", default=None, help="default float32 (+bfloat16 cuda)"
     )
     parser.add_argument("--modes", nargs="+", default=["hidden"], help="modes of our layer")
+    parser.add_argument(
+        "--no-passes", action="store_true", help="leave out the plan's lower bound (passes-*)"
+    )
     parser.add_argument("--repeats", type=int, default=15, help="timed blocks per candidate")
     parser.add_argument("--min-block", type=float, default=0.05, help="seconds per timed block")
     parser.add_argument("--layer-factory", default="dws_theory.runtime:layer_classes")
