@@ -142,3 +142,13 @@ def test_plan_passes_runs_the_plans_gemms_and_the_full_size_passes():
     accumulating = [c for c in record.calls if c[0] == "baddbmm_"]
     assert len(reductions) == 4 and len(accumulating) == 2
     assert [tuple(t.shape) for t in work.forward()].count(full) == 1
+
+
+def test_adjoint_sketch_matches_autograd_and_times_all_three(capsys):
+    _load("layer_speed")  # adjoint_sketch imports it by name
+    sketch = _load("adjoint_sketch")
+    assert sketch.max_gap() < 1e-9  # float64: the hand-written backward is autograd's
+    args = ["--batch", "4", "--channels", "2", "--threads", "1", "--repeats", "2"]
+    assert sketch.main([*args, "--min-block", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "| hand-written adjoint |" in out and "| emitted layer, autograd |" in out
