@@ -5,7 +5,7 @@ Candidates, all in the layout [B, C, d_m, d_{m-1}] / [B, C, d_m]:
             the identity term no equivariant layer can avoid (DESIGN.md), measured here
   ours      the emitted `hidden` EquivariantLayer(C, C) (`--layer-factory`, default
             dws_theory.runtime:layer_classes)
-  passes    the work no eager implementation of our plan can skip (plan_passes.py): the
+  passes    the work an eager implementation of our plan cannot skip (plan_passes.py): the
             plan's GEMMs and the full-size passes of its fused tensors, without autograd,
             concatenations or small broadcasts; a lower bound for any eager PyTorch layer
             built from this plan (`--no-passes` leaves it out)

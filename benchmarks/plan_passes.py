@@ -1,4 +1,6 @@
-"""The work no eager implementation of a layer plan can skip, as one timed step.
+"""The work an eager implementation of a layer plan cannot skip, as one timed step.
+
+Eager: one PyTorch op per pool, reduction, broadcast sum and GEMM, as the emitted layers run.
 
 `layer_speed.py` times it next to the floor and our layer (candidate `passes-<mode>`). It
 runs, with random data of the right shapes and no autograd:
@@ -14,9 +16,9 @@ runs, with random data of the right shapes and no autograd:
 
 Left out, so the time is a lower bound for the plan: the concatenations, the transposed
 copies of fixed axes, the broadcast sums into smaller outputs, the bias gradients and every
-cost of autograd. If it alone is above a target ratio to the floor, no eager PyTorch
+cost of autograd. If it alone is above a target ratio to the floor, no eager
 implementation of this plan meets that target; a fused kernel (one read for both pools,
-the reductions fused into the GEMMs) would be needed.
+the reductions fused into the GEMMs' passes) would be needed.
 """
 
 from __future__ import annotations
