@@ -215,11 +215,11 @@ def floor_candidate(weights: Tensors, biases: Tensors, channels: int) -> Candida
 
 def passes_candidate(dims: tuple[int, ...], mode: str, like: torch.Tensor) -> Candidate | None:
     """The plan's unavoidable work (plan_passes.py), or None without the engine."""
-    try:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from plan_passes import plan_passes
-    except ImportError:
-        return None
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:  # plan_passes.py sits beside this script
+        sys.path.insert(0, here)
+    from plan_passes import plan_passes
+
     batch, channels = like.shape[:2]
     try:
         work = plan_passes(dims, mode, batch, channels, str(like.device), like.dtype)
