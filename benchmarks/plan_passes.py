@@ -43,14 +43,6 @@ class PlanPasses:
     macs: int
 
 
-def _plan(dims: tuple[int, ...], mode: str):
-    from dws_theory.basis import enumerate_basis
-    from dws_theory.codegen import lower
-    from dws_theory.spec import mlp
-
-    return lower(enumerate_basis(mlp(dims, mode)), mode=mode)
-
-
 def plan_passes(
     dims: tuple[int, ...],
     mode: str,
@@ -60,9 +52,11 @@ def plan_passes(
     dtype: torch.dtype = torch.float32,
 ) -> PlanPasses:
     """The unavoidable work of `lower(enumerate_basis(mlp(dims, mode)))`, C in and out."""
-    from dws_theory.codegen import Add, Mix, Pool
+    from dws_theory.basis import enumerate_basis  # the engine: imported only when used
+    from dws_theory.codegen import Add, Mix, Pool, lower
+    from dws_theory.spec import mlp
 
-    plan = _plan(dims, mode)
+    plan = lower(enumerate_basis(mlp(dims, mode)), mode=mode)
     space, c = plan.space, channels
     gen = torch.Generator(device="cpu").manual_seed(2)
 
