@@ -7,10 +7,20 @@ import each other in a circle.
 from __future__ import annotations
 
 import argparse
+import math
 
 from .spec import MODES, SpecError, parse_dims, parse_mode
 
-__all__ = ["DEFAULT_DIMS", "add_channel_arguments", "add_shape_arguments", "positive_int"]
+__all__ = [
+    "DEFAULT_DIMS",
+    "MAX_SEED",
+    "add_channel_arguments",
+    "add_shape_arguments",
+    "positive_int",
+    "seed",
+    "positive_float",
+    "nonnegative_float",
+]
 
 DEFAULT_DIMS = "2,32,32,1"
 
@@ -36,6 +46,45 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed accepts up to this
+
+
+def seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"expected a seed between 0 and 2**63 - 1, got {text[:40]!r}"
+        )
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text[:40]!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text[:40]!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text[:40]!r}")
     return value
 
 

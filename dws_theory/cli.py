@@ -14,7 +14,7 @@ from .build import add_build_parser
 from .certify import Certificate, certify
 from .codegen import add_generate_parser
 from .docs import add_docs_parser
-from .spec import SpecError, WeightSpace, mlp
+from .spec import WeightSpace, mlp
 
 
 class _Parser(argparse.ArgumentParser):
@@ -144,8 +144,8 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 # line names none of the light ones (`data`, `train`, `--help`, a typo), so that
 # `dws-theory basis` starts without loading torch.
 _TORCH_COMMANDS = (
-    ("dws_theory.inr.datasets", "add_data_parser"),
-    ("dws_theory.inr.train", "add_train_parser"),
+    ("dws_theory.inr.cli", "add_data_parser"),
+    ("dws_theory.inr.cli", "add_train_parser"),
 )
 
 
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args)
-    except SpecError as e:
+    except (ValueError, MemoryError, OSError) as e:  # SpecError, bad data files, missing inputs
         print(f"dws-theory: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,34 +1,15 @@
-"""Learning on INR weight spaces: batched SIRENs, fitted-INR datasets, baselines, training.
+"""Learning on INR weight spaces: tasks, fitted-INR datasets, models, training.
 
 Weight-space batch layout (project-wide contract): ``weights[m-1]`` is ``[B, C, d_m, d_{m-1}]``
 and ``biases[m-1]`` is ``[B, C, d_m]`` for an MLP with widths ``d_0..d_M``; C = 1 for raw INRs.
+
+Modules, in the order data flows: ``signals`` (images, sines) -> ``siren`` (batched fitting)
+-> ``datasets`` (recipes, cache, splits) and ``userdata`` (a user's own ``.pt`` collection)
+-> ``normalize`` / ``augment`` (what a batch goes through) -> ``registry`` + ``models`` (what
+can be trained) -> ``train`` (the loop, single process or data-parallel) -> ``cli``.
+``tasks`` holds every task's facts.
 """
 
-from .baselines import FlatMLP, PixelClassifier, flatten_weights, permute_hidden, unflatten_weights
-from .datasets import TASKS, INRDataset, Recipe, add_data_parser, load_dataset
-from .siren import fit_sirens, render, siren_forward, siren_init
+from .tasks import SOURCES, TASKS, Task, get_task
 
-# `train` (the function) is deliberately not re-exported: it would shadow the `train` submodule.
-from .train import MODELS, TaskInfo, UnsupportedTask, add_train_parser, register_model
-
-__all__ = [
-    "TASKS",
-    "INRDataset",
-    "Recipe",
-    "add_data_parser",
-    "load_dataset",
-    "fit_sirens",
-    "render",
-    "siren_forward",
-    "siren_init",
-    "FlatMLP",
-    "PixelClassifier",
-    "flatten_weights",
-    "unflatten_weights",
-    "permute_hidden",
-    "MODELS",
-    "TaskInfo",
-    "UnsupportedTask",
-    "add_train_parser",
-    "register_model",
-]
+__all__ = ["SOURCES", "TASKS", "Task", "get_task"]

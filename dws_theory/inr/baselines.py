@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .normalize import Normalizer
 from .siren import DEFAULT_W0, render
 
 __all__ = [
@@ -18,6 +19,9 @@ __all__ = [
     "permute_hidden",
     "FlatMLP",
     "PixelClassifier",
+    "STAT_QUANTILES",
+    "weight_statistics",
+    "StatsNet",
 ]
 
 Shape = tuple[int, ...]
@@ -126,36 +130,68 @@ class FlatMLP(nn.Module):
 
 
 class PixelClassifier(nn.Module):
-    """Reference model that decodes each INR on a fixed grid and applies an MLP to the samples.
+    """Reference model that decodes each INR on its grid and applies an MLP to the samples.
 
-    Inputs are (possibly normalised) weights; ``weight_scales``/``bias_scales`` undo the
-    per-tensor normalisation before rendering, so the pixels are the INR's actual outputs.
+    Inputs are normalised weights; ``normalizer.inverse`` undoes that before rendering, so the
+    pixels are the INR's actual outputs.
     """
 
     def __init__(
         self,
         coords: Tensor,
         out_dim: int,
+        normalizer: Normalizer,
         *,
         w0: float = DEFAULT_W0,
-        weight_scales: Sequence[float] | None = None,
-        bias_scales: Sequence[float] | None = None,
         hidden: Sequence[int] = (256, 256),
         out_channels: int = 1,
     ) -> None:
         super().__init__()
         self.register_buffer("coords", coords.clone())
         self.w0 = w0
-        self.weight_scales = tuple(weight_scales) if weight_scales is not None else None
-        self.bias_scales = tuple(bias_scales) if bias_scales is not None else None
+        self.normalizer = normalizer
         self.net = _mlp([coords.shape[0] * out_channels, *hidden, out_dim])
 
     def pixels(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
-        if self.weight_scales is not None:
-            weights = [w * s for w, s in zip(weights, self.weight_scales, strict=True)]
-        if self.bias_scales is not None:
-            biases = [b * s for b, s in zip(biases, self.bias_scales, strict=True)]
-        return render(weights, biases, self.coords, self.w0)  # [B, P, d_M]
+        norm = self.normalizer.to(weights[0].device)
+        raw_w, raw_b = norm.inverse(weights, biases)
+        return render(raw_w, raw_b, self.coords, self.w0)  # [B, P, d_M]
 
     def forward(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
         return self.net(self.pixels(weights, biases).flatten(1))
+
+
+# Quantiles of StatNN (Unterthiner et al. 2020), the NFN paper's statistics baseline.
+STAT_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def weight_statistics(weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
+    """Per tensor and channel: mean, variance and the :data:`STAT_QUANTILES`, ``[B, F]``.
+
+    Every statistic is over all entries of a tensor, so it is unchanged by any permutation of
+    its neurons: a model on these features is permutation invariant by construction.
+    """
+    feats = []
+    q = None
+    for x in (*weights, *biases):
+        flat = x.flatten(2)  # [B, C, entries]
+        if q is None:
+            q = torch.tensor(STAT_QUANTILES, dtype=flat.dtype, device=flat.device)
+        quant = torch.quantile(flat, q, dim=-1).permute(1, 2, 0)  # [B, C, Q]
+        mean = flat.mean(-1, keepdim=True)
+        var = flat.var(-1, keepdim=True, correction=0)
+        feats.append(torch.cat([mean, var, quant], dim=-1).flatten(1))
+    return torch.cat(feats, dim=1)
+
+
+class StatsNet(nn.Module):
+    """StatNN: an MLP on :func:`weight_statistics`, standardised with a batch norm first."""
+
+    def __init__(self, n_tensors: int, channels: int, out_dim: int, hidden: int = 256) -> None:
+        super().__init__()
+        n_features = n_tensors * channels * (2 + len(STAT_QUANTILES))
+        self.norm = nn.BatchNorm1d(n_features)
+        self.net = _mlp([n_features, hidden, hidden, out_dim])
+
+    def forward(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
+        return self.net(self.norm(weight_statistics(weights, biases)))

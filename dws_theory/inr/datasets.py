@@ -1,37 +1,39 @@
-"""INR weight-space datasets: fitted SIRENs with labels, fixed splits and an on-disk cache.
+"""INR weight-space datasets: fitted SIRENs with targets, fixed splits and a checked cache.
 
-Tasks
------
-``digits-inr``
-    One SIREN 2->32->32->1 per image of ``sklearn.datasets.load_digits`` (1,797 8x8 images).
-    Pixels are scaled to [0, 1] (value / 16). Coordinates are the 8x8 grid in [-1, 1]^2 in
-    row-major order: ``coords[8 r + c] = (y_r, x_c)`` so ``signal.reshape(8, 8)`` is the
-    image. Target: the digit class (long). PSNR uses data range 1.
-``sine-inr``
-    SIRENs 1->32->32->1 fitted to ``sin(a x)`` at 128 evenly spaced ``x`` in [-pi, pi], with
-    ``a ~ U[0.5, 10]``. The INR input is the rescaled coordinate ``t = x / pi`` in [-1, 1], so
-    the highest target frequency (10 pi rad per unit of t) sits inside the range w0 = 30 covers
-    at init. Target: ``a`` (float). PSNR uses data range 2.
-``digits-dilate``
-    The ``digits-inr`` INRs (same cache file: nothing is refitted) with target the grey-scale
-    dilation of each *original* image, ``scipy.ndimage.grey_dilation(size=(3, 3),
-    mode="nearest")`` (a 3x3 max filter), on the same grid; targets are ``[N, 8, 8]`` in [0, 1].
+The tasks and their sources are in :mod:`dws_theory.inr.tasks`; the signals in
+:mod:`dws_theory.inr.signals`; the fitting in :mod:`dws_theory.inr.siren`. This module turns a
+:class:`Recipe` into fitted INRs, caches them, and attaches each task's targets:
 
-Cache: ``<cache_dir>/<fit task>-<hash>.pt`` where the hash covers the whole fit recipe
-(:class:`Recipe`), so changing any parameter makes a new file and an unchanged recipe never
-refits. ``cache_dir`` resolves as argument > ``$DWS_THEORY_CACHE`` >
-``platformdirs.user_cache_dir("dws_theory")``.
+``label``      the digit class (``digits-inr``, ``mnist-inr``);
+``frequency``  the sine's ``a`` (``sine-inr``);
+``dilation``   the source image dilated by a 3x3 max filter (``scipy.ndimage.grey_dilation``,
+               ``mode="nearest"``), ``[N, H, W]`` in [0, 1] (``digits-dilate``,
+               ``mnist-dilate``).
+
+Subsets and splits. ``n`` below a source's size takes a stratified subset (the MNIST file is
+sorted by label, so a prefix would be one class); splits are 70/15/15, shuffled and, for the
+image sources, stratified per class; all fixed by ``seed``.
+
+Views. ``views=K`` fits K - 1 more INRs of every *training* image from independent inits
+(the augmented-INR trick: each epoch the loop picks one view per training image). Validation
+and test use only the first view, which is the same INR for every K.
+
+Cache: ``<cache_dir>/<source>-<hash>.pt`` where the hash covers the whole recipe, so changing
+any parameter makes a new file and an unchanged recipe never refits. ``cache_dir`` resolves as
+argument > ``$DWS_THEORY_CACHE`` > ``platformdirs.user_cache_dir("dws_theory")``. Every file
+carries a checksum of its tensors; a file that fails it, or holds non-finite weights, is refit
+with a message. A cache directory that cannot be written keeps the fitted INRs in memory with
+a warning, never discarding them.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -39,42 +41,51 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .siren import DEFAULT_W0, fit_sirens, psnr
+from . import signals as sig
+from .siren import DEFAULT_W0, INIT_SCHEMES, fit_sirens, psnr
+from .tasks import SOURCES, Source, Task, get_task
 
 __all__ = [
-    "TASKS",
     "RECIPE_VERSION",
     "Recipe",
+    "Views",
     "INRDataset",
     "default_recipe",
     "resolve_cache_dir",
+    "stratified_subset",
     "make_splits",
-    "digits_grid",
-    "dilate_images",
     "load_dataset",
-    "add_data_parser",
+    "estimate_bytes",
 ]
 
-TASKS = ("digits-inr", "sine-inr", "digits-dilate")
-# Bump when the fitting code changes in a way that changes results, to invalidate caches.
-RECIPE_VERSION = 1
+# Bump when fitting changes in a way that changes results, to invalidate caches.
+# 2: the DWSNets init by default, cosine schedule, first-layer learning-rate scale, stratified
+#    subsets and splits, raw x in [-pi, pi] for the sines, views.
+RECIPE_VERSION = 2
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
-N_DIGITS = 1797
+_SPLIT_SALT = 2_000_003
+_VIEW_SALT = 7_919
+# Refuse a fit whose tensors need more than this share of the machine's available memory.
+_MEMORY_SHARE = 0.8
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Everything that determines a fitted INR collection; hashed into the cache file name."""
 
-    task: str  # the fitting task: "digits-inr" or "sine-inr" (digits-dilate reuses digits-inr)
+    source: str
     n: int
     dims: tuple[int, ...]
     w0: float
+    init: str
     steps: int
     lr: float
+    first_lr_scale: float
+    schedule: str
     seed: int
     n_points: int
-    a_range: tuple[float, float] | None = None  # sine-inr only
+    views: int = 1
+    a_range: tuple[float, float] | None = None
     version: int = RECIPE_VERSION
 
     def key(self) -> str:
@@ -82,13 +93,13 @@ class Recipe:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def filename(self) -> str:
-        return f"{self.task}-{self.key()}.pt"
+        return f"{self.source}-{self.key()}.pt"
 
 
-def _fit_task(task: str) -> str:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    return "digits-inr" if task == "digits-dilate" else task
+def _positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+    return value
 
 
 def default_recipe(
@@ -98,24 +109,50 @@ def default_recipe(
     steps: int | None = None,
     lr: float | None = None,
     seed: int = 0,
+    init: str = "dwsnets",
+    views: int = 1,
 ) -> Recipe:
-    """The recipe ``load_dataset`` uses for ``task``, with optional overrides."""
-    fit = _fit_task(task)
-    if fit == "digits-inr":
-        # 200 full-batch Adam steps at lr 1e-3 interpolate the 64 pixels to > 50 dB.
-        recipe = Recipe(fit, N_DIGITS, (2, 32, 32, 1), DEFAULT_W0, 200, 1e-3, seed, 64)
-    else:
-        recipe = Recipe(fit, 3000, (1, 32, 32, 1), DEFAULT_W0, 200, 1e-3, seed, 128, (0.5, 10.0))
+    """The recipe ``load_dataset`` uses for ``task``, with optional overrides.
+
+    ``n`` above the source's size is an error (only the sines can be drawn in any number).
+    """
+    source = _source(get_task(task))
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"expected an init scheme in {INIT_SCHEMES}, got {init!r}")
+    recipe = Recipe(
+        source.name,
+        source.n,
+        source.dims,
+        DEFAULT_W0,
+        init,
+        source.steps,
+        source.lr,
+        source.first_lr_scale,
+        "cosine",
+        seed,
+        source.n_points,
+        a_range=source.a_range,
+    )
     if n is not None:
+        _positive("n", n)
         if n < 3:
-            raise ValueError(f"n must be >= 3 (one INR per split at least), got {n}")
-        limit = N_DIGITS if fit == "digits-inr" else n
-        recipe = replace(recipe, n=min(n, limit))
+            raise ValueError(f"expected n >= 3 (one INR per split at least), got {n}")
+        if source.a_range is None and n > source.n:
+            raise ValueError(f"expected n <= {source.n} for {task} ({source.description}), got {n}")
+        recipe = replace(recipe, n=n)
     if steps is not None:
-        recipe = replace(recipe, steps=steps)
+        recipe = replace(recipe, steps=_positive("steps", steps))
     if lr is not None:
+        if not (lr > 0 and lr < float("inf")):
+            raise ValueError(f"expected a finite positive fitting learning rate, got {lr}")
         recipe = replace(recipe, lr=lr)
-    return recipe
+    return replace(recipe, views=_positive("views", views))
+
+
+def _source(task: Task) -> Source:
+    if task.source is None:
+        raise ValueError(f"task {task.name!r} has no INR source to fit")
+    return SOURCES[task.source]
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -129,81 +166,84 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("dws_theory"))
 
 
+# ----------------------------------------------------------------------------- subsets, splits
+
+
+def stratified_subset(labels: Tensor, n: int, seed: int) -> Tensor:
+    """``n`` sorted indices with the classes as balanced as ``n`` allows, fixed by ``seed``."""
+    return _dealt(labels, len(labels), seed)[:n].sort().values
+
+
 def make_splits(
-    n: int, seed: int, fractions: tuple[float, float, float] = SPLIT_FRACTIONS
+    n: int,
+    seed: int,
+    labels: Tensor | None = None,
+    fractions: tuple[float, float, float] = SPLIT_FRACTIONS,
 ) -> dict[str, Tensor]:
-    """Disjoint sorted train/val/test indices covering ``range(n)``, fixed by ``seed``."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 2_000_003))
+    """Disjoint sorted train/val/test indices covering ``range(n)``, fixed by ``seed``.
+
+    With ``labels`` every class is split in the same proportions (stratified).
+    """
     n_val = max(1, round(fractions[1] * n))
     n_test = max(1, round(fractions[2] * n))
-    n_train = n - n_val - n_test
-    if n_train < 1:
-        raise ValueError(f"n={n} is too small for three splits")
-    parts = torch.split(perm, [n_train, n_val, n_test])
-    return {name: p.sort().values for name, p in zip(("train", "val", "test"), parts, strict=True)}
+    if n - n_val - n_test < 1:
+        raise ValueError(f"expected n >= 3 for three splits, got {n}")
+    order = _dealt(labels, n, seed)
+    test, val, train = torch.split(order, [n_test, n_val, n - n_val - n_test])
+    return {"train": train.sort().values, "val": val.sort().values, "test": test.sort().values}
 
 
-# ----------------------------------------------------------------------------- signals
+def _dealt(labels: Tensor | None, n: int, seed: int) -> Tensor:
+    """A seeded order of ``range(n)`` in which every prefix is balanced across the classes.
 
-
-def digits_grid() -> Tensor:
-    """The 8x8 pixel grid in [-1, 1]^2, row-major, ``[64, 2]`` as (y, x)."""
-    lin = torch.linspace(-1.0, 1.0, 8)
-    return torch.stack(torch.meshgrid(lin, lin, indexing="ij"), dim=-1).reshape(-1, 2)
-
-
-def _digit_signals(n: int) -> tuple[Tensor, Tensor, Tensor]:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.tensor(digits.images[:n], dtype=torch.float32) / 16.0
-    labels = torch.tensor(digits.target[:n], dtype=torch.long)
-    return digits_grid(), images.reshape(n, 64, 1), labels
-
-
-def _sine_signals(recipe: Recipe) -> tuple[Tensor, Tensor, Tensor]:
-    assert recipe.a_range is not None
-    lo, hi = recipe.a_range
-    gen = torch.Generator().manual_seed(recipe.seed + 1_000_003)
-    a = lo + (hi - lo) * torch.rand(recipe.n, generator=gen)
-    t = torch.linspace(-1.0, 1.0, recipe.n_points).unsqueeze(-1)
-    signals = torch.sin(a[:, None, None] * math.pi * t[None])
-    return t, signals, a
-
-
-def dilate_images(images: Tensor, size: int = 3) -> Tensor:
-    """Grey-scale dilation (a ``size`` x ``size`` max filter) of ``[N, H, W]`` images."""
-    from scipy.ndimage import grey_dilation
-
-    out = grey_dilation(images.numpy(), size=(1, size, size), mode="nearest")
-    return torch.from_numpy(np.ascontiguousarray(out))
+    Each class is shuffled, then its members are spread evenly through the order (member i of
+    a class of size k sits at position i / k), so cutting the order anywhere cuts every class
+    in the same proportion. Without labels: a plain shuffle.
+    """
+    gen = torch.Generator().manual_seed(seed + _SPLIT_SALT)
+    if labels is None:
+        return torch.randperm(n, generator=gen)
+    groups = [torch.nonzero(labels == c).flatten() for c in labels.unique(sorted=True)]
+    groups = [g[torch.randperm(len(g), generator=gen)] for g in groups]
+    position = np.concatenate([np.arange(len(g)) / len(g) for g in groups])
+    group = np.concatenate([np.full(len(g), i) for i, g in enumerate(groups)])
+    order = np.lexsort((group, position))  # by position, then class
+    return torch.cat(groups)[torch.from_numpy(order)]
 
 
 # ----------------------------------------------------------------------------- dataset
 
 
 @dataclass(frozen=True, eq=False)
+class Views:
+    """Extra INRs of training images: ``image[j]`` is the dataset index INR ``j`` draws."""
+
+    weights: list[Tensor]  # [V, 1, d_m, d_{m-1}]
+    biases: list[Tensor]
+    image: Tensor  # [V] long
+
+
+@dataclass(frozen=True, eq=False)
 class INRDataset:
     """Fitted INRs in the weight-space batch layout (C = 1) with targets and splits."""
 
-    task: str
+    task: Task
     weights: list[Tensor]  # weights[m-1]: [N, 1, d_m, d_{m-1}]
     biases: list[Tensor]  # biases[m-1]: [N, 1, d_m]
-    targets: Tensor  # digits-inr: long [N]; sine-inr: a [N]; digits-dilate: [N, 8, 8]
+    targets: Tensor  # long [N] labels / float [N] a / float [N, H, W] dilated images
     signals: Tensor  # [N, P, d_M]: the samples each INR was fitted to
     coords: Tensor  # [P, d_0]: where the signals are sampled (the INR input)
     splits: dict[str, Tensor]  # "train" / "val" / "test" -> sorted long indices
     mse: Tensor  # [N] final fit MSE per INR
-    psnr: Tensor  # [N] fit PSNR in dB (data range 1 for digits, 2 for sine)
+    psnr: Tensor  # [N] fit PSNR in dB
+    movement: Tensor  # [N] |W1 - W1_init| / |W1_init|
+    labels: Tensor | None  # digit classes of image sources, whatever the target
     recipe: Recipe
     path: Path
     built: bool  # True when this call fitted the INRs, False on a cache hit
     seconds: float  # wall time of this load (fitting included when built)
+    views: Views | None = None
     extra: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def labels(self) -> Tensor:
-        return self.targets
 
     @property
     def n(self) -> int:
@@ -219,24 +259,28 @@ class INRDataset:
 
     def summary(self) -> dict[str, object]:
         """Plain statistics for printing (fit quality, sizes, cache path, seconds)."""
-        mse = self.mse.double()
+        mse, p = self.mse.double(), self.psnr.double()
         extra: dict[str, object] = {}
-        if self.task == "digits-dilate":
+        if self.task.target == "dilation":
             # Reference for the dilation metric: the MSE of predicting the input image itself.
             identity = (self.signals.reshape(self.targets.shape) - self.targets).pow(2).mean()
             extra["identity_mse"] = identity.item()
+        r = self.recipe
         return {
-            "task": self.task,
+            "task": self.task.name,
             "n": self.n,
             "splits": {k: len(v) for k, v in self.splits.items()},
+            "views": r.views,
             "dims": list(self.dims),
             "params_per_inr": sum(w[0].numel() for w in self.weights)
             + sum(b[0].numel() for b in self.biases),
+            "recipe": {k: getattr(r, k) for k in ("init", "steps", "lr", "first_lr_scale")},
             "mean_mse": mse.mean().item(),
             "median_mse": mse.median().item(),
-            "mean_psnr": self.psnr.double().mean().item(),
-            "median_psnr": self.psnr.double().median().item(),
-            "min_psnr": self.psnr.double().min().item(),
+            "mean_psnr": p.mean().item(),
+            "median_psnr": p.median().item(),
+            "min_psnr": p.min().item(),
+            "median_first_layer_movement": self.movement.double().median().item(),
             "built": self.built,
             "seconds": round(self.seconds, 2),
             "path": str(self.path),
@@ -244,58 +288,166 @@ class INRDataset:
         }
 
 
-def _data_range(fit_task: str) -> float:
-    return 1.0 if fit_task == "digits-inr" else 2.0
+def _signals(recipe: Recipe) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """(coords, signals [n, P, d_M], raw target per INR, class labels or None)."""
+    if recipe.a_range is not None:
+        coords, signals, a = sig.sine_signals(
+            recipe.n, recipe.seed, recipe.a_range, recipe.n_points
+        )
+        return coords, signals, a, None
+    images, labels = (
+        sig.mnist_images() if recipe.source == "mnist-inr" else sig.digit_images(sig.N_DIGITS)
+    )
+    keep = stratified_subset(labels, recipe.n, recipe.seed)
+    images, labels = images[keep], labels[keep]
+    side = images.shape[-1]
+    return sig.image_grid(side), images.reshape(recipe.n, side * side, 1), labels, labels
+
+
+def estimate_bytes(recipe: Recipe, chunk_size: int = 256) -> int:
+    """Memory a fit of ``recipe`` needs: stored tensors plus one chunk's activations."""
+    d = recipe.dims
+    params = sum(d[m] * d[m - 1] + d[m] for m in range(1, len(d)))
+    per_inr = 4 * (3 * params + recipe.n_points * d[-1])  # init, fit, Adam state ~3x; signal
+    inrs = recipe.n * (1 + max(0, recipe.views - 1) * SPLIT_FRACTIONS[0])
+    activations = 4 * 12 * min(chunk_size, recipe.n) * recipe.n_points * max(d)
+    return int(per_inr * inrs + activations)
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(recipe: Recipe) -> None:
+    need, have = estimate_bytes(recipe), _available_bytes()
+    if have is not None and need > _MEMORY_SHARE * have:
+        raise MemoryError(
+            f"fitting {recipe.n} INRs needs about {need / 2**30:.1f} GiB, but only "
+            f"{have / 2**30:.1f} GiB is available; use a smaller --n"
+        )
 
 
 def _build(recipe: Recipe, device: str, progress: bool) -> dict[str, object]:
-    if recipe.task == "digits-inr":
-        coords, signals, targets = _digit_signals(recipe.n)
-    else:
-        coords, signals, targets = _sine_signals(recipe)
-    fit = fit_sirens(
-        coords,
-        signals,
-        recipe.dims,
-        steps=recipe.steps,
-        lr=recipe.lr,
-        seed=recipe.seed,
-        w0=recipe.w0,
-        device=device,
-        progress=progress,
-        desc=f"fit {recipe.task}",
-    )
-    return {
+    _check_memory(recipe)
+    coords, signals, raw_targets, labels = _signals(recipe)
+    source = SOURCES[recipe.source]
+
+    def fit(targets: Tensor, seed: int, desc: str):
+        return fit_sirens(
+            coords,
+            targets,
+            recipe.dims,
+            steps=recipe.steps,
+            lr=recipe.lr,
+            seed=seed,
+            w0=recipe.w0,
+            init=recipe.init,
+            first_lr_scale=recipe.first_lr_scale,
+            schedule=recipe.schedule,
+            data_range=source.data_range,
+            device=device,
+            progress=progress,
+            desc=desc,
+        )
+
+    main = fit(signals, recipe.seed, f"fit {recipe.source}")
+    blob: dict[str, object] = {
         "recipe": asdict(recipe),
-        "weights": fit.weights,
-        "biases": fit.biases,
-        "mse": fit.mse,
+        "weights": main.weights,
+        "biases": main.biases,
+        "mse": main.mse,
+        "movement": main.first_layer_movement(),
         "coords": coords,
         "signals": signals,
-        "targets": targets,
+        "raw_targets": raw_targets,
+        "labels": labels,
     }
+    if recipe.views > 1:
+        train = make_splits(recipe.n, recipe.seed, labels)["train"]
+        extra = [
+            fit(signals[train], recipe.seed + _VIEW_SALT * v, f"view {v + 1}/{recipe.views}")
+            for v in range(1, recipe.views)
+        ]
+        blob["view_weights"] = [
+            torch.cat(ws) for ws in zip(*(e.weights for e in extra), strict=True)
+        ]
+        blob["view_biases"] = [torch.cat(bs) for bs in zip(*(e.biases for e in extra), strict=True)]
+        blob["view_image"] = train.repeat(recipe.views - 1)
+    blob["checksum"] = _checksum(blob)
+    return blob
+
+
+def _tensors_of(blob: dict[str, object]) -> list[Tensor]:
+    out: list[Tensor] = []
+    for key in sorted(k for k in blob if k not in ("recipe", "checksum")):
+        value = blob[key]
+        if isinstance(value, Tensor):
+            out.append(value)
+        elif isinstance(value, list):
+            out += [v for v in value if isinstance(v, Tensor)]
+    return out
+
+
+def _checksum(blob: dict[str, object]) -> str:
+    h = hashlib.sha256(json.dumps(blob["recipe"], sort_keys=True).encode())
+    for t in _tensors_of(blob):
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _read_cache(path: Path, recipe: Recipe) -> dict[str, object] | None:
+    """The cached blob for ``recipe``, or None (with a message when a file was rejected)."""
     if not path.exists():
         return None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a truncated or foreign file: rebuild rather than fail
-        return None
-    stored = blob.get("recipe") if isinstance(blob, dict) else None
+    except Exception:  # a truncated or foreign file
+        return _reject(path, "it is not a readable torch file")
+    if not isinstance(blob, dict) or "checksum" not in blob:
+        return _reject(path, "it has no checksum (written by an older version)")
     # JSON round trip so tuples and lists compare equal.
-    if json.loads(json.dumps(stored)) != json.loads(json.dumps(asdict(recipe))):
-        return None
+    if json.loads(json.dumps(blob.get("recipe"))) != json.loads(json.dumps(asdict(recipe))):
+        return _reject(path, "its recipe differs")
+    if blob["checksum"] != _checksum(blob):
+        return _reject(path, "its checksum does not match its contents (corrupted)")
+    if not all(torch.isfinite(t).all() for t in _tensors_of(blob) if t.is_floating_point()):
+        return _reject(path, "it holds non-finite values")
     return blob
 
 
-def _write_cache(path: Path, blob: dict[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so a concurrent reader never sees a half-written file.
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+def _reject(path: Path, why: str) -> None:
+    print(f"dws-theory: cache {path} is not used: {why}; refitting", file=sys.stderr)
+    return None
+
+
+def _write_cache(path: Path, blob: dict[str, object]) -> bool:
+    """Write atomically (temporary file in the same directory, then rename); False on failure."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError as exc:
+        warnings.warn(
+            f"could not write the cache {path} ({exc.strerror or exc}); the fitted INRs are "
+            "kept in memory for this run only",
+            stacklevel=3,
+        )
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_dataset(
@@ -306,6 +458,8 @@ def load_dataset(
     steps: int | None = None,
     lr: float | None = None,
     seed: int = 0,
+    init: str = "dwsnets",
+    views: int = 1,
     rebuild: bool = False,
     dilation_size: int = 3,
     device: str = "cpu",
@@ -313,12 +467,13 @@ def load_dataset(
 ) -> INRDataset:
     """Load ``task`` from the cache, fitting (and caching) the INRs first if needed.
 
-    ``n`` limits the number of INRs (first ``n`` digits; ``n`` sines), ``steps``/``lr``
-    override the fit; all of them, with ``seed``, enter the recipe hash. ``seed`` fixes the
-    inits, the sine frequencies and the splits.
+    ``n`` limits the number of INRs (a stratified subset of the images; ``n`` sines),
+    ``steps``/``lr``/``init``/``views`` change the fit; all of them, with ``seed``, enter the
+    recipe hash. ``seed`` fixes the subset, the inits, the sine frequencies and the splits.
     """
     start = time.perf_counter()
-    recipe = default_recipe(task, n=n, steps=steps, lr=lr, seed=seed)
+    spec = get_task(task)
+    recipe = default_recipe(task, n=n, steps=steps, lr=lr, seed=seed, init=init, views=views)
     path = resolve_cache_dir(cache_dir) / recipe.filename()
     blob = None if rebuild else _read_cache(path, recipe)
     built = blob is None
@@ -327,15 +482,37 @@ def load_dataset(
         _write_cache(path, blob)
     seconds = time.perf_counter() - start
     if built and progress:
-        print(f"fitted {recipe.n} {recipe.task} INRs in {seconds:.1f} s -> {path}", file=sys.stderr)
+        print(
+            f"fitted {recipe.n} {recipe.source} INRs in {seconds:.1f} s -> {path}", file=sys.stderr
+        )
+    return _assemble(spec, recipe, blob, path, built, seconds, dilation_size)
 
+
+def _assemble(
+    task: Task,
+    recipe: Recipe,
+    blob: dict[str, object],
+    path: Path,
+    built: bool,
+    seconds: float,
+    dilation_size: int,
+) -> INRDataset:
     mse: Tensor = blob["mse"]  # type: ignore[assignment]
-    targets: Tensor = blob["targets"]  # type: ignore[assignment]
     signals: Tensor = blob["signals"]  # type: ignore[assignment]
+    labels: Tensor | None = blob["labels"]  # type: ignore[assignment]
+    targets: Tensor = blob["raw_targets"]  # type: ignore[assignment]
     extra: dict[str, object] = {}
-    if task == "digits-dilate":
-        targets = dilate_images(signals.reshape(-1, 8, 8), dilation_size)
-        extra = {"dilation_size": dilation_size, "labels": blob["targets"]}
+    if task.target == "dilation":
+        side = round(signals.shape[1] ** 0.5)
+        targets = sig.dilate_images(signals.reshape(-1, side, side), dilation_size)
+        extra = {"dilation_size": dilation_size}
+    views = None
+    if "view_image" in blob:
+        views = Views(
+            [w.unsqueeze(1) for w in blob["view_weights"]],  # type: ignore[union-attr]
+            [b.unsqueeze(1) for b in blob["view_biases"]],  # type: ignore[union-attr]
+            blob["view_image"],  # type: ignore[arg-type]
+        )
     return INRDataset(
         task=task,
         weights=[w.unsqueeze(1) for w in blob["weights"]],  # type: ignore[union-attr]
@@ -343,68 +520,15 @@ def load_dataset(
         targets=targets,
         signals=signals,
         coords=blob["coords"],  # type: ignore[arg-type]
-        splits=make_splits(recipe.n, seed),
+        splits=make_splits(recipe.n, recipe.seed, labels),
         mse=mse,
-        psnr=psnr(mse, _data_range(recipe.task)),
+        psnr=psnr(mse, SOURCES[recipe.source].data_range),
+        movement=blob["movement"],  # type: ignore[arg-type]
+        labels=labels,
         recipe=recipe,
         path=path,
         built=built,
         seconds=seconds,
+        views=views,
         extra=extra,
     )
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def _format_summary(stats: dict[str, object]) -> str:
-    lines = [
-        f"task        {stats['task']}  ({stats['n']} INRs, dims {stats['dims']}, "
-        f"{stats['params_per_inr']} params each)",
-        f"splits      {stats['splits']}",
-        f"fit MSE     mean {stats['mean_mse']:.3e}  median {stats['median_mse']:.3e}",
-        f"fit PSNR    mean {stats['mean_psnr']:.2f} dB  median {stats['median_psnr']:.2f} dB  "
-        f"min {stats['min_psnr']:.2f} dB",
-        f"cache       {stats['path']} ({'built' if stats['built'] else 'loaded'})",
-        f"seconds     {stats['seconds']}",
-    ]
-    if "identity_mse" in stats:
-        lines.append(f"identity    MSE(input image, dilated target) = {stats['identity_mse']:.4f}")
-    return "\n".join(lines)
-
-
-def _run_data(args: argparse.Namespace) -> int:
-    ds = load_dataset(
-        args.task,
-        args.cache_dir,
-        n=args.n,
-        steps=args.steps,
-        seed=args.seed,
-        rebuild=args.rebuild,
-        progress=not args.json,
-    )
-    stats = ds.summary()
-    print(json.dumps(stats) if args.json else _format_summary(stats))
-    return 0
-
-
-def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``data TASK [--cache-dir DIR] [--rebuild]``: build or load, print fit stats."""
-    p = subparsers.add_parser(
-        "data",
-        help="build or load an INR dataset and print its fit statistics",
-        description="Fit (or load from the cache) the INRs of TASK and print fit statistics.",
-    )
-    p.add_argument("task", choices=TASKS)
-    p.add_argument(
-        "--cache-dir",
-        default=None,
-        help="cache directory (default: $DWS_THEORY_CACHE or the platform cache dir)",
-    )
-    p.add_argument("--rebuild", action="store_true", help="refit even if the cache is valid")
-    p.add_argument("--n", type=int, default=None, help="number of INRs (default: all)")
-    p.add_argument("--steps", type=int, default=None, help="Adam steps per INR fit")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (inits and splits)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=_run_data)
-    return p

@@ -1,43 +1,35 @@
-"""Equivariant weight-space models for the INR tasks, registered into the training registry.
+"""Equivariant weight-space models for the INR tasks.
 
-Models (see :mod:`dws_theory.inr.train` for the contract):
-
-``dws``
-    :class:`~dws_theory.models.DWSNet` in ``hidden`` mode (hidden neurons permutable; the
-    input and output neurons of the INR are fixed), ReLU between layers.
-``dws-all``
-    DWSNet in ``all`` mode: input and output neurons are treated as permutable too. This is a
-    larger group than the true symmetry (pixel coordinates are ordered), so it is a *weaker*
-    model by design: an ablation.
-``dws-signed``
-    DWSNet in ``signed`` mode with tanh: hidden neurons may also flip sign, a true symmetry of
-    a SIREN because ``sin`` is odd. Per-tensor scalar normalisation commutes with sign flips
-    and the residual output (``input + model``) is sign-equivariant when the model is, so the
-    whole pipeline keeps the symmetry.
-``nfn``
+``build_dws(info, arch, mode)``
+    :class:`~dws_theory.models.DWSNet` in symmetry ``mode`` with :class:`SymmetricBatchNorm`
+    between its layers: ``hidden`` (hidden neurons permutable; the input and output neurons of
+    the INR fixed: the true symmetry), ``all`` (input and output neurons permutable too: a
+    larger group than the true one, so a weaker model by design, an ablation) and ``signed``
+    (hidden permutations and sign flips, a true symmetry of a SIREN because ``sin`` is odd;
+    tanh between the layers).
+``build_nfn(info, arch)``
     NFN's HNP layers (Zhou et al. 2023, package ``nfn``) as a peer: ``HNPLinear`` stack with
-    ReLU, ``HNPPool`` and an MLP head, or one output channel for ``digits-dilate``.
+    ReLU, ``HNPPool`` and an MLP head, or one output channel for weight-to-weight tasks.
 
-For ``digits-dilate`` the models return weight-space residuals whose last layer starts at
-zero, so an untrained model is the identity map (as :class:`~dws_theory.inr.baselines.FlatMLP`
+For weight-to-weight tasks the models return residuals whose last layer starts at zero, so
+an untrained model is the identity map (as :class:`~dws_theory.inr.baselines.FlatMLP`
 does); otherwise the random last layer would add noise to every INR at step 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
 
 from ..models import DWSNet
-from .train import TaskInfo, register_model
+from .registry import Architecture, TaskInfo
 
 __all__ = [
-    "DWS_DEFAULTS",
-    "DWSConfig",
+    "SymmetricBatchNorm",
+    "NormedDWSNet",
     "build_dws",
     "build_nfn",
     "NFNNet",
@@ -46,20 +38,6 @@ __all__ = [
 ]
 
 NFN_MISSING = "model 'nfn' needs the nfn package: pip install nfn"
-
-
-@dataclass(frozen=True)
-class DWSConfig:
-    """Architecture defaults shared by the DWSNet variants (chosen on the validation split)."""
-
-    hidden_channels: int = 16
-    num_layers: int = 3
-    head_hidden: int = 64
-    dropout: float = 0.0
-    norm: bool = True  # symmetric batch norm after every equivariant layer but the last
-
-
-DWS_DEFAULTS = DWSConfig()
 
 
 class SymmetricBatchNorm(nn.Module):
@@ -84,10 +62,8 @@ class SymmetricBatchNorm(nn.Module):
     def forward(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         out = []
         for i, x in enumerate(tensors):
-            flat = x.transpose(0, 1).reshape(x.shape[1], -1)  # [C, B * neurons]
             if self.training:
-                mean = flat.mean(1) if self.center else torch.zeros_like(flat[:, 0])
-                var = (flat - mean[:, None]).pow(2).mean(1)
+                mean, var = _batch_moments(x, self.center)
                 with torch.no_grad():
                     m = self.momentum
                     self.running_mean[i].mul_(1 - m).add_(m * mean.detach())
@@ -101,6 +77,31 @@ class SymmetricBatchNorm(nn.Module):
                 y = y + self.shift[i].view(view)
             out.append(y)
         return out
+
+
+def _batch_moments(x: Tensor, center: bool) -> tuple[Tensor, Tensor]:
+    """Per-channel mean (0 unless ``center``) and variance over the batch and all neurons.
+
+    Under data-parallel training the sums are all-reduced (with gradients) across processes,
+    so every process normalises with the statistics of the *global* batch: training on N
+    processes matches one process with the same global batch.
+    """
+    flat = x.transpose(0, 1).reshape(x.shape[1], -1)  # [C, B * neurons]
+    sums = torch.stack([flat.sum(1), flat.pow(2).sum(1)])  # [2, C]
+    count = torch.tensor(float(flat.shape[1]), dtype=flat.dtype, device=flat.device)
+    if _distributed():
+        from torch.distributed.nn.functional import all_reduce
+
+        sums = all_reduce(sums)
+        count = all_reduce(count)
+    mean = sums[0] / count if center else torch.zeros_like(sums[0])
+    var = (sums[1] / count - mean.pow(2)).clamp_min(0.0)
+    return mean, var
+
+
+def _distributed() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class NormedDWSNet(DWSNet):
@@ -144,36 +145,24 @@ def _zero_last(module: nn.Module) -> None:
         nn.init.zeros_(p)
 
 
-def build_dws(info: TaskInfo, mode: str = "hidden", config: DWSConfig = DWS_DEFAULTS) -> DWSNet:
+def build_dws(info: TaskInfo, arch: Architecture, mode: str = "hidden") -> DWSNet:
     """DWSNet for ``info``'s task in symmetry ``mode`` (hidden / all / signed)."""
     weights_task = info.kind == "weights"
-    cls = NormedDWSNet if config.norm else DWSNet
+    cls = NormedDWSNet if arch.norm else DWSNet
     net = cls(
         info.dims,
         mode=mode,
-        hidden_channels=config.hidden_channels,
-        num_layers=config.num_layers,
+        hidden_channels=arch.hidden_channels,
+        num_layers=arch.num_layers,
         out_features=max(info.out_dim, 1),
-        head_hidden=config.head_hidden,
+        head_hidden=arch.head_hidden,
         equivariant_output=weights_task,
-        dropout=config.dropout,
+        dropout=arch.dropout,
         in_channels=info.channels,
     )
     if weights_task:
         _zero_last(net.layers[-1])
     return net
-
-
-def _dws(info: TaskInfo) -> nn.Module:
-    return build_dws(info, "hidden")
-
-
-def _dws_all(info: TaskInfo) -> nn.Module:
-    return build_dws(info, "all")
-
-
-def _dws_signed(info: TaskInfo) -> nn.Module:
-    return build_dws(info, "signed")
 
 
 # ----------------------------------------------------------------------------- NFN peer
@@ -248,26 +237,16 @@ class NFNNet(nn.Module):
         return self.head(self.pool(feats).flatten(1))
 
 
-def build_nfn(info: TaskInfo, config: DWSConfig = DWS_DEFAULTS) -> NFNNet:
+def build_nfn(info: TaskInfo, arch: Architecture) -> NFNNet:
     """NFN-HNP model with the same channels/depth/head as the DWSNet defaults."""
     if not nfn_available():
         raise ImportError(NFN_MISSING)
     return NFNNet(
         info.dims,
         in_channels=info.channels,
-        hidden_channels=config.hidden_channels,
-        num_layers=config.num_layers,
+        hidden_channels=arch.hidden_channels,
+        num_layers=arch.num_layers,
         out_features=max(info.out_dim, 1),
-        head_hidden=config.head_hidden,
+        head_hidden=arch.head_hidden,
         equivariant_output=info.kind == "weights",
     )
-
-
-# An equivariant epoch costs 5-20x a flat-MLP epoch on CPU; 15 epochs keep the default
-# `train digits-inr --model dws` near the 5-minute budget (validation accuracy had not moved
-# after epoch 10 in our runs, see docs/results.md).
-DEFAULT_EPOCHS = {"epochs": 15}
-register_model("dws", _dws, DEFAULT_EPOCHS)
-register_model("dws-all", _dws_all, DEFAULT_EPOCHS)
-register_model("dws-signed", _dws_signed, DEFAULT_EPOCHS)
-register_model("nfn", build_nfn, DEFAULT_EPOCHS)

@@ -1,0 +1,196 @@
+"""The ``data`` and ``train`` subcommands (thin: parse, call, print)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+
+from ..arguments import nonnegative_float, positive_float, positive_int, seed
+from .augment import AUGMENTATIONS
+from .datasets import load_dataset
+from .normalize import NORMALIZATIONS
+from .registry import MODELS, PRESETS, get_model
+from .siren import INIT_SCHEMES
+from .tasks import TASKS
+from .train import RunConfig, run
+
+__all__ = ["add_data_parser", "add_train_parser", "format_summary"]
+
+
+def format_summary(stats: dict[str, object]) -> str:
+    recipe = stats["recipe"]
+    lines = [
+        f"task        {stats['task']}  ({stats['n']} INRs, dims {stats['dims']}, "
+        f"{stats['params_per_inr']} params each, {stats['views']} view(s) per training image)",
+        f"splits      {stats['splits']}",
+        f"recipe      {recipe}",
+        f"fit MSE     mean {stats['mean_mse']:.3e}  median {stats['median_mse']:.3e}",
+        f"fit PSNR    mean {stats['mean_psnr']:.2f} dB  median {stats['median_psnr']:.2f} dB  "
+        f"min {stats['min_psnr']:.2f} dB",
+        f"first layer moved {stats['median_first_layer_movement']:.2f}x its init norm (median)",
+        f"cache       {stats['path']} ({'built' if stats['built'] else 'loaded'})",
+        f"seconds     {stats['seconds']}",
+    ]
+    if "identity_mse" in stats:
+        lines.append(f"identity    MSE(input image, dilated target) = {stats['identity_mse']:.4f}")
+    return "\n".join(lines)
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    ds = load_dataset(
+        args.task,
+        args.cache_dir,
+        n=args.n,
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        init=args.init,
+        views=args.views,
+        rebuild=args.rebuild,
+        device=args.device,
+        progress=not args.json,
+    )
+    stats = ds.summary()
+    print(json.dumps(stats, allow_nan=False) if args.json else format_summary(stats))
+    return 0
+
+
+def _add_fit_options(p: argparse.ArgumentParser, steps_flag: str) -> None:
+    p.add_argument("--cache-dir", default=None, help="dataset cache (default $DWS_THEORY_CACHE)")
+    p.add_argument("--n", type=positive_int, default=None, help="fit only this many INRs")
+    p.add_argument(steps_flag, type=positive_int, default=None, help="Adam steps per INR fit")
+    p.add_argument(
+        "--init",
+        choices=INIT_SCHEMES,
+        default="dwsnets",
+        help="INR init: dwsnets (default) or siren (the SIREN paper's; its INRs carry no "
+        "signal a weight-space model can read)",
+    )
+    p.add_argument(
+        "--views",
+        type=positive_int,
+        default=1,
+        help="INRs per training image from independent inits (default 1)",
+    )
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but CUDA is not available")
+
+
+def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``data TASK``: fit (or load) the INRs of a task and print fit statistics."""
+    p = subparsers.add_parser(
+        "data",
+        help="build or load an INR dataset and print its fit statistics",
+        description="Fit (or load from the cache) the INRs of TASK and print fit statistics.",
+    )
+    p.add_argument("task", choices=tuple(TASKS))
+    _add_fit_options(p, "--steps")
+    p.add_argument("--lr", type=positive_float, default=None, help="fitting learning rate")
+    p.add_argument("--seed", type=seed, default=0, help="dataset seed (subset, inits, splits)")
+    p.add_argument("--rebuild", action="store_true", help="refit even if the cache is valid")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run_data)
+    return p
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    _check_device(args.device)
+    get_model(args.model)  # an unknown name fails before any data is loaded
+    if (args.task is None) == (args.data is None):
+        raise ValueError("expected a TASK or --data FILE.pt (exactly one)")
+    config = RunConfig(
+        task=args.task,
+        model=args.model,
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        augment=None if args.augment is None else tuple(args.augment),
+        normalize=args.normalize,
+        preset=args.preset,
+        device=args.device,
+        data=args.data,
+        cache_dir=args.cache_dir,
+        n=args.n,
+        fit_steps=args.fit_steps,
+        init=args.init,
+        views=args.views,
+        n_train=args.n_train,
+        save=args.save,
+        progress=not args.quiet,
+    )
+    result = run(config)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if args.json:
+        print(json.dumps(result, allow_nan=False))
+    else:
+        print(
+            f"{result['task']}  model={result['model']}  seed={result['seed']}  "
+            f"{result['metric']}={result['value']:.4f}  (best epoch {result['best_epoch']} of "
+            f"{result['epochs']})  params={result['params']:,}  {result['seconds']:.1f} s"
+        )
+    return 0
+
+
+def _augment_list(text: str) -> list[str]:
+    names = [t for t in text.split(",") if t and t != "none"]
+    unknown = sorted(set(names) - set(AUGMENTATIONS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected augmentations from {', '.join(AUGMENTATIONS)} (or none), got {unknown}"
+        )
+    return names
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``train TASK|--data FILE --model MODEL``."""
+    from . import models  # noqa: F401  (registers the built-in models for the help text)
+
+    p = subparsers.add_parser(
+        "train",
+        help="train a model on a weight-space task or on your own collection of networks",
+        description="Train MODEL on TASK (or on --data FILE.pt), keep the best-validation "
+        "epoch, report its test metric.",
+    )
+    p.add_argument("task", nargs="?", choices=tuple(TASKS), default=None)
+    p.add_argument("--data", default=None, metavar="FILE.pt", help="a collection of your own")
+    # No `choices`: models registered after this parser is built must still be accepted.
+    p.add_argument("--model", required=True, help=f"registered model: {', '.join(sorted(MODELS))}")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="default")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: per task/model")
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None)
+    p.add_argument("--weight-decay", type=nonnegative_float, default=None, help="AdamW decay")
+    p.add_argument(
+        "--augment",
+        type=_augment_list,
+        default=None,
+        metavar="A,B",
+        help=f"weight-space augmentations ({', '.join(AUGMENTATIONS)}, or none); "
+        "default: the task's",
+    )
+    p.add_argument(
+        "--normalize",
+        choices=NORMALIZATIONS,
+        default="orbit",
+        help="input normalisation (default orbit: per-entry statistics pooled over the "
+        "model's symmetry)",
+    )
+    p.add_argument("--n-train", type=positive_int, default=None, help="train on a fixed subset")
+    p.add_argument("--save", default=None, metavar="PATH", help="save the selected model")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_fit_options(p, "--fit-steps")
+    p.set_defaults(func=_run_train)
+    return p

@@ -1,0 +1,243 @@
+"""A user's own collection of MLPs: the ``train --data FILE.pt`` format, read and written.
+
+``FILE.pt`` is ``torch.save`` of a dict:
+
+``weights``  list over layers of float tensors ``[N, d_m, d_{m-1}]`` (``nn.Linear.weight``
+             orientation), one network per row;
+``biases``   list over layers of float tensors ``[N, d_m]``;
+``targets``  ``[N]`` integer class labels (classification), ``[N]`` or ``[N, k]`` floats
+             (regression), or, for weight-to-weight, ``[N, D]`` floats where ``D`` is the
+             number of parameters of one network (the target network flattened as ``W1, b1,
+             W2, b2, ...``, each in row-major order);
+``splits``   optional: a dict ``train`` / ``val`` / ``test`` of index tensors (disjoint,
+             non-empty); without it a seeded 70/15/15 split (stratified for labels);
+``kind``     optional: ``classification``, ``regression`` or ``weights``, to override the
+             inference from ``targets`` (needed only for a ``[N, D]`` regression).
+
+Widths, task kind and metric are inferred. Every problem with a file raises
+:class:`DataFileError` naming the key and what was expected.
+:func:`save_collection` writes such a file from models or state_dicts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..convert import ConversionError, weights_from_models
+from .collection import Collection, standardise
+from .datasets import make_splits
+from .tasks import KINDS, user_task
+
+__all__ = ["DataFileError", "load_collection", "save_collection", "read_file"]
+
+SPLITS = ("train", "val", "test")
+
+
+class DataFileError(ValueError):
+    """A ``--data`` file that does not follow the format; the message names what is wrong."""
+
+
+def save_collection(
+    path: str | os.PathLike[str],
+    models: Sequence[nn.Module | Mapping[str, Tensor]],
+    targets: Tensor | Sequence[float] | Sequence[int],
+    *,
+    splits: Mapping[str, Tensor] | None = None,
+    kind: str | None = None,
+) -> Path:
+    """Write models (``nn.Sequential`` of ``nn.Linear`` or their state_dicts) and targets.
+
+    Returns the path. The file loads with :func:`load_collection` and ``train --data``.
+    """
+    try:
+        ws, bs = weights_from_models(list(models))
+    except ConversionError as exc:
+        raise DataFileError(str(exc)) from None
+    blob: dict[str, object] = {
+        "weights": [w[:, 0].contiguous() for w in ws],
+        "biases": [b[:, 0].contiguous() for b in bs],
+        "targets": torch.as_tensor(targets),
+    }
+    if splits is not None:
+        blob["splits"] = {k: torch.as_tensor(v) for k, v in splits.items()}
+    if kind is not None:
+        blob["kind"] = kind
+    _validate(blob)  # refuse to write what could not be read back
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_file(path: str | os.PathLike[str]) -> dict[str, object]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"--data {path}: expected an existing file written by torch.save")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle and zip errors of many kinds
+        raise DataFileError(f"--data {path}: not a torch.save file ({exc!s:.120})") from None
+    if not isinstance(blob, dict):
+        raise DataFileError(f"--data {path}: expected a dict, got {type(blob).__name__}")
+    return blob
+
+
+def _tensor_list(blob: Mapping[str, object], key: str, ndim: int) -> list[Tensor]:
+    value = blob.get(key)
+    if not isinstance(value, (list, tuple)) or not value:
+        raise DataFileError(
+            f"{key!r}: expected a non-empty list of tensors, got {type(value).__name__}"
+        )
+    for i, t in enumerate(value):
+        if not isinstance(t, Tensor):
+            raise DataFileError(f"{key}[{i}]: expected a tensor, got {type(t).__name__}")
+        if t.dim() != ndim:
+            raise DataFileError(f"{key}[{i}]: expected {ndim} axes, got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise DataFileError(f"{key}[{i}]: expected a floating dtype, got {t.dtype}")
+        if not torch.isfinite(t).all():
+            raise DataFileError(f"{key}[{i}]: holds NaN or infinite values")
+    return list(value)
+
+
+def _widths(weights: list[Tensor], biases: list[Tensor]) -> tuple[int, int, tuple[int, ...]]:
+    """(N, parameters per network, widths d_0..d_M) after checking the shapes chain."""
+    if len(weights) != len(biases):
+        raise DataFileError(
+            f"expected one bias per layer, got {len(weights)} weights and {len(biases)} biases"
+        )
+    n = weights[0].shape[0]
+    dims = [weights[0].shape[2]]
+    for m, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        expected = (n, w.shape[1], dims[-1])
+        if tuple(w.shape) != expected:
+            raise DataFileError(
+                f"weights[{m}]: expected [N, d_{m + 1}, d_{m}] = [{n}, d_{m + 1}, {dims[-1]}], "
+                f"got {tuple(w.shape)}"
+            )
+        if tuple(b.shape) != (n, w.shape[1]):
+            raise DataFileError(
+                f"biases[{m}]: expected [N, d_{m + 1}] = [{n}, {w.shape[1]}], got {tuple(b.shape)}"
+            )
+        dims.append(w.shape[1])
+    if n < 3:
+        raise DataFileError(f"expected at least 3 networks (one per split), got {n}")
+    params = sum(w[0].numel() + b[0].numel() for w, b in zip(weights, biases, strict=True))
+    return n, params, tuple(dims)
+
+
+def _kind(blob: Mapping[str, object], targets: Tensor, n: int, params: int) -> str:
+    given = blob.get("kind")
+    if given is not None and given not in KINDS:
+        raise DataFileError(f"'kind': expected one of {KINDS}, got {given!r}")
+    if targets.shape[0] != n:
+        raise DataFileError(
+            f"'targets': expected {n} rows (one per network), got shape {tuple(targets.shape)}"
+        )
+    if targets.dtype == torch.bool or not (targets.is_floating_point() or _is_integer(targets)):
+        raise DataFileError(
+            f"'targets': expected an integer or floating dtype, got {targets.dtype}"
+        )
+    if _is_integer(targets):
+        if given not in (None, "classification") or targets.dim() != 1:
+            raise DataFileError("'targets': integer targets are class labels, expected shape [N]")
+        return "classification"
+    if not torch.isfinite(targets).all():
+        raise DataFileError("'targets': holds NaN or infinite values")
+    if targets.dim() > 2:
+        raise DataFileError(
+            f"'targets': expected [N], [N, k] or [N, D], got {tuple(targets.shape)}"
+        )
+    if given == "classification":
+        raise DataFileError("'kind' is classification, expected integer targets")
+    if given is not None:
+        kind = str(given)
+    else:
+        kind = "weights" if targets.dim() == 2 and targets.shape[1] == params else "regression"
+    if kind == "weights" and (targets.dim() != 2 or targets.shape[1] != params):
+        raise DataFileError(
+            f"'targets': weight-to-weight targets are [N, D] with D = {params} (one network "
+            f"flattened), got {tuple(targets.shape)}"
+        )
+    return kind
+
+
+def _is_integer(t: Tensor) -> bool:
+    return not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
+
+
+def _splits(blob: Mapping[str, object], n: int, labels: Tensor | None) -> dict[str, Tensor]:
+    given = blob.get("splits")
+    if given is None:
+        return make_splits(n, seed=0, labels=labels)
+    if not isinstance(given, Mapping) or set(given) != set(SPLITS):
+        raise DataFileError(f"'splits': expected a dict with exactly the keys {SPLITS}")
+    out: dict[str, Tensor] = {}
+    for name in SPLITS:
+        idx = torch.as_tensor(given[name])
+        if idx.dim() != 1 or len(idx) == 0 or not _is_integer(idx):
+            raise DataFileError(f"splits[{name!r}]: expected a non-empty 1-D integer tensor")
+        if idx.min() < 0 or idx.max() >= n:
+            raise DataFileError(
+                f"splits[{name!r}]: expected indices in [0, {n}), got {idx.min()}..{idx.max()}"
+            )
+        out[name] = idx.long().unique()
+    together = torch.cat(list(out.values()))
+    if len(together.unique()) != len(together):
+        raise DataFileError("'splits': expected disjoint train, val and test indices")
+    return out
+
+
+def _validate(
+    blob: Mapping[str, object],
+) -> tuple[list[Tensor], list[Tensor], Tensor, str, tuple[int, ...], dict[str, Tensor]]:
+    weights = _tensor_list(blob, "weights", 3)
+    biases = _tensor_list(blob, "biases", 2)
+    n, params, dims = _widths(weights, biases)
+    targets = blob.get("targets")
+    if not isinstance(targets, Tensor):
+        raise DataFileError(f"'targets': expected a tensor, got {type(targets).__name__}")
+    kind = _kind(blob, targets, n, params)
+    if kind == "classification" and (targets.min() < 0 or len(targets.unique()) < 2):
+        raise DataFileError("'targets': expected non-negative class labels with at least 2 classes")
+    splits = _splits(blob, n, targets if kind == "classification" else None)
+    return weights, biases, targets, kind, dims, splits
+
+
+def load_collection(path: str | os.PathLike[str]) -> Collection:
+    """Read and check a ``--data`` file; infer widths, kind and metric."""
+    blob = read_file(path)
+    try:
+        weights, biases, targets, kind, dims, splits = _validate(blob)
+    except DataFileError as exc:
+        raise DataFileError(f"--data {path}: {exc}") from None
+    mean = std = None
+    if kind == "classification":
+        stored, out_dim = targets.long(), int(targets.max()) + 1
+    elif kind == "regression":
+        stored, mean, std = standardise(targets, splits["train"])
+        out_dim = stored.shape[1]
+    else:
+        stored, out_dim = targets.float(), 0
+    task = user_task(Path(path).stem, kind, out_dim, len(splits["train"]))
+    return Collection(
+        task=task,
+        dims=dims,
+        weights=[w.float().unsqueeze(1) for w in weights],
+        biases=[b.float().unsqueeze(1) for b in biases],
+        targets=stored,
+        splits=splits,
+        views=torch.arange(len(targets)).unsqueeze(1),
+        target_mean=mean,
+        target_std=std,
+        source=str(path),
+    )
