@@ -65,6 +65,9 @@ RECIPE_VERSION = 2
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 _SPLIT_SALT = 2_000_003
 _VIEW_SALT = 7_919
+# The fit of the first versions of this project, kept with the SIREN init (``init="siren"``):
+# full-batch Adam at a constant 1e-3 for 200 steps, one learning rate for every layer.
+SIREN_RECIPE = {"steps": 200, "lr": 1e-3, "first_lr_scale": 1.0, "schedule": "constant"}
 # Refuse a fit whose tensors need more than this share of the machine's available memory.
 _MEMORY_SHARE = 0.8
 
@@ -114,6 +117,8 @@ def default_recipe(
 ) -> Recipe:
     """The recipe ``load_dataset`` uses for ``task``, with optional overrides.
 
+    ``init="siren"`` also selects :data:`SIREN_RECIPE`, the fit that came with that init.
+
     ``n`` above the source's size is an error (only the sines can be drawn in any number).
     """
     source = _source(get_task(task))
@@ -133,6 +138,8 @@ def default_recipe(
         source.n_points,
         a_range=source.a_range,
     )
+    if init == "siren":
+        recipe = replace(recipe, **SIREN_RECIPE)
     if n is not None:
         _positive("n", n)
         if n < 3:
