@@ -1,31 +1,27 @@
-"""Equivariant INR models (dws, dws-all, dws-signed, nfn): training, symmetry, CLI contract."""
+"""Weight-space models (equivariant, NFN peer, baselines): training steps and symmetry."""
 
 from __future__ import annotations
 
-import argparse
-import json
+import copy
 
 import pytest
 import torch
 
+from dws_theory.inr.augment import flip_hidden_signs
 from dws_theory.inr.baselines import permute_hidden
-from dws_theory.inr.datasets import TASKS, load_dataset
-from dws_theory.inr.equivariant import NFN_MISSING, build_dws, nfn_available
-from dws_theory.inr.train import (
-    MODELS,
-    add_train_parser,
-    batch_loss,
-    get_batch,
-    predict,
-    prepare,
-    subsample_train,
-    train_step,
-)
+from dws_theory.inr.collection import from_dataset
+from dws_theory.inr.datasets import load_dataset
+from dws_theory.inr.equivariant import NFN_MISSING, _batch_moments, build_dws, nfn_available
+from dws_theory.inr.registry import MODELS, Architecture, UnsupportedTask, get_model
+from dws_theory.inr.tasks import TASKS
+from dws_theory.inr.train import batch_loss, evaluate, get_batch, predict, prepare, train_step
 
 N = 24
 FIT_STEPS = 30
+ARCH = Architecture()
 EQUIVARIANT = ("dws", "dws-all", "dws-signed", "nfn")
-JSON_KEYS = {"task", "model", "seed", "metric", "value", "params", "seconds"}
+ALL_MODELS = (*EQUIVARIANT, "mlp", "mlp-aug", "stats", "pixels")
+SMALL_TASKS = ("digits-inr", "sine-inr", "digits-dilate")
 
 
 @pytest.fixture(scope="module")
@@ -34,52 +30,75 @@ def cache_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def prepared(cache_dir):
+def datasets(cache_dir):
     return {
-        t: prepare(load_dataset(t, cache_dir, n=N, steps=FIT_STEPS, progress=False)) for t in TASKS
+        t: load_dataset(t, cache_dir, n=N, steps=FIT_STEPS, progress=False) for t in SMALL_TASKS
     }
 
 
-def _double(ws, bs):
-    return [w.double() for w in ws], [b.double() for b in bs]
+def _prepared(datasets, task: str, model: str = "dws", dtype=torch.float32):
+    ds = datasets[task]
+    p = prepare(from_dataset(ds), get_model(model).symmetry)
+    if dtype == torch.float64:
+        p = _double(p)
+    return p
 
 
-def _flip_hidden_signs(ws, bs, gen: torch.Generator):
-    """Flip the sign of random hidden neurons (rows of W_k, b_k and columns of W_{k+1})."""
-    ws, bs = list(ws), list(bs)
-    batch = ws[0].shape[0]
-    for k in range(1, len(ws)):
-        d = ws[k - 1].shape[-2]
-        s = torch.randint(0, 2, (batch, 1, d), generator=gen).to(ws[0].dtype) * 2 - 1
-        ws[k - 1] = ws[k - 1] * s.unsqueeze(-1)
-        bs[k - 1] = bs[k - 1] * s
-        ws[k] = ws[k] * s.unsqueeze(-2)
-    return ws, bs
+def _double(p):
+    from dataclasses import replace
+
+    data = p.data
+    data = replace(
+        data,
+        weights=[w.double() for w in data.weights],
+        biases=[b.double() for b in data.biases],
+        targets=data.targets.double() if data.targets.is_floating_point() else data.targets,
+        coords=None if data.coords is None else data.coords.double(),
+    )
+    norm = p.normalizer
+    norm = replace(
+        norm,
+        weight_mean=tuple(t.double() for t in norm.weight_mean),
+        weight_std=tuple(t.double() for t in norm.weight_std),
+        bias_mean=tuple(t.double() for t in norm.bias_mean),
+        bias_std=tuple(t.double() for t in norm.bias_std),
+    )
+    return replace(p, data=data, normalizer=norm, info=replace(p.info, normalizer=norm))
+
+
+def _build(name: str, p):
+    if name == "nfn" and not nfn_available():
+        pytest.skip(f"nfn is not installed ({NFN_MISSING})")
+    torch.manual_seed(0)
+    return get_model(name).build(p.info, ARCH)
 
 
 def test_registered() -> None:
-    for name in ("dws", "dws-all", "dws-signed"):
-        assert name in MODELS
-    assert ("nfn" in MODELS) or not nfn_available()
+    get_model("dws")  # imports the built-in models
+    assert set(ALL_MODELS) <= set(MODELS)
+    with pytest.raises(ValueError, match="registered"):
+        get_model("nope")
 
 
-@pytest.mark.parametrize("task", TASKS)
-@pytest.mark.parametrize("name", EQUIVARIANT)
-def test_one_step_decreases_loss(prepared, task: str, name: str) -> None:
-    if name == "nfn" and not nfn_available():
-        pytest.skip(f"nfn is not installed ({NFN_MISSING})")
-    data = prepared[task]
-    torch.manual_seed(0)
-    model = MODELS[name](data.info)
-    batch = get_batch(data, data.splits["train"][:16])
+@pytest.mark.parametrize("task", SMALL_TASKS)
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_one_step_decreases_loss(datasets, task: str, name: str) -> None:
+    p = _prepared(datasets, task, name)
+    try:
+        model = _build(name, p)
+    except UnsupportedTask:
+        assert name in {"stats", "pixels"} and task == "digits-dilate", (name, task)
+        return
+    idx = p.data.splits["train"][:16]
+    ws, bs = get_batch(p, idx)
     model.eval()
     with torch.no_grad():
-        before = batch_loss(model, data.info, batch).item()
+        before = batch_loss(model, p, ws, bs, idx).item()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    train_step(model, data.info, batch, opt)
+    train_step(model, p, ws, bs, idx, opt)
     model.eval()
     with torch.no_grad():
-        after = batch_loss(model, data.info, batch).item()
+        after = batch_loss(model, p, ws, bs, idx).item()
     assert after < before, (name, task, before, after)
 
 
@@ -88,85 +107,68 @@ def _perturbed(model: torch.nn.Module) -> torch.nn.Module:
     # weight-to-weight models would make equivariance trivially true.
     gen = torch.Generator().manual_seed(7)
     with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        for q in model.parameters():
+            q.add_(0.2 * torch.randn(q.shape, generator=gen, dtype=q.dtype))
     return model.eval()
 
 
-@pytest.mark.parametrize("mode", ["hidden", "all", "signed"])
-def test_classifier_is_invariant_to_hidden_permutations(prepared, mode: str) -> None:
-    data = prepared["digits-inr"]
-    torch.manual_seed(1)
-    model = _perturbed(build_dws(data.info, mode).double())
-    ws, bs, _ = get_batch(data, data.splits["train"][:8])
-    ws, bs = _double(ws, bs)
+@pytest.mark.parametrize("name", ["dws", "dws-all", "dws-signed", "nfn", "mlp-aug", "stats"])
+def test_invariant_models_with_their_normalisation_ignore_hidden_permutations(datasets, name):
+    # End to end on raw weights: normalisation (fitted for the model's symmetry) + model.
+    p = _prepared(datasets, "digits-inr", name, torch.float64)
+    model = _perturbed(_build(name, p).double())
+    ws, bs = get_batch(p, p.data.splits["train"][:8])
     pw, pb = permute_hidden(ws, bs, torch.Generator().manual_seed(3))
     assert not torch.equal(pw[1], ws[1])
     with torch.no_grad():
-        out, out_p = model(ws, bs), model(pw, pb)
+        out, out_p = predict(model, p, ws, bs), predict(model, p, pw, pb)
+    if name == "mlp-aug":  # augmentation teaches invariance; it does not build it in
+        assert not torch.allclose(out_p, out, atol=1e-6)
+        return
     torch.testing.assert_close(out_p, out, atol=1e-9, rtol=1e-9)
     assert out.std(0).abs().max() > 1e-6  # the output depends on the input at all
 
 
 @pytest.mark.parametrize("mode", ["hidden", "signed"])
-def test_dilation_model_is_equivariant_to_hidden_permutations(prepared, mode: str) -> None:
-    data = prepared["digits-dilate"]
-    info = data.info
+def test_dilation_model_is_equivariant_to_hidden_permutations(datasets, mode: str) -> None:
+    p = _prepared(datasets, "digits-dilate", "dws" if mode == "hidden" else "dws-signed")
+    p = _double(p)
     torch.manual_seed(2)
-    model = _perturbed(build_dws(info, mode).double())
-    ws, bs, _ = get_batch(data, data.splits["train"][:6])
-    ws, bs = _double(ws, bs)
-    gen = torch.Generator().manual_seed(4)
-    pw, pb = permute_hidden(ws, bs, gen)
+    model = _perturbed(build_dws(p.info, ARCH, mode).double())
+    ws, bs = get_batch(p, p.data.splits["train"][:6])
+    nw, nb = p.normalizer(ws, bs)
+    pw, pb = permute_hidden(nw, nb, torch.Generator().manual_seed(4))
     with torch.no_grad():
-        dw, db = model(ws, bs)
+        dw, db = model(nw, nb)
         # Permuting the input permutes the output the same way (same generator state).
         expect_w, expect_b = permute_hidden(dw, db, torch.Generator().manual_seed(4))
         got_w, got_b = model(pw, pb)
         for g, e in zip(got_w + got_b, expect_w + expect_b, strict=True):
             torch.testing.assert_close(g, e, atol=1e-9, rtol=1e-9)
         # So the rendered output image (input + residual, decoded) is unchanged.
-        info64 = _info_double(info)
-        img = predict(model, info64, ws, bs)
-        img_p = predict(model, info64, pw, pb)
-    torch.testing.assert_close(img_p, img, atol=1e-8, rtol=1e-8)
+        rw, rb = permute_hidden(ws, bs, torch.Generator().manual_seed(4))
+        torch.testing.assert_close(
+            predict(model, p, rw, rb), predict(model, p, ws, bs), atol=1e-8, rtol=1e-8
+        )
     assert dw[1].abs().max() > 1e-6
 
 
-def _info_double(info):
-    from dataclasses import replace
-
-    return replace(info, coords=info.coords.double())
-
-
-def test_signed_model_is_invariant_to_sign_flips(prepared) -> None:
-    data = prepared["digits-inr"]
-    torch.manual_seed(3)
-    model = _perturbed(build_dws(data.info, "signed").double())
-    ws, bs, _ = get_batch(data, data.splits["train"][:8])
-    ws, bs = _double(ws, bs)
-    fw, fb = _flip_hidden_signs(ws, bs, torch.Generator().manual_seed(5))
+def test_signed_model_is_invariant_to_sign_flips(datasets) -> None:
+    p = _prepared(datasets, "digits-inr", "dws-signed", torch.float64)
+    model = _perturbed(_build("dws-signed", p).double())
+    ws, bs = get_batch(p, p.data.splits["train"][:8])
+    fw, fb = flip_hidden_signs(ws, bs, torch.Generator().manual_seed(5))
     with torch.no_grad():
-        torch.testing.assert_close(model(fw, fb), model(ws, bs), atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(
+            predict(model, p, fw, fb), predict(model, p, ws, bs), atol=1e-9, rtol=1e-9
+        )
         # The hidden-mode model is NOT sign invariant: the test can tell the difference.
-        plain = _perturbed(build_dws(data.info, "hidden").double())
-        assert not torch.allclose(plain(fw, fb), plain(ws, bs), atol=1e-6)
+        q = _prepared(datasets, "digits-inr", "dws", torch.float64)
+        plain = _perturbed(_build("dws", q).double())
+        assert not torch.allclose(predict(plain, q, fw, fb), predict(plain, q, ws, bs), atol=1e-6)
 
 
-def test_nfn_peer_is_invariant(prepared) -> None:
-    if not nfn_available():
-        pytest.skip(f"nfn is not installed ({NFN_MISSING})")
-    data = prepared["digits-inr"]
-    torch.manual_seed(4)
-    model = _perturbed(MODELS["nfn"](data.info).double())
-    ws, bs, _ = get_batch(data, data.splits["train"][:8])
-    ws, bs = _double(ws, bs)
-    pw, pb = permute_hidden(ws, bs, torch.Generator().manual_seed(6))
-    with torch.no_grad():
-        torch.testing.assert_close(model(pw, pb), model(ws, bs), atol=1e-9, rtol=1e-9)
-
-
-def test_nfn_missing_names_pip_install(monkeypatch, prepared) -> None:
+def test_nfn_missing_names_pip_install(monkeypatch, datasets) -> None:
     import builtins
 
     real_import = builtins.__import__
@@ -180,63 +182,82 @@ def test_nfn_missing_names_pip_install(monkeypatch, prepared) -> None:
     from dws_theory.inr.equivariant import build_nfn
 
     with pytest.raises(ImportError, match="pip install nfn"):
-        build_nfn(prepared["digits-inr"].info)
+        build_nfn(_prepared(datasets, "digits-inr").info, ARCH)
 
 
-def test_dilation_models_start_as_identity(prepared) -> None:
-    data = prepared["digits-dilate"]
-    ws, bs, _ = get_batch(data, data.splits["train"][:4])
-    for name in EQUIVARIANT:
+def test_dilation_models_start_as_identity(datasets) -> None:
+    for name in (*EQUIVARIANT, "mlp"):
         if name == "nfn" and not nfn_available():
             continue
-        dw, db = MODELS[name](data.info)(ws, bs)
+        p = _prepared(datasets, "digits-dilate", name)
+        nw, nb = p.normalizer(*get_batch(p, p.data.splits["train"][:4]))
+        dw, db = _build(name, p)(nw, nb)
         assert all(t.abs().max() == 0 for t in list(dw) + list(db)), name
 
 
-def test_subsample_train_is_fixed_and_leaves_other_splits(prepared) -> None:
-    data = prepared["sine-inr"]
-    a, b = subsample_train(data, 5), subsample_train(data, 5)
+def test_identity_residual_renders_the_input(datasets) -> None:
+    p = _prepared(datasets, "digits-dilate", "mlp")
+    model = _build("mlp", p)  # zero-initialised head: output = input INR
+    ds = datasets["digits-dilate"]
+    idx = ds.splits["test"]
+    from dws_theory.inr.siren import render
+
+    rendered = render([w[idx] for w in ds.weights], [b[idx] for b in ds.biases], ds.coords)
+    expected = (rendered[..., 0] - ds.targets[idx].reshape(len(idx), -1)).pow(2).mean().item()
+    assert evaluate(model, p, "test") == pytest.approx(expected, rel=1e-4)
+
+
+def test_subsample_train_is_fixed_and_leaves_other_splits(datasets) -> None:
+    data = from_dataset(datasets["sine-inr"])
+    a, b = data.subsample_train(5), data.subsample_train(5)
     assert len(a.splits["train"]) == 5 and torch.equal(a.splits["train"], b.splits["train"])
     assert set(a.splits["train"].tolist()) <= set(data.splits["train"].tolist())
     assert torch.equal(a.splits["test"], data.splits["test"])
-    assert subsample_train(data, None) is data
-
-
-def test_train_cli_json_contract_for_dws(cache_dir, capsys) -> None:
-    parser = argparse.ArgumentParser()
-    add_train_parser(parser.add_subparsers())
-    argv = ["train", "digits-inr", "--model", "dws", "--epochs", "1", "--seed", "2", "--json"]
-    argv += ["--cache-dir", cache_dir, "--n", str(N), "--fit-steps", str(FIT_STEPS)]
-    argv += ["--n-train", "8", "--quiet"]
-    args = parser.parse_args(argv)
-    rc = args.func(args)
-    out = capsys.readouterr().out
-    assert rc == 0
-    lines = [line for line in out.splitlines() if line.strip()]
-    assert len(lines) == 1
-    obj = json.loads(lines[0])
-    assert set(obj) == JSON_KEYS
-    assert obj["model"] == "dws" and obj["seed"] == 2 and obj["task"] == "digits-inr"
-    assert obj["metric"] == "test_accuracy" and 0.0 <= obj["value"] <= 1.0
-    assert obj["params"] == sum(p.numel() for p in build_dws(_info(cache_dir)).parameters())
-
-
-def _info(cache_dir: str):
-    ds = load_dataset("digits-inr", cache_dir, n=N, steps=FIT_STEPS, progress=False)
-    return prepare(ds).info
+    assert data.subsample_train(None) is data
+    with pytest.raises(ValueError, match="n_train between 1 and"):
+        data.subsample_train(len(data.splits["train"]) + 1)
 
 
 @pytest.mark.parametrize("mode", ["hidden", "signed"])
-def test_batch_statistics_keep_the_symmetry_in_training_mode(prepared, mode: str) -> None:
+def test_batch_statistics_keep_the_symmetry_in_training_mode(datasets, mode: str) -> None:
     # In training mode the norm uses batch statistics: permuting (or sign-flipping) each
     # sample's hidden neurons independently must still leave every prediction unchanged.
-    data = prepared["digits-inr"]
+    p = _prepared(datasets, "digits-inr", "dws", torch.float64)
     torch.manual_seed(5)
-    model = _perturbed(build_dws(data.info, mode).double()).train()
-    ws, bs, _ = get_batch(data, data.splits["train"][:8])
-    ws, bs = _double(ws, bs)
+    model = _perturbed(build_dws(p.info, ARCH, mode).double()).train()
+    ws, bs = p.normalizer(*get_batch(p, p.data.splits["train"][:8]))
     gw, gb = permute_hidden(ws, bs, torch.Generator().manual_seed(8))
     if mode == "signed":
-        gw, gb = _flip_hidden_signs(gw, gb, torch.Generator().manual_seed(9))
+        gw, gb = flip_hidden_signs(gw, gb, torch.Generator().manual_seed(9))
     with torch.no_grad():
         torch.testing.assert_close(model(gw, gb), model(ws, bs), atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_and_explicit_batch_statistics_agree(training: bool) -> None:
+    # One process uses F.batch_norm; data-parallel runs compute the moments explicitly (to
+    # all-reduce them). Both paths must give the same outputs and running statistics.
+    from dws_theory.inr.equivariant import SymmetricBatchNorm
+
+    torch.manual_seed(6)
+    xs = [torch.randn(5, 3, 4, 2, dtype=torch.float64), torch.randn(5, 3, 4, dtype=torch.float64)]
+    a = SymmetricBatchNorm(2, 3, center=True).double().train(training)
+    with torch.no_grad():
+        a.scale.uniform_(0.5, 2.0)
+        a.shift.uniform_(-1.0, 1.0)
+        a.running_mean.uniform_(-1.0, 1.0)
+        a.running_var.uniform_(0.5, 2.0)
+    b = copy.deepcopy(a)
+    for i, x in enumerate(xs):
+        torch.testing.assert_close(a._fused(i, x), b._explicit(i, x), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(a.running_var, b.running_var, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(a.running_mean, b.running_mean, atol=1e-10, rtol=1e-10)
+    # And the explicit moments are the plain per-channel ones.
+    mean, var, count = _batch_moments(xs[0], center=True)
+    torch.testing.assert_close(mean, xs[0].mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(var, xs[0].var(dim=(0, 2, 3), correction=0))
+    assert count == 5 * 4 * 2
+
+
+def test_all_tasks_are_known() -> None:
+    assert set(SMALL_TASKS) <= set(TASKS)

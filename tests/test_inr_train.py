@@ -1,36 +1,31 @@
-"""Baselines, permutation augmentation, the training loop and the train CLI (tiny runs)."""
+"""The training loop, its settings, the train CLI, and a user's own ``--data`` collections."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from dws_theory.inr.baselines import (
-    FlatMLP,
-    flatten_weights,
-    permute_hidden,
-    unflatten_weights,
-)
-from dws_theory.inr.datasets import TASKS, load_dataset
+from dws_theory.inr.baselines import FlatMLP, flatten_weights, permute_hidden, unflatten_weights
+from dws_theory.inr.cli import add_train_parser
+from dws_theory.inr.registry import PRESETS, get_model
 from dws_theory.inr.siren import render, siren_init
-from dws_theory.inr.train import (
-    MODELS,
-    UnsupportedTask,
-    add_train_parser,
-    batch_loss,
-    evaluate,
-    get_batch,
-    prepare,
-    train,
-    train_step,
-)
+from dws_theory.inr.tasks import TASKS
+from dws_theory.inr.train import RunConfig, prepare, resolve, train
+from dws_theory.inr.userdata import DataFileError, load_collection, save_collection
 
 N = 24
 FIT_STEPS = 30
-JSON_KEYS = {"task", "model", "seed", "metric", "value", "params", "seconds"}
+JSON_KEYS = {"task", "model", "seed", "metric", "value", "val", "best_epoch", "epochs"}
+JSON_KEYS |= {"params", "seconds"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +33,8 @@ def cache_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("inr-cache"))
 
 
-@pytest.fixture(scope="module")
-def prepared(cache_dir):
-    return {
-        t: prepare(load_dataset(t, cache_dir, n=N, steps=FIT_STEPS, progress=False)) for t in TASKS
-    }
-
-
 def _batch(dims: tuple[int, ...], b: int, c: int, seed: int):
-    ws, bs = siren_init(dims, b * c, torch.Generator().manual_seed(seed))
+    ws, bs = siren_init(dims, b * c, torch.Generator().manual_seed(seed), scheme="siren")
     return [w.reshape(b, c, *w.shape[1:]) for w in ws], [x.reshape(b, c, -1) for x in bs]
 
 
@@ -99,77 +87,66 @@ def test_flatten_roundtrip_and_flat_mlp_shapes() -> None:
     assert all(g.abs().max() == 0 for g in gw + gb)  # zero-initialised residual head
 
 
-def test_normalisation_is_per_tensor_scalar(prepared, cache_dir) -> None:
-    data = prepared["digits-inr"]
-    train_idx = data.splits["train"]
-    for w in data.weights + data.biases:
-        rms = w[train_idx].pow(2).mean().sqrt().item()
-        assert abs(rms - 1.0) < 1e-4
-    # A scalar per tensor commutes with permute_hidden (the symmetry is kept).
-    ds = load_dataset("digits-inr", cache_dir, n=N, steps=FIT_STEPS, progress=False)
-    gen = torch.Generator().manual_seed(0)
-    pw, _ = permute_hidden(ds.weights, ds.biases, gen)
-    gen = torch.Generator().manual_seed(0)
-    qw, _ = permute_hidden(data.weights, data.biases, gen)
-    for p, q, s in zip(pw, qw, data.info.weight_scales, strict=True):
-        torch.testing.assert_close(p / s, q)
+def test_settings_resolve_config_over_preset_over_model_over_task() -> None:
+    task = TASKS["mnist-inr"]
+    dws = get_model("dws")
+    base = resolve(RunConfig("mnist-inr", "dws"), task.defaults_for("dws"), dws)
+    assert base.epochs == task.defaults_for("dws").epochs and base.augment == task.defaults.augment
+    paper = resolve(RunConfig("mnist-inr", "dws", preset="paper"), task.defaults, dws)
+    assert (paper.lr, paper.batch_size, paper.epochs, paper.amsgrad) == (5e-3, 512, 100, True)
+    assert paper.arch == PRESETS["paper"].arch and paper.arch.hidden_channels == 32
+    mine = resolve(RunConfig("mnist-inr", "dws", preset="paper", lr=1e-4), task.defaults, dws)
+    assert mine.lr == 1e-4 and mine.batch_size == 512
 
 
-@pytest.mark.parametrize("task", TASKS)
-# The baselines; the equivariant models (and nfn, skipped when missing) have the same test in
-# tests/test_inr_models.py.
-@pytest.mark.parametrize("name", ["mlp", "mlp-aug", "pixels"])
-def test_one_step_decreases_loss(prepared, task: str, name: str) -> None:
-    data = prepared[task]
-    torch.manual_seed(0)
-    try:
-        model = MODELS[name](data.info)
-    except UnsupportedTask:
-        assert name not in {"mlp", "mlp-aug"}, "the flat MLP must support every task"
-        pytest.skip(f"{name} does not support {task}")
-    batch = get_batch(data, data.splits["train"][:16])
-    model.eval()  # a fixed function for measuring (no dropout noise)
-    with torch.no_grad():
-        before = batch_loss(model, data.info, batch).item()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    train_step(model, data.info, batch, opt)
-    model.eval()
-    with torch.no_grad():
-        after = batch_loss(model, data.info, batch).item()
-    assert after < before, (name, task, before, after)
-
-
-def test_pixels_refuses_weight_outputs(prepared) -> None:
-    with pytest.raises(UnsupportedTask):
-        MODELS["pixels"](prepared["digits-dilate"].info)
-
-
-def test_dilate_identity_residual_renders_the_input(prepared, cache_dir) -> None:
-    data = prepared["digits-dilate"]
-    model = MODELS["mlp"](data.info)  # zero-initialised head: output = input INR
-    idx = data.splits["test"]
-    with torch.no_grad():
-        mse = evaluate(model, data, "test")
-    ds = load_dataset("digits-dilate", cache_dir, n=N, steps=FIT_STEPS, progress=False)
-    rendered = render([w[idx] for w in ds.weights], [b[idx] for b in ds.biases], ds.coords)
-    expected = (rendered[..., 0] - ds.targets[idx].reshape(len(idx), -1)).pow(2).mean().item()
-    assert mse == pytest.approx(expected, rel=1e-4)
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": -1}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": float("inf")}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"lr": 0.0}, "positive learning rate"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+        ({"augment": ("mirror",)}, "augmentations"),
+        ({"normalize": "zscore"}, "normalisation"),
+        ({"preset": "huge"}, "preset"),
+    ],
+)
+def test_bad_run_configs_are_refused(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        RunConfig("digits-inr", "dws", **kwargs)
 
 
 def test_train_returns_contract_and_selects_on_val(cache_dir) -> None:
-    result = train(
-        "sine-inr",
-        "mlp",
-        seed=1,
-        epochs=2,
-        n=N,
-        fit_steps=FIT_STEPS,
-        cache_dir=cache_dir,
-        progress=False,
-    )
+    kw = {"epochs": 2, "n": N, "fit_steps": FIT_STEPS, "cache_dir": cache_dir, "progress": False}
+    result = train("sine-inr", "mlp", seed=1, **kw)
     assert set(result) == JSON_KEYS
     assert result["metric"] == "test_mse" and result["value"] >= 0
-    assert result["params"] > 0 and result["seconds"] > 0
+    assert result["params"] > 0 and result["seconds"] > 0 and 1 <= result["best_epoch"] <= 2
+    with pytest.raises(ValueError, match="geometric augmentations"):
+        train("digits-dilate", "mlp", augment=("rotate",), **kw)
+
+
+def test_model_selection_keeps_the_best_validation_epoch(cache_dir, monkeypatch) -> None:
+    import dws_theory.inr.train as train_module
+
+    val_scores = iter([0.2, 0.9, 0.1])  # accuracy: epoch 2 is the best
+    seen: list[tuple[str, torch.Tensor]] = []
+
+    def scripted_evaluate(model, p, split, batch_size=512):
+        seen.append((split, torch.cat([q.detach().flatten() for q in model.parameters()])))
+        return next(val_scores) if split == "val" else -1.0
+
+    monkeypatch.setattr(train_module, "evaluate", scripted_evaluate)
+    result = train_module.train(
+        "digits-inr", "mlp", epochs=3, n=N, fit_steps=FIT_STEPS, cache_dir=cache_dir, progress=False
+    )
+    assert result["value"] == -1.0 and result["best_epoch"] == 2
+    vals = [q for split, q in seen if split == "val"]
+    (test_params,) = [q for split, q in seen if split == "test"]
+    assert torch.equal(test_params, vals[1]) and not torch.equal(test_params, vals[2])
 
 
 def _train_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -182,7 +159,7 @@ def _train_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def test_train_cli_json_contract(cache_dir, capsys) -> None:
-    common = ["--cache-dir", cache_dir, "--n", str(N), "--fit-steps", str(FIT_STEPS)]
+    common = ["--cache-dir", cache_dir, "--n", str(N), "--fit-steps", str(FIT_STEPS), "--quiet"]
     rc, out, _ = _train_cli(
         ["train", "digits-inr", "--model", "mlp-aug", "--epochs", "2", "--seed", "3", "--json"]
         + common,
@@ -199,33 +176,201 @@ def test_train_cli_json_contract(cache_dir, capsys) -> None:
     assert isinstance(obj["seconds"], float) and obj["seconds"] > 0
     # Without --json: a readable one-line summary, not JSON.
     rc, out, _ = _train_cli(
-        ["train", "digits-inr", "--model", "mlp", "--epochs", "1"] + common, capsys
+        ["train", "digits-inr", "--model", "dws", "--epochs", "1", "--augment", "none"] + common,
+        capsys,
     )
-    assert rc == 0 and "test_accuracy=" in out
+    assert rc == 0 and "test_accuracy=" in out and "model=dws" in out
     with pytest.raises(json.JSONDecodeError):
         json.loads(out)
-    # Unknown models and unsupported pairs fail with exit code 2 and a message on stderr.
-    rc, out, err = _train_cli(["train", "digits-inr", "--model", "nope", "--json"] + common, capsys)
-    assert rc == 2 and out == "" and "registered" in err
-    rc, out, err = _train_cli(["train", "digits-dilate", "--model", "pixels"] + common, capsys)
-    assert rc == 2 and "pixels" in err
 
 
-def test_model_selection_keeps_the_best_validation_epoch(cache_dir, monkeypatch) -> None:
-    import dws_theory.inr.train as train_module
+def test_train_cli_refuses_bad_values(cache_dir) -> None:
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_train_parser(parser.add_subparsers())
+    for bad in (
+        ["--epochs", "-1"],
+        ["--epochs", "0"],
+        ["--batch-size", "0"],
+        ["--lr", "inf"],
+        ["--lr", "nan"],
+        ["--weight-decay", "-1"],
+        ["--seed", "1180591620717411303424"],
+        ["--augment", "mirror"],
+        ["--n", "0"],
+        ["--fit-steps", "-1"],
+    ):
+        with pytest.raises((argparse.ArgumentError, SystemExit)):
+            parser.parse_args(["train", "digits-inr", "--model", "mlp", *bad])
 
-    val_scores = iter([0.2, 0.9, 0.1])  # accuracy: epoch 2 is the best
-    seen: list[tuple[str, torch.Tensor]] = []
 
-    def scripted_evaluate(model, data, split, batch_size=512):
-        seen.append((split, torch.cat([p.detach().flatten() for p in model.parameters()])))
-        return next(val_scores) if split == "val" else -1.0
+# ----------------------------------------------------------------------------- user data
 
-    monkeypatch.setattr(train_module, "evaluate", scripted_evaluate)
-    result = train_module.train(
-        "digits-inr", "mlp", epochs=3, n=N, fit_steps=FIT_STEPS, cache_dir=cache_dir, progress=False
+
+def _tanh_mlps(n: int, dims: tuple[int, ...], seed: int) -> list[nn.Sequential]:
+    torch.manual_seed(seed)
+    models = []
+    for _ in range(n):
+        layers: list[nn.Module] = []
+        for i in range(len(dims) - 1):
+            layers.append(nn.Linear(dims[i], dims[i + 1]))
+            if i < len(dims) - 2:
+                layers.append(nn.Tanh())
+        models.append(nn.Sequential(*layers))
+    return models
+
+
+def _scale_collection(path: Path, n: int = 60, dims=(3, 5, 4, 2)) -> Path:
+    # Label: whether the network's weights were scaled up; a permutation-invariant property.
+    models = _tanh_mlps(n, dims, seed=0)
+    labels = torch.arange(n) % 2
+    with torch.no_grad():
+        for m, y in zip(models, labels.tolist(), strict=True):
+            for q in m.parameters():
+                q.mul_(3.0 if y else 1.0)
+    return save_collection(path, models, labels)
+
+
+def test_save_and_load_collection_round_trip(tmp_path) -> None:
+    models = _tanh_mlps(7, (3, 5, 2), seed=1)
+    path = save_collection(tmp_path / "c.pt", models, torch.arange(7, dtype=torch.float64))
+    data = load_collection(path)
+    assert data.dims == (3, 5, 2) and data.task.kind == "regression" and data.n == 7
+    w = models[4][0].weight.detach()
+    assert torch.equal(data.weights[0][4, 0], w) and data.task.metric == "test_mse"
+    # Standardised targets; the split is 70/15/15 by default.
+    assert data.target_mean is not None and data.target_mean.item() == pytest.approx(
+        torch.arange(7.0)[data.splits["train"]].mean().item(), rel=1e-6
     )
-    assert result["value"] == -1.0
-    vals = [p for split, p in seen if split == "val"]
-    (test_params,) = [p for split, p in seen if split == "test"]
-    assert torch.equal(test_params, vals[1]) and not torch.equal(test_params, vals[2])
+    assert sum(len(v) for v in data.splits.values()) == 7
+    # From state_dicts, with splits and an explicit weight-to-weight target.
+    states = [m.state_dict() for m in models]
+    targets = flatten_weights(*[[w[:, 0] for w in t] for t in _stacked(models)])
+    splits = {"train": torch.arange(5), "val": torch.tensor([5]), "test": torch.tensor([6])}
+    path = save_collection(tmp_path / "w.pt", states, targets, splits=splits)
+    data = load_collection(path)
+    assert data.task.kind == "weights" and torch.equal(data.splits["val"], torch.tensor([5]))
+
+
+def _stacked(models):
+    from dws_theory.convert import weights_from_models
+
+    return weights_from_models(models)
+
+
+def _write(path: Path, blob: dict) -> Path:
+    torch.save(blob, path)
+    return path
+
+
+def _good_blob(n: int = 6) -> dict:
+    return {
+        "weights": [torch.randn(n, 4, 3), torch.randn(n, 2, 4)],
+        "biases": [torch.randn(n, 4), torch.randn(n, 2)],
+        "targets": torch.arange(n) % 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda b: b.pop("weights"), "'weights': expected a non-empty list"),
+        (lambda b: b.update(biases=b["biases"][:1]), "one bias per layer"),
+        (lambda b: b["weights"].__setitem__(1, torch.randn(6, 2, 5)), r"weights\[1\]: expected"),
+        (lambda b: b["biases"].__setitem__(0, torch.randn(6, 3)), r"biases\[0\]: expected"),
+        (lambda b: b["weights"].__setitem__(0, torch.ones(6, 4, 3, dtype=torch.long)), "floating"),
+        (lambda b: b["weights"][0].__setitem__((0, 0, 0), float("nan")), "NaN"),
+        (lambda b: b["weights"].__setitem__(0, torch.randn(6, 4)), "3 axes"),
+        (lambda b: b.update(targets=torch.arange(5)), "expected 6 rows"),
+        (lambda b: b.update(targets=torch.zeros(6, dtype=torch.long)), "at least 2 classes"),
+        (lambda b: b.update(targets=torch.ones(6, dtype=torch.bool)), "integer or floating"),
+        (lambda b: b.update(targets=[1, 2, 3]), "'targets': expected a tensor"),
+        (lambda b: b.update(kind="ranking"), "'kind': expected one of"),
+        (lambda b: b.update(targets=torch.rand(6, 2), kind="weights"), "D = 26"),
+        (lambda b: b.update(splits={"train": torch.arange(4)}), "exactly the keys"),
+        (
+            lambda b: b.update(
+                splits={"train": torch.arange(4), "val": torch.tensor([3]), "test": [5]}
+            ),
+            "disjoint",
+        ),
+        (
+            lambda b: b.update(
+                splits={"train": torch.arange(4), "val": torch.tensor([9]), "test": [5]}
+            ),
+            r"indices in \[0, 6\)",
+        ),
+    ],
+)
+def test_malformed_data_files_name_the_problem(tmp_path, edit, match) -> None:
+    blob = _good_blob()
+    edit(blob)
+    path = _write(tmp_path / "bad.pt", blob)
+    with pytest.raises(DataFileError, match=match):
+        load_collection(path)
+
+
+def test_unreadable_data_files_are_refused(tmp_path) -> None:
+    with pytest.raises(DataFileError, match="existing file"):
+        load_collection(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(DataFileError, match="not a torch.save file"):
+        load_collection(tmp_path / "junk.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(DataFileError, match="expected a dict"):
+        load_collection(tmp_path / "list.pt")
+    load_collection(_write(tmp_path / "ok.pt", _good_blob()))  # the control passes
+
+
+def test_train_on_a_users_collection_learns(tmp_path, capsys) -> None:
+    path = _scale_collection(tmp_path / "scaled.pt")
+    rc, out, _ = _train_cli(
+        ["train", "--data", str(path), "--model", "dws", "--epochs", "15", "--json", "--quiet"],
+        capsys,
+    )
+    result = json.loads(out)
+    assert rc == 0 and result["metric"] == "test_accuracy" and result["task"] == "scaled"
+    assert result["value"] >= 0.75, result  # chance is 0.5; a scale is easy to read
+
+
+def _run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    return subprocess.run(
+        args, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=300, check=False
+    )
+
+
+def test_data_parallel_training_matches_one_process(tmp_path) -> None:
+    # Two gloo processes with half of each global batch must end where one process with the
+    # whole batch ends: same shuffles and augmentations, loss weighted by each slice's share,
+    # batch statistics all-reduced.
+    path = _scale_collection(tmp_path / "ddp.pt", n=40)
+    common = ["train", "--data", str(path), "--model", "dws", "--epochs", "1"]
+    common += ["--batch-size", "10", "--augment", "noise", "--quiet", "--json"]
+    one = _run([sys.executable, "-m", "dws_theory", *common, "--save", str(tmp_path / "one.pt")])
+    assert one.returncode == 0, one.stderr
+    two = _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29561",
+            "-m",
+            "dws_theory",
+            *common,
+            "--save",
+            str(tmp_path / "two.pt"),
+        ]
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert len([line for line in two.stdout.splitlines() if line.startswith("{")]) == 1
+    a = torch.load(tmp_path / "one.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "two.pt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4, msg=key)
+    # Training moved the parameters, so the agreement is not that of two untouched inits.
+    p = prepare(load_collection(path), get_model("dws").symmetry)
+    torch.manual_seed(0)
+    init = get_model("dws").build(p.info, PRESETS["default"].arch).state_dict()
+    assert max((a[k].float() - init[k].float()).abs().max().item() for k in a) > 1e-3

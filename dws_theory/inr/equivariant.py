@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models import DWSNet
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 NFN_MISSING = "model 'nfn' needs the nfn package: pip install nfn"
+_EPS = 1e-5
 
 
 class SymmetricBatchNorm(nn.Module):
@@ -60,43 +62,76 @@ class SymmetricBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(n_tensors, channels))
 
     def forward(self, tensors: Sequence[Tensor]) -> list[Tensor]:
-        out = []
-        for i, x in enumerate(tensors):
-            if self.training:
-                mean, var = _batch_moments(x, self.center)
-                with torch.no_grad():
-                    m = self.momentum
-                    self.running_mean[i].mul_(1 - m).add_(m * mean.detach())
-                    self.running_var[i].mul_(1 - m).add_(m * var.detach())
-            else:
-                mean, var = self.running_mean[i], self.running_var[i]
-            view = (1, -1) + (1,) * (x.dim() - 2)
-            y = (x - mean.view(view)) * torch.rsqrt(var.view(view) + 1e-5)
-            y = y * self.scale[i].view(view)
-            if self.shift is not None:
-                y = y + self.shift[i].view(view)
-            out.append(y)
-        return out
+        # The fused kernel when it computes the same thing; the explicit moments when they
+        # must be all-reduced across processes or must not be centred.
+        fused = self.center and not _distributed()
+        return [(self._fused if fused else self._explicit)(i, x) for i, x in enumerate(tensors)]
+
+    def _fused(self, i: int, x: Tensor) -> Tensor:
+        shift = self.shift[i] if self.shift is not None else None
+        return F.batch_norm(
+            x,
+            self.running_mean[i],
+            self.running_var[i],
+            self.scale[i],
+            shift,
+            self.training,
+            self.momentum,
+            _EPS,
+        )
+
+    def _explicit(self, i: int, x: Tensor) -> Tensor:
+        if self.training:
+            mean, var, count = _batch_moments(x, self.center)
+            with torch.no_grad():  # as F.batch_norm: the running variance is unbiased
+                m = self.momentum
+                unbiased = var.detach() * (count / max(count - 1.0, 1.0))
+                self.running_mean[i].mul_(1 - m).add_(m * mean.detach())
+                self.running_var[i].mul_(1 - m).add_(m * unbiased)
+        else:
+            mean, var = self.running_mean[i], self.running_var[i]
+        # y = (x - mean) / std * scale + shift, folded into one multiply-add per entry.
+        a = self.scale[i] * torch.rsqrt(var + _EPS)
+        c = -mean * a if self.shift is None else self.shift[i] - mean * a
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        return torch.addcmul(c.view(view), x, a.view(view))
 
 
-def _batch_moments(x: Tensor, center: bool) -> tuple[Tensor, Tensor]:
-    """Per-channel mean (0 unless ``center``) and variance over the batch and all neurons.
+def _batch_moments(x: Tensor, center: bool) -> tuple[Tensor, Tensor, float]:
+    """Per-channel mean (0 unless ``center``), variance and count over the batch and all
+    neurons.
 
     Under data-parallel training the sums are all-reduced (with gradients) across processes,
     so every process normalises with the statistics of the *global* batch: training on N
     processes matches one process with the same global batch.
     """
-    flat = x.transpose(0, 1).reshape(x.shape[1], -1)  # [C, B * neurons]
-    sums = torch.stack([flat.sum(1), flat.pow(2).sum(1)])  # [2, C]
-    count = torch.tensor(float(flat.shape[1]), dtype=flat.dtype, device=flat.device)
+    axes = [0, *range(2, x.dim())]  # everything but the channel axis
+    count = float(x.numel() // x.shape[1])
+    sums = torch.stack([x.sum(axes), x.pow(2).sum(axes)])  # [2, C]
     if _distributed():
-        from torch.distributed.nn.functional import all_reduce
-
-        sums = all_reduce(sums)
-        count = all_reduce(count)
+        sums = _AllReduceSum.apply(sums)
+        total = torch.tensor([count], dtype=torch.float64, device=x.device)
+        torch.distributed.all_reduce(total)  # slices of a global batch may differ in size
+        count = float(total.item())
     mean = sums[0] / count if center else torch.zeros_like(sums[0])
     var = (sums[1] / count - mean.pow(2)).clamp_min(0.0)
-    return mean, var
+    return mean, var, count
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of a sum over processes is the summed gradient."""
+
+    @staticmethod
+    def forward(ctx: object, x: Tensor) -> Tensor:
+        out = x.clone()
+        torch.distributed.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: object, grad: Tensor) -> Tensor:
+        out = grad.clone()
+        torch.distributed.all_reduce(out)
+        return out
 
 
 def _distributed() -> bool:
@@ -115,6 +150,9 @@ class NormedDWSNet(DWSNet):
         self.norms = nn.ModuleList(
             SymmetricBatchNorm(n_tensors, _out_channels(layer), center) for layer in inner
         )
+        if center:
+            for layer in inner:
+                _freeze_cancelled_biases(layer)
 
     def forward(
         self, weights: Sequence[Tensor], biases: Sequence[Tensor]
@@ -130,6 +168,22 @@ class NormedDWSNet(DWSNet):
             return ws, bs
         assert self.invariant is not None and self.head is not None
         return self.head(self.invariant(ws, bs))
+
+
+def _freeze_cancelled_biases(layer: nn.Module) -> None:
+    """Zero and freeze the bias orbits that the following centred batch norm cancels.
+
+    A tensor whose bias has a single orbit gets one constant per channel added to every
+    entry; the norm subtracts the per-(tensor, channel) mean, so that constant never reaches
+    the output and its gradient is exactly zero. Left trainable it would only collect
+    round-off (which Adam, being scale-free, turns into full-size random steps).
+    """
+    c_out = _out_channels(layer)
+    for name, param in layer.named_parameters():
+        if name.startswith("bias_") and param.numel() == c_out:
+            with torch.no_grad():
+                param.zero_()
+            param.requires_grad_(False)
 
 
 def _out_channels(layer: nn.Module) -> int:
