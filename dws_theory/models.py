@@ -7,7 +7,10 @@ Equivariant layers (built in memory by `runtime.layer_classes`, the same source 
 `dws-theory generate`) alternate with a pointwise nonlinearity; then the invariant layer and
 an MLP head map to `[B, out_features]`. The nonlinearity must commute with the group: any
 pointwise function commutes with permutations, but sign flips (`signed` mode) need an odd one,
-so the default is ReLU for `hidden`/`all` and tanh for `signed`.
+so the default is ReLU for `hidden`/`all` and tanh for `signed`. Odd activations and signed
+linear layers keep every signed entry odd, which no invariant linear map can read, so in
+`signed` mode the invariant readout takes the entries' magnitudes (even, so sign invariant)
+and pools them with the permutation group's invariant layer.
 
 With `equivariant_output=True` the network is a weight-to-weight map: the last equivariant
 layer has one output channel and the result is `(weights, biases)` in the layout contract
@@ -95,6 +98,12 @@ class DWSNet(nn.Module):
             )
         self.equivariant_output = equivariant_output
         equivariant, invariant = layer_classes(self.dims, self.mode)
+        if self.mode == "signed":
+            # Linear maps and odd activations keep every signed entry odd, and an invariant
+            # linear map can read no odd entry (in 2-32-32-1 only the output bias is left).
+            # So the readout takes |x| entrywise, invariant to every sign flip, and pools
+            # it with the invariant layer of the permutation group alone.
+            _, invariant = layer_classes(self.dims, "hidden")
         last = 1 if equivariant_output else hidden_channels
         channels = [in_channels] + [hidden_channels] * (num_layers - 1) + [last]
         self.layers = nn.ModuleList(equivariant(c_in, c_out) for c_in, c_out in pairwise(channels))
@@ -126,4 +135,10 @@ class DWSNet(nn.Module):
                 ws, bs = self._act(ws), self._act(bs)
         if self.equivariant_output:
             return ws, bs
-        return self.head(self.invariant(ws, bs))
+        return self.head(self.invariant(*self._readout(ws, bs)))
+
+    def _readout(self, ws: Tensors, bs: Tensors) -> tuple[Tensors, Tensors]:
+        """What the invariant layer reads: the features, or their magnitudes in signed mode."""
+        if self.mode != "signed":
+            return ws, bs
+        return [w.abs() for w in ws], [b.abs() for b in bs]

@@ -1,159 +1,148 @@
-"""Run every INR task x model x seed, then render ``docs/results.md`` and its plot.
+"""Run every task x model x seed, then render ``docs/results.md`` and its figures.
 
     python experiments/results.py run      # main table (resumable: finished runs are skipped)
-    python experiments/results.py sizes    # test metric against training-set size
+    python experiments/results.py sizes    # mnist-inr test accuracy against training-set size
     python experiments/results.py render   # docs/results.md + docs/figures/results_*.png
     python experiments/results.py all      # the three above, in order
 
-Every run calls :func:`dws_theory.inr.train.train` in-process with the same arguments as the
-CLI command recorded next to it (``dws-theory train ... --json``), and appends one JSON line
-to the log (default ``experiments/results.jsonl``) as soon as it finishes, so a crashed or
-killed run continues where it stopped. ``render`` only reads the log. The page's generated
-block sits between two HTML comments; text outside it (the discussion) is kept on re-render.
+Every run is the CLI command recorded next to it (``dws-theory train ... --json``), started
+as a subprocess with one thread (``--jobs`` of them at a time: two single-threaded runs use
+two cores better than one two-threaded run), and appends one JSON line to the log (default
+``experiments/results.jsonl``) as soon as it finishes, so a killed run continues where it
+stopped. ``render`` only reads the log (and, for the dilation figure, the model that the seed-0
+``dws`` run on ``mnist-dilate`` saved). The page's generated block sits between two HTML
+comments; the text around it is kept on re-render.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dws_theory.inr.train import METRICS, MODELS, UnsupportedTask, train
+from dws_theory.inr.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = ROOT / "experiments" / "results.jsonl"
 PAGE = ROOT / "docs" / "results.md"
 FIGURES = ROOT / "docs" / "figures"
+ARTIFACTS = ROOT / "experiments" / "artifacts"  # saved models for figures (not checked in)
 BEGIN, END = "<!-- BEGIN GENERATED (experiments/results.py render) -->", "<!-- END GENERATED -->"
 
-TASKS = ("digits-inr", "sine-inr", "digits-dilate")
-MAIN_MODELS = ("dws", "dws-all", "dws-signed", "nfn", "mlp", "mlp-aug", "pixels")
-# dws-all and nfn cost 3-6x a dws epoch on CPU: they run after the cheaper models' seeds.
-SLOW_MODELS = ("dws-all", "nfn")
+TASK_ORDER = ("mnist-inr", "sine-inr", "mnist-dilate", "digits-inr", "digits-dilate")
+MAIN_MODELS = ("dws", "dws-all", "dws-signed", "nfn", "mlp", "mlp-aug", "stats", "pixels")
+UNSUPPORTED = {("stats", "weights"), ("pixels", "weights")}  # (model, task kind)
 SEEDS = (0, 1, 2)
-# Far fewer epochs than the CLI default (60): the whole run must fit ~40 minutes on 2 busy cores.
-EPOCHS = 10
-SIZE_TASKS = ("digits-inr", "digits-dilate")
+SIZE_TASK = "mnist-inr"
 SIZE_MODELS = ("dws", "mlp")
-SIZES = (100, 300, 600)  # the full training set (1257) comes from the main table's seed 0
-HIGHER_IS_BETTER = {"test_accuracy"}
-# Size of the train split (70 %) of each task.
-FULL_TRAIN = {"digits-inr": 1257, "digits-dilate": 1257, "sine-inr": 2100}
+SIZES = (100, 300, 1000)  # the full training split (3,500) comes from the main table
+FIGURE_RUN = ("mnist-dilate", "dws", 0)  # the run whose saved model draws the dilation grid
 
 
 @dataclass(frozen=True)
 class Job:
-    """One training run; ``kind`` is main / identity / size."""
+    """One training run; ``kind`` is main or size."""
 
     kind: str
     task: str
     model: str
     seed: int
-    epochs: int
     n_train: int | None = None
+    epochs: int | None = None  # None: the task's default
 
     def key(self) -> tuple[object, ...]:
-        return (self.kind, self.task, self.model, self.seed, self.epochs, self.n_train)
+        return (self.kind, self.task, self.model, self.seed, self.n_train, self.epochs)
+
+    def argv(self) -> list[str]:
+        cmd = ["dws-theory", "train", self.task, "--model", self.model, "--seed", str(self.seed)]
+        if self.epochs is not None:
+            cmd += ["--epochs", str(self.epochs)]
+        if self.n_train is not None:
+            cmd += ["--n-train", str(self.n_train)]
+        if (self.task, self.model, self.seed) == FIGURE_RUN and self.kind == "main":
+            cmd += ["--save", str(ARTIFACTS.relative_to(ROOT) / "mnist-dilate-dws.pt")]
+        return [*cmd, "--json", "--quiet"]
 
     def command(self) -> str:
-        cmd = f"dws-theory train {self.task} --model {self.model} --seed {self.seed}"
-        cmd += f" --epochs {self.epochs}"
-        if self.n_train is not None:
-            cmd += f" --n-train {self.n_train}"
-        return cmd + " --json"
+        return shlex.join(self.argv())
 
 
 def _key(record: dict[str, object]) -> tuple[object, ...]:
-    return tuple(record[k] for k in ("kind", "task", "model", "seed", "epochs", "n_train"))
+    return tuple(record.get(k) for k in ("kind", "task", "model", "seed", "n_train", "epochs"))
 
 
 def read_log(path: Path) -> list[dict[str, object]]:
     if not path.exists():
         return []
-    lines = path.read_text().splitlines()
-    # A line cut by a crash is ignored (and re-run).
     out = []
-    for line in lines:
+    for line in path.read_text().splitlines():
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError:  # a line cut by a crash is ignored (and re-run)
             continue
     return out
 
 
-def main_jobs(
-    tasks: Sequence[str], models: Sequence[str], seeds: Sequence[int], epochs: int
-) -> list[Job]:
-    """Seed by seed (a cut run still has a complete first seed), slow models last."""
-    fast = [m for m in models if m not in SLOW_MODELS]
-    slow = [m for m in models if m in SLOW_MODELS]
-    jobs = []
-    if "digits-dilate" in tasks:
-        # The zero-initialised residual MLP untrained is the identity map: the bar to beat.
-        jobs.append(Job("identity", "digits-dilate", "mlp", 0, 0))
-    for group in (fast, slow):
-        jobs += [Job("main", t, m, s, epochs) for s in seeds for t in tasks for m in group]
+def main_jobs(tasks: Sequence[str], models: Sequence[str], seeds: Sequence[int]) -> list[Job]:
+    """Seed by seed (a cut run still has a complete first seed)."""
+    jobs: list[Job] = []
+    for s in seeds:
+        for t in tasks:
+            jobs += [Job("main", t, m, s) for m in models if (m, TASKS[t].kind) not in UNSUPPORTED]
     return jobs
 
 
-def size_jobs(
-    tasks: Sequence[str],
-    models: Sequence[str],
-    sizes: Sequence[int],
-    seeds: Sequence[int],
-    epochs: int,
-) -> list[Job]:
-    return [
-        Job("size", t, m, s, epochs, n) for t in tasks for n in sizes for s in seeds for m in models
-    ]
+def size_jobs(sizes: Sequence[int], seeds: Sequence[int]) -> list[Job]:
+    return [Job("size", SIZE_TASK, m, s, n) for n in sizes for s in seeds for m in SIZE_MODELS]
 
 
-def run_jobs(jobs: Iterable[Job], log: Path, cache_dir: str | None) -> None:
-    done = {_key(r) for r in read_log(log)}
+def _run_one(job: Job, log: Path) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "dws_theory", *job.argv()[1:]]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        return f"FAILED {job.command()}: {proc.stderr.strip().splitlines()[-1:]}"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    record = {
+        **result,
+        "kind": job.kind,
+        "n_train": job.n_train,
+        "epochs_arg": job.epochs,
+        "command": job.command(),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    with log.open("a") as fh:  # one short append per line: safe from several threads
+        fh.write(json.dumps(record) + "\n")
+    return (
+        f"{job.kind:8s} {job.task:13s} {job.model:10s} seed={job.seed} n={job.n_train} "
+        f"{result['metric']}={result['value']:.4f} {result['seconds']:.1f}s"
+    )
+
+
+def run_jobs(jobs: Iterable[Job], log: Path, workers: int) -> None:
+    done = {
+        (r["kind"], r["task"], r["model"], r["seed"], r["n_train"], r.get("epochs_arg"))
+        for r in read_log(log)
+    }
+    todo = [j for j in jobs if j.key() not in done]
     log.parent.mkdir(parents=True, exist_ok=True)
-    for job in jobs:
-        if job.key() in done:
-            continue
-        if job.model not in MODELS:
-            print(f"skip {job.model}: not registered (is its package installed?)", flush=True)
-            continue
-        try:
-            result = train(
-                job.task,
-                job.model,
-                seed=job.seed,
-                epochs=job.epochs,
-                cache_dir=cache_dir,
-                n_train=job.n_train,
-                progress=False,
-            )
-        except (UnsupportedTask, ImportError) as exc:
-            print(f"skip {job.task} {job.model}: {exc}", flush=True)
-            continue
-        record = {
-            **result,
-            "kind": job.kind,
-            "epochs": job.epochs,
-            "n_train": job.n_train,
-            "command": job.command(),
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-        with log.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        done.add(job.key())
-        print(
-            f"{job.kind:8s} {job.task:13s} {job.model:10s} seed={job.seed} n={job.n_train} "
-            f"{result['metric']}={result['value']:.4f} {result['seconds']:.1f}s",
-            flush=True,
-        )
+    print(f"{len(todo)} runs to do", flush=True)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for line in pool.map(lambda j: _run_one(j, log), todo):
+            print(line, flush=True)
 
 
 # ----------------------------------------------------------------------------- render
@@ -180,55 +169,55 @@ def _group(records: Sequence[dict[str, object]]) -> dict[tuple[str, str], list[d
 
 
 def main_table(records: Sequence[dict[str, object]]) -> list[str]:
-    """One table per task and epoch budget (runs with different budgets are never mixed)."""
-    main = [r for r in records if r["kind"] in ("main", "identity")]
+    main = [r for r in records if r["kind"] == "main"]
+    groups = _group(main)
     lines: list[str] = []
-    for task in TASKS:
-        metric = METRICS[task]
-        arrow = "higher is better" if metric in HIGHER_IS_BETTER else "lower is better"
-        budgets = sorted({int(r["epochs"]) for r in main if r["kind"] == "main"})
-        for epochs in budgets:
-            runs = [r for r in main if r["kind"] == "main" and int(r["epochs"]) == epochs]
-            groups = _group(runs)
-            rows = [(m, groups[(task, m)]) for m in MAIN_MODELS if (task, m) in groups]
-            if not rows:
-                continue
-            lines += [
-                f"### {task}, {epochs} epochs: {metric} ({arrow})",
-                "",
-                "| model | " + metric + " (mean ± std) | seeds | parameters | seconds per run |",
-                "|---|---|---|---|---|",
-            ]
-            for model, rs in rows:
-                mean, std = _mean_std([float(r["value"]) for r in rs])
-                secs = statistics.fmean(float(r["seconds"]) for r in rs)
-                params = int(rs[0]["params"])
-                lines.append(
-                    f"| {model} | {_fmt(metric, mean, std, len(rs))} | {len(rs)} | {params:,} "
-                    f"| {secs:.0f} |"
-                )
-            for r in (r for r in main if r["kind"] == "identity" and r["task"] == task):
-                lines.append(
-                    f"| identity (untrained zero residual) | {float(r['value']):.4g} | - | 0 | "
-                    f"{float(r['seconds']):.0f} |"
-                )
-            lines.append("")
+    for task in TASK_ORDER:
+        rows = [(m, groups[(task, m)]) for m in MAIN_MODELS if (task, m) in groups]
+        if not rows:
+            continue
+        metric = TASKS[task].metric
+        arrow = "higher is better" if TASKS[task].higher_is_better else "lower is better"
+        lines += [
+            f"### {task}: {metric} ({arrow})",
+            "",
+            f"| model | {metric} (mean ± std) | seeds | epochs | parameters | seconds per run |",
+            "|---|---|---|---|---|---|",
+        ]
+        for model, rs in rows:
+            mean, std = _mean_std([float(r["value"]) for r in rs])
+            secs = statistics.fmean(float(r["seconds"]) for r in rs)
+            lines.append(
+                f"| {model} | {_fmt(metric, mean, std, len(rs))} | {len(rs)} | {rs[0]['epochs']} "
+                f"| {int(rs[0]['params']):,} | {secs:.0f} |"
+            )
+        if TASKS[task].kind == "weights":
+            value = identity_mse(task)
+            lines.append(f"| identity (the input INR, unedited) | {value:.4g} | - | - | 0 | - |")
+        lines.append("")
     return lines
 
 
-def size_plot(records: Sequence[dict[str, object]], task: str, path: Path) -> list[str]:
-    sizes = [r for r in records if r["kind"] == "size" and r["task"] == task]
+def identity_mse(task: str) -> float:
+    """Test MSE of returning the input INR unchanged: the bar every editing model must beat."""
+    from dws_theory.inr.datasets import load_dataset
+    from dws_theory.inr.siren import render
+
+    ds = load_dataset(task, progress=False)
+    idx = ds.splits["test"]
+    out = render([w[idx] for w in ds.weights], [b[idx] for b in ds.biases], ds.coords, ds.w0)
+    return (out[..., 0] - ds.targets[idx].reshape(len(idx), -1)).pow(2).mean().item()
+
+
+def size_plot(records: Sequence[dict[str, object]], path: Path) -> list[str]:
+    sizes = [r for r in records if r["kind"] == "size" and r["task"] == SIZE_TASK]
     if not sizes:
         return []
-    epochs = {r["epochs"] for r in sizes}
+    full_n = len_train(SIZE_TASK)
     full = [
-        {**r, "n_train": FULL_TRAIN[task]}
+        {**r, "n_train": full_n}
         for r in records
-        if r["kind"] == "main"
-        and r["task"] == task
-        and r["model"] in SIZE_MODELS
-        and r["epochs"] in epochs
-        and r["seed"] in {s["seed"] for s in sizes}
+        if r["kind"] == "main" and r["task"] == SIZE_TASK and r["model"] in SIZE_MODELS
     ]
     sizes = sizes + full
     import matplotlib
@@ -236,44 +225,94 @@ def size_plot(records: Sequence[dict[str, object]], task: str, path: Path) -> li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = METRICS[task]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    lines = [
-        f"| model | n_train | {metric} (mean ± std) | seeds |",
-        "|---|---|---|---|",
-    ]
-    for model in dict.fromkeys(str(r["model"]) for r in sizes):
+    lines = ["| model | training INRs | test accuracy (mean ± std) | seeds |", "|---|---|---|---|"]
+    for model in SIZE_MODELS:
         by_n: dict[int, list[float]] = {}
         for r in sizes:
             if r["model"] == model:
                 by_n.setdefault(int(r["n_train"]), []).append(float(r["value"]))
         ns = sorted(by_n)
         stats = [_mean_std(by_n[n]) for n in ns]
-        scale = 100 if metric == "test_accuracy" else 1
         ax.errorbar(
             ns,
-            [scale * m for m, _ in stats],
-            yerr=[scale * s for _, s in stats],
+            [100 * m for m, _ in stats],
+            yerr=[100 * s for _, s in stats],
             marker="o",
             capsize=3,
             label=model,
         )
         lines += [
-            f"| {model} | {n} | {_fmt(metric, m, s, len(by_n[n]))} | {len(by_n[n])} |"
+            f"| {model} | {n:,} | {_fmt('test_accuracy', m, s, len(by_n[n]))} | {len(by_n[n])} |"
             for n, (m, s) in zip(ns, stats, strict=True)
         ]
     ax.set_xscale("log")
     ax.set_xlabel("training INRs")
-    ax.set_ylabel("test accuracy (%)" if metric == "test_accuracy" else metric)
-    if metric == "test_accuracy":
-        ax.axhline(10, color="grey", lw=0.8, ls=":", label="chance")
-    ax.set_title(f"{task}: test metric against training-set size")
+    ax.set_ylabel("test accuracy (%)")
+    ax.axhline(10, color="grey", lw=0.8, ls=":", label="chance")
+    ax.set_title(f"{SIZE_TASK}: test accuracy against training-set size")
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return lines
+
+
+def len_train(task: str) -> int:
+    from dws_theory.inr.tasks import SOURCES
+
+    source = TASKS[task].source
+    assert source is not None
+    return round(SOURCES[source].n * 0.7)
+
+
+def dilation_figure(path: Path, model_path: Path, count: int = 8) -> bool:
+    """Original / INR / dws-edited INR / dilated target for test digits of mnist-dilate."""
+    if not model_path.exists():
+        return False
+    from dws_theory.inr.collection import from_dataset
+    from dws_theory.inr.datasets import load_dataset
+    from dws_theory.inr.registry import PRESETS, get_model
+    from dws_theory.inr.siren import render
+    from dws_theory.inr.train import get_batch, predict, prepare
+
+    ds = load_dataset("mnist-dilate", progress=False)
+    spec = get_model("dws")
+    p = prepare(from_dataset(ds), spec.symmetry)
+    model = spec.build(p.info, PRESETS["default"].arch)
+    model.load_state_dict(torch.load(model_path, weights_only=False)["state_dict"])
+    model.eval()
+    idx = ds.splits["test"][:count]
+    ws, bs = get_batch(p, idx)
+    with torch.no_grad():
+        edited = predict(model, p, ws, bs).reshape(count, 28, 28)
+        inr = render(ws, bs, ds.coords, ds.w0).reshape(count, 28, 28)
+    rows = [
+        ("image", ds.signals[idx].reshape(count, 28, 28)),
+        ("its INR", inr),
+        ("dws output", edited),
+        ("dilated", ds.targets[idx]),
+    ]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), count, figsize=(count * 0.9, len(rows) * 0.95))
+    for r, (label, images) in enumerate(rows):
+        for c in range(count):
+            ax = axes[r, c]
+            ax.imshow(images[c].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7)
+    fig.tight_layout(pad=0.2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
 
 
 def _machine() -> str:
@@ -285,8 +324,6 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
     return (
         f"{cpu}, {os.cpu_count()} logical CPUs (shared with other jobs), "
         f"Python {platform.python_version()}, torch {torch.__version__}, CPU only"
@@ -294,40 +331,48 @@ def _machine() -> str:
 
 
 def generated_block(records: Sequence[dict[str, object]]) -> str:
-    main = [r for r in records if r["kind"] in ("main", "identity")]
-    epochs = sorted({int(r["epochs"]) for r in main if r["kind"] == "main"})
     first = min((str(r["finished"]) for r in records), default="-")
     last = max((str(r["finished"]) for r in records), default="-")
     lines = [
         BEGIN,
         "",
         f"Runs finished between {first} and {last} (UTC) on: {_machine()}.",
-        f"Main tables: {' and '.join(map(str, epochs))} epochs per run (CLI defaults: 60 for "
-        "mlp/mlp-aug/pixels, 15 for the equivariant models), "
-        "best-validation epoch, test metric of that epoch; seconds include loading the cached "
-        "dataset.",
+        "Every run uses the task's default settings (`epochs` column), keeps the epoch with the "
+        "best validation metric and reports the test metric of that epoch; seconds include "
+        "loading the cached dataset; one thread per run, two runs at a time.",
         "",
         *main_table(records),
     ]
-    for task in TASKS:
-        name = f"results_train_size_{task}.png"
-        size_lines = size_plot(records, task, FIGURES / name)
-        if size_lines:
-            lines += [
-                f"### {task}: test metric against training-set size",
-                "",
-                f"![{task}: test metric against training-set size](figures/{name})",
-                "",
-                *size_lines,
-                "",
-            ]
+    size_name = f"results_train_size_{SIZE_TASK}.png"
+    size_lines = size_plot(records, FIGURES / size_name)
+    if size_lines:
+        lines += [
+            f"### {SIZE_TASK}: test accuracy against training-set size",
+            "",
+            f"![{SIZE_TASK}: test accuracy against training-set size](figures/{size_name})",
+            "",
+            *size_lines,
+            "",
+        ]
+    grid = "results_mnist_dilate_grid.png"
+    if dilation_figure(FIGURES / grid, ROOT / Job("main", *FIGURE_RUN).argv()[-3]):
+        lines += [
+            "### mnist-dilate: what the edited INRs draw",
+            "",
+            f"![mnist-dilate test digits: image, its INR, the dws-edited INR, the dilated "
+            f"target](figures/{grid})",
+            "",
+            "Test digits, top to bottom: the image, its fitted INR, the INR after the seed-0 "
+            "`dws` model edited its weights (rendered), and the dilated target.",
+            "",
+        ]
     lines += [
         "### Commands",
         "",
-        "Every number above comes from one of these commands (`{0,1,2}`: one run per seed; "
-        "run in-process by `python experiments/results.py all`, which appends each result to "
-        "`experiments/results.jsonl`). Wall times vary by up to 20x between runs because "
-        "other jobs shared the 2 cores; compare them only within one run of the page.",
+        "Every number above comes from one of these commands (`{0,1,2}`: one run per seed), "
+        "run by `python experiments/results.py all`, which appends each result to "
+        "`experiments/results.jsonl`. Wall times depend on what else shared the 2 cores; "
+        "compare them only within one run of the page.",
         "",
         "```",
         *_commands(records),
@@ -375,25 +420,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("action", choices=("run", "sizes", "render", "all"))
     p.add_argument("--log", type=Path, default=LOG)
     p.add_argument("--page", type=Path, default=PAGE)
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    p.add_argument("--tasks", nargs="+", default=list(TASK_ORDER), choices=TASK_ORDER)
     p.add_argument("--models", nargs="+", default=list(MAIN_MODELS))
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
-    p.add_argument("--size-seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--size-tasks", nargs="+", default=list(SIZE_TASKS), choices=TASKS)
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     args = p.parse_args(argv)
-    main_list = main_jobs(args.tasks, args.models, args.seeds, args.epochs)
-    sizes = size_jobs(args.size_tasks, SIZE_MODELS, args.sizes, args.size_seeds, args.epochs)
-    if args.action == "all":
-        # First seed of the fast models, then the size sweep, then everything else.
-        first = [j for j in main_list if j.seed == args.seeds[0] and j.model not in SLOW_MODELS]
-        run_jobs(first + sizes + main_list, args.log, args.cache_dir)
-    elif args.action == "run":
-        run_jobs(main_list, args.log, args.cache_dir)
-    elif args.action == "sizes":
-        run_jobs(sizes, args.log, args.cache_dir)
+    main_list = main_jobs(args.tasks, args.models, args.seeds)
+    sizes = size_jobs(args.sizes, args.seeds)
+    if args.action in ("run", "all"):
+        run_jobs(main_list, args.log, args.jobs)
+    if args.action in ("sizes", "all"):
+        run_jobs(sizes, args.log, args.jobs)
     if args.action in ("render", "all"):
         render(args.log, args.page)
     return 0

@@ -164,3 +164,34 @@ def test_bad_arguments():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DWSNet("2,8,8,1", "signed", activation=torch.sin)
+
+
+def test_signed_readout_sees_more_than_the_output_bias() -> None:
+    # Signed linear maps with odd activations keep hidden entries odd; an invariant linear
+    # map alone could read only b_M. The magnitude readout must make W2 matter, and stay
+    # invariant to sign flips of hidden neurons.
+    torch.manual_seed(0)
+    net = DWSNet((2, 6, 5, 1), mode="signed", hidden_channels=4, num_layers=2, out_features=3)
+    net = net.double().eval()
+    gen = torch.Generator().manual_seed(1)
+    ws = [
+        torch.randn(4, 1, 6, 2, generator=gen, dtype=torch.float64),
+        torch.randn(4, 1, 5, 6, generator=gen, dtype=torch.float64),
+        torch.randn(4, 1, 1, 5, generator=gen, dtype=torch.float64),
+    ]
+    bs = [torch.randn(4, 1, d, generator=gen, dtype=torch.float64) for d in (6, 5, 1)]
+    with torch.no_grad():
+        out = net(ws, bs)
+        changed = net([ws[0], ws[1] * 2.0, ws[2]], bs)
+        s1 = torch.randint(0, 2, (4, 1, 6), generator=gen).double() * 2 - 1
+        s2 = torch.randint(0, 2, (4, 1, 5), generator=gen).double() * 2 - 1
+        flipped = net(
+            [
+                ws[0] * s1[..., None],
+                ws[1] * s2[..., None] * s1[..., None, :],
+                ws[2] * s2[..., None, :],
+            ],
+            [bs[0] * s1, bs[1] * s2, bs[2]],
+        )
+    assert (changed - out).abs().max() > 1e-3
+    torch.testing.assert_close(flipped, out, atol=1e-10, rtol=1e-10)

@@ -167,7 +167,7 @@ class NormedDWSNet(DWSNet):
         if self.equivariant_output:
             return ws, bs
         assert self.invariant is not None and self.head is not None
-        return self.head(self.invariant(ws, bs))
+        return self.head(self.invariant(*self._readout(ws, bs)))
 
 
 def _freeze_cancelled_biases(layer: nn.Module) -> None:
