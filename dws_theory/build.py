@@ -51,8 +51,12 @@ def build(
     enumerator: Callable[[WeightSpace], Basis] = enumerate_basis,
 ) -> BuildResult:
     """Run the whole pipeline for one MLP shape. `enumerator` is the enumeration under test
-    (tests pass a broken one to see the build refuse to write anything)."""
-    from .codegen import write_module
+    (tests pass a broken one to see the build refuse to write anything). The space is
+    enumerated once: that one `Basis` is certified, lowered into one `LayerPlan`, and both go
+    to the module and the derivation (reduced copies the routes and the sharing figure need
+    are enumerated once each)."""
+    from .codegen import lower, render
+    from .codegen.files import module_name, write_source
     from .docs import DEFAULT_DOCS_DIR, derivation_stem, write_derivation
 
     say = progress or (lambda _msg: None)
@@ -77,14 +81,19 @@ def build(
     say("[2/4] verify: certifying by independent routes")
     cert = timed(
         "verify",
-        lambda: certify(space, progress=lambda m: say(f"      route: {m}"), enumerator=enumerator),
+        lambda: certify(
+            space, progress=lambda m: say(f"      route: {m}"), enumerator=enumerator, basis=basis
+        ),
     )
     say(f"      certificate {'passed' if cert.passed else 'FAILED'}")
     if not cert.passed:
         say("      stopping: nothing is generated from a basis that failed its certificate")
         return BuildResult(dims, mode, basis, cert, None, None, (), tuple(seconds))
     say(f"[3/4] generate: writing the layer module to {out_code}/")
-    module = timed("generate", lambda: write_module(dims, mode, out_code))
+    plan = lower(basis, mode)
+    module = timed(
+        "generate", lambda: write_source(module_name(dims, mode), render(plan), out_code)
+    )
     say(f"[4/4] docs: writing the derivation to {out_docs}/")
     derivation = timed(
         "docs",
@@ -96,6 +105,7 @@ def build(
             basis=basis,
             certificate=cert,
             progress=lambda m: say(f"      {m}"),
+            plan=plan,
         ),
     )
     stem = derivation_stem(dims, mode)

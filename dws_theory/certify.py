@@ -39,7 +39,7 @@ from .basis import Basis, enumerate_basis
 from .group import generators, representation, signed_permutation
 from .spec import Kind, WeightSpace
 
-__all__ = ["Certificate", "RouteResult", "certify", "reduce_space", "ROUTES"]
+__all__ = ["Certificate", "RouteResult", "certify", "reduce_space", "ROUTES", "ROUTE_DESCRIPTIONS"]
 
 # Limits for explicit routes: index pairs for orbit counting, unknowns per commutant block,
 # and P for dense element checks.
@@ -63,6 +63,11 @@ class RouteResult:
     @property
     def passed(self) -> bool:
         return not self.mismatches and self.value == self.expected
+
+    @property
+    def description(self) -> str:
+        """What the route checks, in words (Markdown with TeX)."""
+        return ROUTE_DESCRIPTIONS.get(self.name, "")
 
 
 @dataclass(frozen=True)
@@ -342,13 +347,26 @@ def certify(
     space: WeightSpace,
     progress: Callable[[str], None] | None = None,
     enumerator: Callable[[WeightSpace], Basis] = enumerate_basis,
+    basis: Basis | None = None,
 ) -> Certificate:
     """Run every route; each compares its counts block by block with the enumeration.
 
     `enumerator` is the enumeration under test (tests pass deliberately broken ones to see
-    the certificate fail)."""
+    the certificate fail). `basis`, when given, is the enumeration of `space` already made
+    (by `build`): it is checked instead of enumerating again. Each reduced copy a route runs
+    on is enumerated once."""
     say = progress or (lambda _msg: None)
-    basis = enumerator(space)
+    if basis is None:
+        basis = enumerator(space)
+    elif basis.space != space:
+        raise ValueError(f"the basis is for {basis.space}, expected one for {space}")
+    bases = {space: basis}
+
+    def basis_of(target: WeightSpace) -> Basis:
+        if target not in bases:
+            bases[target] = enumerator(target)
+        return bases[target]
+
     full_counts = enumeration_counts(basis)
     results = []
     say("closed form")
@@ -358,10 +376,10 @@ def certify(
     ):
         target, note = explicit_space(space, index)
         say(f"{name} on widths {target.widths}")
-        expected = full_counts if target == space else enumeration_counts(enumerator(target))
+        expected = enumeration_counts(basis_of(target))
         results.append(_compare(name, target, space, fn(target), expected, note))
     target, note = explicit_space(space, 2)
-    small = basis if target == space else enumerator(target)
+    small = basis_of(target)
     say(f"exact_commutation on widths {target.widths}")
     checked, failures = exact_commutation(small)
     total = small.equivariant_linear + small.equivariant_bias + small.invariant_linear
@@ -391,3 +409,15 @@ def certify(
 
 
 ROUTES = ("closed_form", "orbit_count", "commutant", "exact_commutation", "independence")
+
+# What each route checks, in words (the derivation page and `verify` print these).
+ROUTE_DESCRIPTIONS: dict[str, str] = {
+    "closed_form": "product over neuron sets of $c_k(t_k)$, computed with sympy",
+    "orbit_count": "connected components of the index pairs under the generators "
+    "(sign parity by a double cover)",
+    "commutant": "dimension of $\\{L : \\rho(g) L = L \\rho(g)\\}$ over the generators, by "
+    "dense linear algebra",
+    "exact_commutation": "every dense 0/1 element commutes with every generator, in "
+    "integer arithmetic",
+    "independence": "rank of the dense elements of each block equals their number",
+}

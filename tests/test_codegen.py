@@ -305,3 +305,41 @@ def test_rendered_source_is_ruff_format_stable_on_odd_shapes(tmp_path):
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
     lint = subprocess.run([RUFF, "check", "--no-cache", *config, *files], capture_output=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+# -- the package's steps ---------------------------------------------------------------------------
+def test_prelude_is_real_python_pasted_verbatim():
+    """The helpers live in codegen/prelude.py (imported here, so ruff and tests see them) and
+    every module carries them, text for text, from the marker line on."""
+    import importlib
+
+    from dws_theory.codegen.backends.eager import prelude_source
+
+    prelude = importlib.import_module("dws_theory.codegen.prelude")
+    text = prelude_source()
+    assert text.lstrip().startswith("def _mix(")
+    assert text in source_for((2, 3, 1), "hidden")
+    assert callable(prelude._mix) and callable(prelude._check_inputs)
+
+
+def test_unknown_backend_lists_the_registered_ones():
+    from dws_theory.codegen import BACKENDS
+
+    plan = plan_of((2, 3, 1), "hidden")
+    assert render(plan, backend="eager") == render(plan)
+    with pytest.raises(SpecError, match="expected one of eager"):
+        render(plan, backend="fused-typo")
+    assert "eager" in BACKENDS
+
+
+def test_ops_describe_what_the_plan_holds():
+    plan = plan_of((2, 3, 3, 1), "hidden")
+    for op in plan.ops:
+        text = op.describe()
+        if isinstance(op, Pool):
+            assert f"`{op.tensor}`" in text
+            assert all(s in text for s in op.pooled + op.folded)
+        elif isinstance(op, Add):
+            assert text == f"broadcast sum into `{op.out}`"
+        else:
+            assert all(f"`{out}`" in text for out, _, _ in op.outs if out is not None)
