@@ -89,8 +89,9 @@ def test_slots_cover_every_basis_element_once(dims, mode):
     assert sorted(covered) == list(range(basis.equivariant_linear))
     bias = []
     for op in plan.equivariant_ops:
-        if isinstance(op, Add) and op.bias is not None:
-            bias += range(op.bias_element, op.bias_element + op.f_out)
+        if isinstance(op, Add):
+            for b in op.biases:
+                bias += range(b.element, b.element + b.f_out)
     assert sorted(bias) == list(range(basis.equivariant_bias))
 
 
@@ -147,11 +148,16 @@ def test_op_counts_of_the_reference_shape():
     assert kinds == {"pool": 10, "mix": 4, "add": 6}
 
 
-def test_lower_rejects_non_mlp_spaces():
+def test_lower_takes_general_spaces_and_rejects_what_has_no_layout():
+    """A tied square weight lowers (its patterns take diagonals); a tensor without axes has
+    no place in forward(weights, biases); an MLP's mode must be its own."""
     sets = (NeuronSet("a", 3, Kind.PERMUTED),)
-    space = WeightSpace(sets, (Tensor("T", ("a", "a")),))
-    with pytest.raises(SpecError, match="MLP"):
-        lower(enumerate_basis(space))
+    plan = lower(enumerate_basis(WeightSpace(sets, (Tensor("T", ("a", "a")),))))
+    assert plan.dims is None and plan.mode is None and plan.origin.startswith("--spec")
+    assert any(isinstance(op, Pool) and op.diagonal for op in plan.ops)
+    scalar = WeightSpace(sets, (Tensor("T", ("a",)), Tensor("s", ())))
+    with pytest.raises(SpecError, match="at least one axis"):
+        lower(enumerate_basis(scalar))
     with pytest.raises(SpecError, match="mode all"):
         lower(enumerate_basis(mlp((2, 3, 1), "hidden")), mode="all")
 

@@ -133,6 +133,9 @@ def rows_lines(
 
 
 def unpack(indent: int, names: Sequence[str], source: str) -> list[str]:
+    """`a, b = source` (nothing when there are no names: the shape check covers an empty list)."""
+    if not names:
+        return []
     pad = " " * indent
     line = f"{pad}{', '.join(names)} = {source}"
     if len(names) == 1:

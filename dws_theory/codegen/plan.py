@@ -1,15 +1,21 @@
-"""The plan: frozen ops of one layer pair, no torch (step 1 of 3: plan, lower, emit).
+"""The plan: frozen ops of one layer pair, no torch (the first step: plan, lower, emit).
 
 A `LayerPlan` holds the weight space and the ops of the emitted `EquivariantLayer` and
 `InvariantLayer`, in emission order. Each op is a frozen value: `Pool` (mean of one input
-tensor over some neuron sets, fixed axes folded into channels), `Mix` (concatenate features,
-ONE channel mix) and `Add` (ONE broadcast sum per output tensor). Every op knows the basis
-patterns it implements (`.patterns`) and says in words what it does (`.describe()`), so the
-derivation pages read the facts off the plan instead of re-deriving them.
+tensor over some neuron sets, a diagonal where two axes of one set are read together, fixed
+axes folded into channels), `Mix` (concatenate features, ONE channel mix) and `Add` (ONE
+broadcast sum per output tensor). Every op knows the basis patterns it implements
+(`.patterns`) and says in words what it does (`.describe()`), so the derivation pages read
+the facts off the plan instead of re-deriving them.
+
+Axes are referred to by position in their tensor (0-based, batch and channel not counted),
+never by neuron-set name: one tensor may carry several axes of one set (a tied or recurrent
+square weight), and a set may be an axis of many tensors (a residual link).
 """
 
 from __future__ import annotations
 
+import keyword
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -17,31 +23,65 @@ from typing import ClassVar
 from ..orbits import Pattern
 from ..spec import WeightSpace
 
-__all__ = ["EQUIVARIANT", "INVARIANT", "Add", "LayerPlan", "Mix", "Op", "Pool", "Slot"]
+__all__ = ["EQUIVARIANT", "INVARIANT", "Add", "Bias", "Block", "LayerPlan", "Mix", "Op", "Pool"]
+__all__ += ["RESERVED", "Slot", "local_name"]
 
 EQUIVARIANT = "EquivariantLayer"
 INVARIANT = "InvariantLayer"
 
+Classes = tuple[
+    tuple[int, ...], ...
+]  # groups of axis positions; a group of two or more: a diagonal
+
+
+# Names the emitted forward() uses itself; a tensor whose name (or `<name>_out`) is one of
+# them, a keyword, or starts like a mix or a helper is renamed `t_<name>` in the source.
+RESERVED = frozenset(
+    {"batch", "c_in", "c_out", "rest", "term", "self", "weights", "biases", "rows"}
+    | {"torch", "nn", "F", "math"}
+)
+
+
+def local_name(tensor: str) -> str:
+    """The identifier of a tensor in the emitted source (its own name unless that clashes)."""
+    clash = (
+        tensor in RESERVED
+        or f"{tensor}_out" in RESERVED
+        or keyword.iskeyword(tensor)
+        or tensor.startswith(("mix_", "cat_", "_", "t_"))
+    )
+    return f"t_{tensor}" if clash else tensor
+
+
+def _axes_text(classes: Classes) -> str:
+    return ", ".join("=".join(str(a) for a in c) for c in classes)
+
 
 @dataclass(frozen=True)
 class Pool:
-    """Op: mean over `pooled` axes of one input tensor, fixed axes folded into channels.
+    """Op: mean over some axes of one input tensor, fixed axes folded into channels.
 
     The feature has shape [B, C * fold, *kept sizes]: channel index c * fold + f, where f runs
-    over the folded axes' values in C order. It is computed from `source`: the tensor itself
-    or an unfolded feature of it that already pooled part of `pooled` (cheaper to read). A
-    feature that pools and folds nothing is the input itself and not an op (`is_identity`).
+    over the folded axes' values in C order, and one dimension per kept class in the order
+    of its first axis. A class of several axes (`keep_axes` or `pool_axes`) is read on its
+    diagonal (`T[a, a]`). The feature is computed from `source`: the tensor itself or an
+    unfolded feature of it that already pooled part of `pool_axes` (cheaper to read). A
+    feature that pools, folds and diagonalises nothing is the input itself and not an op
+    (`is_identity`).
     """
 
     name: str
     layer: str  # EQUIVARIANT or INVARIANT
     tensor: str
-    kept: tuple[str, ...]  # neuron sets kept, in the tensor's axis order
-    pooled: tuple[str, ...]  # neuron sets averaged over
-    folded: tuple[str, ...]  # fixed neuron sets folded into the channel axis
+    kept: tuple[str, ...]  # neuron set of each kept class, in feature order
+    pooled: tuple[str, ...]  # neuron set of each pooled class
+    folded: tuple[str, ...]  # fixed neuron sets folded into the channel axis, in axis order
     fold: int  # product of the folded sizes
     source: str  # the tensor, or the feature this one is pooled further from
     patterns: tuple[Pattern, ...]  # every pattern that reads this feature
+    keep_axes: Classes = ()  # per kept class: its axes of the tensor
+    pool_axes: Classes = ()  # per pooled class: its axes
+    fold_axes: tuple[int, ...] = ()  # the fixed axes folded into channels
     kind: ClassVar[str] = "pool"
     summary: ClassVar[str] = (
         "a *pool* averages one input tensor over some neuron sets (once, shared by every "
@@ -49,12 +89,20 @@ class Pool:
     )
 
     @property
+    def diagonal(self) -> bool:
+        """Whether some class reads two or more axes on their diagonal."""
+        return any(len(c) > 1 for c in self.keep_axes + self.pool_axes)
+
+    @property
     def is_identity(self) -> bool:
-        return not self.pooled and not self.folded
+        return not self.pool_axes and not self.fold_axes and not self.diagonal
 
     def describe(self) -> str:
         """What the op reads and does, in words (Markdown)."""
         text = f"reads `{self.tensor}`"
+        diagonals = [c for c in self.keep_axes + self.pool_axes if len(c) > 1]
+        if diagonals:
+            text += f"; diagonal of axes {_axes_text(tuple(diagonals))}"
         text += f"; mean over {', '.join(self.pooled)}" if self.pooled else ""
         text += f"; fixed {', '.join(self.folded)} folded into channels" if self.folded else ""
         return text
@@ -83,20 +131,51 @@ class Slot:
 
 
 @dataclass(frozen=True)
+class Block:
+    """One output tensor's rows of a mix, and how its result is placed into that tensor.
+
+    The rows `[c_out * row, c_out * (row + f_out))` of the mix result are a term
+    [B, c_out * f_out, *kept] of tensor `out`: the fixed axes `fixed_axes` unfold from the
+    channel axis, kept dimension k is written along the axes `kept_axes[k]` (several: on
+    their diagonal), and the term is constant along each class of `broadcast_axes` (several
+    axes: constant on their diagonal, zero off it).
+    """
+
+    out: str | None
+    row: int
+    f_out: int
+    name: str  # identifier of these rows in the emitted source
+    kept_axes: Classes = ()
+    broadcast_axes: Classes = ()
+    fixed_axes: tuple[int, ...] = ()
+
+    @property
+    def is_identity(self) -> bool:
+        """The result is already [B, c_out, *shape] of `out`: every axis kept, in order."""
+        flat = tuple(c[0] for c in self.kept_axes)
+        return (
+            not self.fixed_axes
+            and not self.broadcast_axes
+            and all(len(c) == 1 for c in self.kept_axes)
+            and flat == tuple(range(len(flat)))
+        )
+
+
+@dataclass(frozen=True)
 class Mix:
     """Op: concatenate `features` on the channel axis and apply ONE channel mix.
 
-    The weight is [c_out * rows, c_in * width]; output tensor `out` owns rows
-    [c_out * row, c_out * (row + f_out)) for each `(out, row, f_out)` in `outs`. Every output
-    of one mix varies along the same neuron sets `kept` (and its own fixed axes, folded into
-    its rows), so terms of several output tensors that read the same features share one GEMM.
+    The weight is [c_out * rows, c_in * width]; each `Block` of `blocks` owns some rows and
+    says where its result goes. Every block of one mix varies along the same neuron sets
+    `kept` (and its own fixed axes, folded into its rows), so terms of several output tensors
+    that read the same features share one GEMM.
     """
 
     name: str
     layer: str
     kept: tuple[str, ...]
     features: tuple[str, ...]
-    outs: tuple[tuple[str | None, int, int], ...]
+    blocks: tuple[Block, ...]
     slots: tuple[Slot, ...]
     rows: int
     width: int
@@ -107,20 +186,44 @@ class Mix:
     )
 
     @property
+    def outs(self) -> tuple[tuple[str | None, int, int], ...]:
+        """(out tensor, first row, f_out) per block."""
+        return tuple((b.out, b.row, b.f_out) for b in self.blocks)
+
+    @property
     def patterns(self) -> tuple[Pattern, ...]:
         return tuple(s.pattern for s in self.slots)
 
     def describe(self) -> str:
         """What the op writes, in words (Markdown)."""
-        outs = ", ".join(f"`{out}`" for out, _, _ in self.outs if out is not None)
+        names = dict.fromkeys(b.out for b in self.blocks if b.out is not None)
+        outs = ", ".join(f"`{out}`" for out in names)
         return f"one channel mix holding these coefficients, for {outs or 'the invariant output'}"
 
 
 @dataclass(frozen=True)
-class Add:
-    """Op: ONE broadcast sum into output tensor `out` of its mix terms and its bias orbit.
+class Bias:
+    """One bias orbit of an output tensor: a parameter of c_out * f_out entries.
 
-    `terms` are the mixes with a block for `out`, smallest first. With `fused`, the last
+    It is constant along each class of `broadcast_axes` (a class of several axes: on their
+    diagonal only) and dense along the fixed axes; its entries are bias elements
+    `element .. element + f_out - 1` in Basis.bias order.
+    """
+
+    pattern: Pattern
+    name: str  # the parameter, `bias_<tensor>` (numbered when a tensor has several)
+    element: int
+    f_out: int
+    broadcast_axes: Classes = ()
+    fixed_axes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Add:
+    """Op: ONE broadcast sum into output tensor `out` of its mix terms and bias orbits.
+
+    `terms` are the mixes with a block for `out`, smallest first, and `blocks` the names of
+    those blocks (one mix may hold several blocks of one tensor). With `fused`, the last
     term (the identity GEMM, every axis kept) accumulates into the sum of the others
     (`_MixAdd`: one full-size buffer, no separate pass).
     """
@@ -129,8 +232,8 @@ class Add:
     layer: str
     out: str
     terms: tuple[str, ...]
-    bias: Pattern | None
-    bias_element: int  # first bias element in Basis.bias order (-1: no bias orbit)
+    blocks: tuple[str, ...]
+    biases: tuple[Bias, ...]
     f_out: int
     fused: bool
     patterns: tuple[Pattern, ...]
@@ -139,6 +242,11 @@ class Add:
         "an *add* broadcasts the mixed terms of one output tensor into its shape and sums "
         "them (with the bias orbit)"
     )
+
+    @property
+    def bias(self) -> Pattern | None:
+        """The first bias orbit's pattern (an MLP tensor has at most one), or None."""
+        return self.biases[0].pattern if self.biases else None
 
     def describe(self) -> str:
         """What the op writes, in words (Markdown)."""
@@ -157,16 +265,20 @@ class LayerPlan:
     (`"EquivariantLayer"` or `"InvariantLayer"`). A linear pattern appears in the pool that
     reads its input (unless that is the input itself), in its mix and in its output's add;
     a bias pattern in its output's add; an invariant pattern in its pool and in the
-    invariant mix.
+    invariant mix. `dims` are the widths when the space is an MLP's (None otherwise), `mode`
+    the symmetry mode it was derived with (None when the spec gave the set kinds directly),
+    and `origin` the command-line arguments that rebuild the space (`2,32,32,1 --symmetry
+    hidden`, `--module FILE.py:NAME ...`, `--spec '...'`).
     """
 
     space: WeightSpace
-    dims: tuple[int, ...]
-    mode: str
+    dims: tuple[int, ...] | None
+    mode: str | None
     equivariant_linear: int
     equivariant_bias: int
     invariant_linear: int
     ops: tuple[Op, ...]
+    origin: str = ""
 
     def layer_ops(self, layer: str = EQUIVARIANT) -> tuple[Op, ...]:
         return tuple(op for op in self.ops if op.layer == layer)
@@ -208,6 +320,6 @@ class LayerPlan:
         for op in self.equivariant_ops:
             if isinstance(op, Mix):
                 total += op.rows * out_channels * op.width * in_channels
-            elif isinstance(op, Add) and op.bias is not None:
-                total += op.f_out * out_channels
+            elif isinstance(op, Add):
+                total += sum(b.f_out for b in op.biases) * out_channels
         return total

@@ -2,8 +2,8 @@
 
 `prelude_source()` in `dws_theory.codegen.backends.eager` reads this file back as text from
 the marker line on and pastes it below the emitted module's constants; the generator never
-imports this module (it imports torch). The one name defined above the marker, `DIMS`, is a
-stand-in for the constant every emitted module defines itself.
+imports this module (it imports torch). The names defined above the marker are stand-ins
+for the constants every emitted module defines itself.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ import math
 import torch
 from torch import nn
 
-DIMS: tuple[int, ...] = (1, 1)  # stand-in: the emitted module defines its own widths
+# Stand-ins for the constants every emitted module defines for itself: its tensors as
+# (name, axes, shape) rows, and what they belong to, for the error messages.
+WEIGHT_LAYOUT: tuple[tuple[str, str, tuple[int, ...]], ...] = ()
+BIAS_LAYOUT: tuple[tuple[str, str, tuple[int, ...]], ...] = ()
+ARCHITECTURE = "the weight space"
 
 # -- emitted from here on ---------------------------------------------------------------------
 
@@ -87,27 +91,33 @@ class _MixAdd(torch.autograd.Function):
 
 
 def _check_inputs(weights, biases, channels: int, layer: str) -> int:
-    """Shapes against the layout contract; returns the batch size."""
-    depth = len(DIMS) - 1
-    if len(weights) != depth or len(biases) != depth:
+    """Shapes against the layout contract (WEIGHT_LAYOUT, BIAS_LAYOUT); returns the batch size."""
+    if len(weights) != len(WEIGHT_LAYOUT) or len(biases) != len(BIAS_LAYOUT):
         raise ValueError(
-            f"{layer} expects {depth} weight and {depth} bias tensors (an MLP with widths "
-            f"{DIMS}), got {len(weights)} and {len(biases)}"
+            f"{layer} expects {len(WEIGHT_LAYOUT)} weight and {len(BIAS_LAYOUT)} bias tensors "
+            f"({ARCHITECTURE}), got {len(weights)} and {len(biases)}"
         )
-    batch = weights[0].shape[0]
-    for m in range(1, depth + 1):
-        checks = (
-            (f"weights[{m - 1}]", weights[m - 1], (batch, channels, DIMS[m], DIMS[m - 1])),
-            (f"biases[{m - 1}]", biases[m - 1], (batch, channels, DIMS[m])),
-        )
-        for name, got, want in checks:
+    batch = (list(weights) + list(biases))[0].shape[0]
+    for kind, given, layout in (
+        ("weights", weights, WEIGHT_LAYOUT),
+        ("biases", biases, BIAS_LAYOUT),
+    ):
+        for i, (got, (name, axes, shape)) in enumerate(zip(given, layout, strict=True)):
+            want = (batch, channels, *shape)
             if tuple(got.shape) != want:
-                axes = f"d_{m}, d_{m - 1}" if len(want) == 4 else f"d_{m}"
                 raise ValueError(
-                    f"{layer}: {name} must have shape [B, C, {axes}] = {list(want)} "
-                    f"(C = {channels} channels), got {list(got.shape)}"
+                    f"{layer}: {kind}[{i}] must have shape [B, C, {axes}] = {list(want)} "
+                    f"(tensor {name}, C = {channels} channels), got {list(got.shape)}"
                 )
     return batch
+
+
+def _diagonal(n: int, like: torch.Tensor, ndim: int, i: int, j: int) -> torch.Tensor:
+    """The n x n identity on dimensions i and j of an ndim-dimensional term (size 1 elsewhere):
+    multiplying by it keeps a term on the diagonal of two axes of one neuron set."""
+    shape = [1] * ndim
+    shape[i] = shape[j] = n
+    return torch.eye(n, dtype=like.dtype, device=like.device).view(shape)
 
 
 def _as_theta(theta, count: int, c_out: int, c_in: int | None, what: str) -> torch.Tensor:

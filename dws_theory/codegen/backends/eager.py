@@ -8,6 +8,7 @@ checked against the module this one prints.
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,6 @@ from ..emit import (
     LINE_LENGTH,
     call,
     comment,
-    dims_text,
     fits,
     index,
     patterns_comment,
@@ -25,15 +25,15 @@ from ..emit import (
     rows_lines,
     statement,
     string_lines,
+    tuple_literal,
     unpack,
     wrap_dims,
 )
-from ..lower import _fixed_axes, _fold
-from ..plan import Add, LayerPlan, Mix, Pool
+from ..plan import Add, Bias, Block, LayerPlan, Mix, Pool, local_name
 
 __all__ = ["GENERATOR_VERSION", "prelude_source", "render"]
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 _PRELUDE = Path(__file__).resolve().parent.parent / "prelude.py"
 _MARKER = "# -- emitted from here on "
 
@@ -50,32 +50,12 @@ def _sizes(space: WeightSpace, sets: Sequence[str]) -> list[str]:
 
 
 def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent: int) -> list[str]:
-    """`name = source.sum(dims) / n[.transpose(...)].reshape(batch, c_in * fold, *kept)`."""
-    if pool.source == pool.tensor:
-        axes, done = list(space.tensor(pool.tensor).axes), ()
-    else:
-        parent = pools[pool.source]
-        axes, done = [a for a in space.tensor(pool.tensor).axes if a in parent.kept], parent.pooled
-    todo = [a for a in pool.pooled if a not in done]
-    expr = pool.source
-    if todo:
-        dims = [str(axes.index(a) + 2) for a in todo]
-        arg = dims[0] if len(dims) == 1 else f"({', '.join(dims)})"
-        if len(axes) > 1:  # sum / n, not mean: the backward of sum is a broadcast view
-            expr = f"{expr}.sum({arg}) / {_fold(space, todo)}"
-        else:  # a vector: mean is one op, and its gradient is small anyway
-            expr = f"{expr}.mean({arg})"
-    rest = [a for a in axes if a not in todo]
-    if pool.folded:
-        want = [a for a in rest if a in pool.folded] + [a for a in rest if a not in pool.folded]
-        perm = permutation(rest, want, 2)
-        shape = ", ".join(["batch", f"c_in * {pool.fold}", *_sizes(space, pool.kept)])
-        expr = f"({expr})" if todo and perm else expr
-        expr = (
-            f"{expr}{perm}.reshape({shape})" if not todo or perm else f"({expr}).reshape({shape})"
-        )
+    """`name = source.sum(dims) / n[.transpose(...)].reshape(batch, c_in * fold, *kept)`, or
+    one einsum when the pool reads a diagonal."""
+    expr = _diagonal_pool(space, pool) if pool.diagonal else _plain_pool(space, pool, pools)
     parts = [f"mean over {', '.join(pool.pooled)}"] if pool.pooled else []
     parts += [f"{', '.join(pool.folded)} folded into channels"] if pool.folded else []
+    parts += ["on a diagonal"] if pool.diagonal else []
     head = f"{pool.name}: {', '.join([pool.tensor, *parts])}"
     lines = patterns_comment(indent, head + "; read by ", pool.patterns)
     line = f"{' ' * indent}{pool.name} = {expr}"
@@ -83,10 +63,67 @@ def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent:
     return lines + [line]
 
 
+def _plain_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool]) -> str:
+    """Sum over the pooled axes (from the tensor or a parent feature), then fold."""
+    sizes = space.shape(pool.tensor)
+    if pool.source == local_name(pool.tensor):
+        axes, done = list(range(len(sizes))), set()
+    else:
+        parent = pools[pool.source]
+        axes = [c[0] for c in parent.keep_axes]
+        done = {a for c in parent.pool_axes for a in c}
+    todo = [c[0] for c in pool.pool_axes if c[0] not in done]
+    expr = pool.source
+    if todo:
+        dims = [str(axes.index(a) + 2) for a in todo]
+        arg = dims[0] if len(dims) == 1 else f"({', '.join(dims)})"
+        if len(axes) > 1:  # sum / n, not mean: the backward of sum is a broadcast view
+            expr = f"{expr}.sum({arg}) / {math.prod(sizes[a] for a in todo)}"
+        else:  # a vector: mean is one op, and its gradient is small anyway
+            expr = f"{expr}.mean({arg})"
+    rest = [a for a in axes if a not in todo]
+    if pool.fold_axes:
+        folded = set(pool.fold_axes)
+        want = [a for a in rest if a in folded] + [a for a in rest if a not in folded]
+        perm = permutation(rest, want, 2)
+        shape = ", ".join(["batch", f"c_in * {pool.fold}", *_sizes(space, pool.kept)])
+        expr = f"({expr})" if todo and perm else expr
+        expr = (
+            f"{expr}{perm}.reshape({shape})" if not todo or perm else f"({expr}).reshape({shape})"
+        )
+    return expr
+
+
+_EINSUM = "defghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # b, c: batch and channel
+
+
+def _diagonal_pool(space: WeightSpace, pool: Pool) -> str:
+    """One einsum: repeated letters read a diagonal, letters missing on the right are summed."""
+    letter = {}
+    for k, cls in enumerate(pool.keep_axes + pool.pool_axes + tuple((a,) for a in pool.fold_axes)):
+        for a in cls:
+            letter[a] = _EINSUM[k]
+    rank = len(space.tensor(pool.tensor).axes)
+    source = "".join(letter[a] for a in range(rank))
+    target = "".join(letter[a] for a in pool.fold_axes)
+    target += "".join(letter[c[0]] for c in pool.keep_axes)
+    expr = f'torch.einsum("bc{source}->bc{target}", {local_name(pool.tensor)})'
+    if pool.pool_axes:
+        expr += f" / {_sizes_product(space, pool.pooled)}"
+    if pool.fold_axes:
+        shape = ", ".join(["batch", f"c_in * {pool.fold}", *_sizes(space, pool.kept)])
+        expr = f"({expr}).reshape({shape})" if pool.pool_axes else f"{expr}.reshape({shape})"
+    return expr
+
+
+def _sizes_product(space: WeightSpace, sets: Sequence[str]) -> int:
+    return math.prod(space.set(s).size for s in sets)
+
+
 def _render_mix(plan: LayerPlan, mix: Mix, indent: int) -> list[str]:
     """Concatenate the features and apply one channel mix."""
     along = ", ".join(mix.kept) or "no permuted set"
-    outs = ", ".join(o for o, _, _ in mix.outs)
+    outs = ", ".join(dict.fromkeys(b.out for b in mix.blocks))
     lines = patterns_comment(
         indent, f"{mix.name} (to {outs}; varies along {along}): ", mix.patterns
     )
@@ -100,58 +137,83 @@ def _render_mix(plan: LayerPlan, mix: Mix, indent: int) -> list[str]:
         lines += call(indent, mix.name, "F.linear", [feature, weight])
     else:
         lines += call(indent, mix.name, "_mix", [weight, feature])
-    if len(mix.outs) > 1:  # one block of rows per output (split: one op, one backward)
-        blocks = [_block_name(mix, out) for out, _, _ in mix.outs]
-        sizes = [str(f_out) for _, _, f_out in mix.outs]
+    if len(mix.blocks) > 1:  # one block of rows per output (split: one op, one backward)
+        names = [b.name for b in mix.blocks]
+        sizes = [str(b.f_out) for b in mix.blocks]
         if len(set(sizes)) == 1:
             split = f"{mix.name}.split(c_out * {sizes[0]}, 1)"
         else:
             lines += rows_lines("rows", sizes, one_line=True, indent=indent)
             split = f"{mix.name}.split([c_out * f for f in rows], 1)"
-        lines += unpack(indent, blocks, split)
+        lines += unpack(indent, names, split)
     return lines
 
 
-def _block_name(mix: Mix, out: str) -> str:
-    return f"{mix.name}_{out}"
-
-
-def _placed(plan: LayerPlan, mix: Mix, out: str) -> list[str]:
-    """Pieces of the expression for out's block of a mix result, broadcastable to out."""
-    space = plan.space
+def _diagonals(space: WeightSpace, out: str, classes, like: str, lead: int) -> list[str]:
+    """` * _diagonal(n, like, ndim, i, j)` for every extra axis of a class: the term is kept
+    on the diagonal of the class's axes (`lead` dimensions come before the tensor's axes)."""
     axes = space.tensor(out).axes
-    fixed = list(_fixed_axes(space, out))
-    pieces = [_block_name(mix, out) if len(mix.outs) > 1 else mix.name]
-    if fixed:
+    ndim = lead + len(axes)
+    pieces = []
+    for cls in classes:
+        n = space.set(axes[cls[0]]).size
+        for extra in cls[1:]:
+            pieces.append(f" * _diagonal({n}, {like}, {ndim}, {cls[0] + lead}, {extra + lead})")
+    return pieces
+
+
+def _placed(plan: LayerPlan, mix: Mix, block: Block) -> list[str]:
+    """Pieces of the expression for one block of a mix result, broadcastable to its tensor."""
+    space = plan.space
+    out = block.out
+    rank = len(space.tensor(out).axes)
+    name = block.name
+    pieces = [name]
+    first = [c[0] for c in block.kept_axes]
+    if block.fixed_axes:
+        fixed = [space.tensor(out).axes[a] for a in block.fixed_axes]
         shape = ["batch", "c_out", *_sizes(space, fixed), *_sizes(space, mix.kept)]
         pieces.append(f".view({', '.join(shape)})")
-        present = [a for a in axes if a in fixed or a in mix.kept]
-        pieces.append(permutation(fixed + list(mix.kept), present, 2))
-    pieces.append(index([a in fixed or a in mix.kept for a in axes]))
+        first = list(block.fixed_axes) + first
+    pieces.append(permutation(first, sorted(first), 2))
+    pieces.append(index([a in first for a in range(rank)]))
+    pieces += _diagonals(space, out, block.kept_axes + block.broadcast_axes, name, 2)
     return [p for p in pieces if p]
 
 
-def _placed_bias(plan: LayerPlan, add: Add) -> str:
-    """The bias vector [c_out * f_out] as a [c_out, *axes] view (1 on permuted axes)."""
+def _placed_bias(plan: LayerPlan, bias: Bias, out: str) -> list[str]:
+    """A bias vector [c_out * f_out] as a [c_out, *axes] view (1 on permuted axes)."""
     space = plan.space
-    axes = space.tensor(add.out).axes
-    fixed = _fixed_axes(space, add.out)
-    shape = ["c_out"] + [str(space.set(a).size) if a in fixed else "1" for a in axes]
-    return [f"self.bias_{add.out}", f".view({', '.join(shape)})"]
+    axes = space.tensor(out).axes
+    shape = ["c_out"] + [
+        str(space.set(a).size) if i in bias.fixed_axes else "1" for i, a in enumerate(axes)
+    ]
+    param = f"self.{bias.name}"
+    return [param, f".view({', '.join(shape)})"] + _diagonals(
+        space, out, bias.broadcast_axes, param, 1
+    )
+
+
+def _needs_copy(terms: list[list[str]], blocks: int) -> bool:
+    """Whether the sum could come out as a strided view: a term is a transposed view (a sum
+    takes the layout of its operands), or the only term is one block of a split mix."""
+    transposed = any(p.startswith((".permute", ".transpose")) for t in terms for p in t)
+    return transposed or (len(terms) == 1 and blocks > 1)
 
 
 def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -> list[str]:
     """The broadcast sum of one output; with `fused`, the last GEMM adds the rest."""
     pad = " " * indent
     target = add.name
-    terms = [_placed(plan, mixes[m], add.out) for m in add.terms]
-    if add.bias is not None:
-        terms.insert(0, _placed_bias(plan, add))
+    blocks = {b.name: (m, b) for m in mixes.values() for b in m.blocks}
+    placed = [_placed(plan, *blocks[name]) for name in add.blocks]
+    terms = [_placed_bias(plan, b, add.out) for b in add.biases] + placed
     head = f"{target}: broadcast sum of {', '.join(add.terms)}"
-    if add.bias is None:
+    if not add.biases:
         lines = comment(indent, [], head)
     else:
-        lines = comment(indent, [str(add.bias)], head + " and the bias orbit ")
+        orbit = " and the bias orbit " if len(add.biases) == 1 else " and the bias orbits "
+        lines = comment(indent, [str(b.pattern) for b in add.biases], head + orbit)
     if add.fused:  # the two largest remaining terms are summed inside _MixAdd
         terms, rest = terms[:-2], terms[-2]
     lines += statement(indent, target, terms[0])
@@ -163,12 +225,8 @@ def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -
         feature = last.features[0] if len(last.features) == 1 else f"cat_{last.name[4:]}"
         args = [f"self.{last.name}", feature, target, "rest"]
         lines += call(indent, target, "_MixAdd.apply", args)
-    else:
-        # A fixed axis after a kept one leaves the largest term transposed: return contiguous.
-        axes = plan.space.tensor(add.out).axes
-        fixed = list(_fixed_axes(plan.space, add.out))
-        if fixed and fixed + list(last.kept) != [a for a in axes if a in fixed or a in last.kept]:
-            lines.append(f"{pad}{target} = {target}.contiguous()")
+    elif _needs_copy(terms, len(mixes[add.terms[-1]].blocks)):
+        lines.append(f"{pad}{target} = {target}.contiguous()")
     for line in lines:
         assert fits(line), line
     return lines
@@ -182,35 +240,94 @@ def _header(plan: LayerPlan) -> list[str]:
         subsequent_indent="#         ",
         break_long_words=False,
     )
-    dims = dims_text(plan.dims)
-    regenerate = f"#   regenerate: dws-theory generate {dims} --symmetry {plan.mode}"
-    if not fits(regenerate):
+    regenerate = f"#   regenerate: dws-theory generate {plan.origin}"
+    if not fits(regenerate) and plan.dims is not None:
         regenerate = f"#   regenerate: dws-theory generate DIMS --symmetry {plan.mode}"
+    elif not fits(regenerate) and plan.origin.startswith("--spec"):
+        regenerate = "#   regenerate: dws-theory generate --spec SPEC (the spec above)"
+    dims = wrap_dims("#   dims: ", plan.dims, cont="#         ") if plan.dims else []
     return [
         "# DO NOT EDIT: generated by dws_theory.codegen; edits are overwritten.",
         f"#   generator version: {GENERATOR_VERSION}",
         *spec,
-        *wrap_dims("#   dims: ", plan.dims, cont="#         "),
-        f"#   mode: {plan.mode}",
-        regenerate,
+        *dims,
+        f"#   mode: {_mode_text(plan)}",
+        *textwrap.wrap(
+            regenerate, width=LINE_LENGTH, subsequent_indent="#     ", break_long_words=False
+        ),
     ]
 
 
+def _mode_word(plan: LayerPlan) -> str:
+    return f"{plan.mode}-" if plan.mode is not None else ""
+
+
+def _mode_text(plan: LayerPlan) -> str:
+    return plan.mode if plan.mode is not None else "the set kinds of the spec"
+
+
 def _module_doc(plan: LayerPlan) -> list[str]:
-    m = len(plan.dims) - 1
-    return [
-        f'"""Equivariant layers for the weight space of an MLP, {plan.mode} symmetry.',
-        "",
-        *wrap_dims("Widths d_0..d_M: ", plan.dims, "."),
-        "Layout: forward(weights, biases); weights[m-1] is [B, C, d_m, d_{m-1}] and biases[m-1]",
-        f"is [B, C, d_m], for m = 1..{m}. EquivariantLayer returns the same structure with",
-        "out_channels; InvariantLayer returns [B, out_channels].",
+    basis = [
         "",
         f"Basis (one channel in and out): {plan.equivariant_linear} equivariant linear, "
         f"{plan.equivariant_bias} bias and {plan.invariant_linear} invariant",
         "elements. Each linear element owns a c_out x c_in block of a mix weight, each bias",
         "element c_out entries of a bias vector. Pooling is a mean (Basis.dense, normalised).",
         '"""',
+    ]
+    if plan.dims is not None:
+        m = len(plan.dims) - 1
+        return [
+            f'"""Equivariant layers for the weight space of an MLP, {plan.mode} symmetry.',
+            "",
+            *wrap_dims("Widths d_0..d_M: ", plan.dims, "."),
+            "Layout: forward(weights, biases); weights[m-1] is [B, C, d_m, d_{m-1}] and "
+            "biases[m-1]",
+            f"is [B, C, d_m], for m = 1..{m}. EquivariantLayer returns the same structure with",
+            "out_channels; InvariantLayer returns [B, out_channels].",
+            *basis,
+        ]
+    weights, biases = _tensor_names(plan.space)
+    listing = f"Weights: {', '.join(weights) or 'none'}. Biases: {', '.join(biases) or 'none'}."
+    return [
+        f'"""Equivariant layers for a general weight space, {_mode_text(plan)} symmetry.',
+        "",
+        *textwrap.wrap(listing, width=LINE_LENGTH, break_long_words=False),
+        "Layout: forward(weights, biases); weights lists the tensors with two or more axes as",
+        "[B, C, *shape] (a conv kernel [B, C, out, in, *kernel]) and biases the one-axis tensors",
+        "as [B, C, d], in the order above (WEIGHT_LAYOUT, BIAS_LAYOUT). EquivariantLayer returns",
+        "the same structure with out_channels; InvariantLayer returns [B, out_channels].",
+        *basis,
+    ]
+
+
+def _axes_text(space: WeightSpace, tensor: str) -> str:
+    """`d_1, d_0` for an MLP's sets n1, n0; other sets by name."""
+    names = []
+    for a in space.tensor(tensor).axes:
+        names.append(f"d_{a[1:]}" if a[:1] == "n" and a[1:].isdigit() else a)
+    return ", ".join(names)
+
+
+def _layout_lines(plan: LayerPlan) -> list[str]:
+    space = plan.space
+    weights, biases = _tensor_names(space)
+    if plan.dims is not None:
+        architecture = f"an MLP with widths {tuple(plan.dims)}"
+    else:
+        architecture = "the weight space in SPEC"
+
+    def rows(names: list[str]) -> list[str]:
+        return [
+            f'("{n}", "{_axes_text(space, n)}", {tuple_literal([str(d) for d in space.shape(n)])})'
+            for n in names
+        ]
+
+    return [
+        "# The layout forward(weights, biases) checks: (tensor, axes, shape without B and C).",
+        *rows_lines("WEIGHT_LAYOUT", rows(weights)),
+        *rows_lines("BIAS_LAYOUT", rows(biases)),
+        *string_lines("ARCHITECTURE = ", architecture),
     ]
 
 
@@ -224,7 +341,8 @@ def _slots_table(name: str, mixes: Sequence[Mix]) -> list[str]:
 
 
 def _tensor_names(space: WeightSpace) -> tuple[list[str], list[str]]:
-    weights = [t.name for t in space.tensors if len(t.axes) == 2]
+    """(weights, biases): the tensors with two or more axes, and those with one, in order."""
+    weights = [t.name for t in space.tensors if len(t.axes) >= 2]
     biases = [t.name for t in space.tensors if len(t.axes) == 1]
     return weights, biases
 
@@ -235,10 +353,10 @@ def _render_equivariant(plan: LayerPlan) -> list[str]:
     pools = {op.name: op for op in ops if isinstance(op, Pool)}
     mixes = {op.name: op for op in ops if isinstance(op, Mix)}
     adds = [op for op in ops if isinstance(op, Add)]
-    weights, biases = _tensor_names(space)
+    weights, biases = ([local_name(n) for n in names] for names in _tensor_names(space))
     lines = [
         "class EquivariantLayer(nn.Module):",
-        f'    """Linear {plan.mode}-equivariant map of the weight space, with channels.',
+        f'    """Linear {_mode_word(plan)}equivariant map of the weight space, with channels.',
         "",
         "    One weight per mix (see the comments in `forward`): every basis element owns a",
         "    c_out x c_in block of it (SLOTS); every bias orbit owns c_out entries of a bias_<T>.",
@@ -254,9 +372,9 @@ def _render_equivariant(plan: LayerPlan) -> list[str]:
         shape = f"torch.empty({m.rows} * c_out, {m.width} * c_in)"
         lines += call(8, f"self.{m.name}", "nn.Parameter", [shape])
     for a in adds:
-        if a.bias is not None:
-            lines.append(
-                f"        self.bias_{a.out} = nn.Parameter(torch.empty({a.f_out} * c_out))"
+        for bias in a.biases:
+            lines += call(
+                8, f"self.{bias.name}", "nn.Parameter", [f"torch.empty({bias.f_out} * c_out)"]
             )
     lines += [
         "        self.reset_parameters()",
@@ -333,11 +451,11 @@ def _render_invariant(plan: LayerPlan) -> list[str]:
     ops = plan.invariant_ops
     mix = next(op for op in ops if isinstance(op, Mix))
     pools = {op.name: op for op in ops if isinstance(op, Pool)}
-    weights, biases = _tensor_names(space)
-    used = {p.tensor for p in pools.values()} | set(mix.features)
+    weights, biases = ([local_name(n) for n in names] for names in _tensor_names(space))
+    used = {local_name(p.tensor) for p in pools.values()} | set(mix.features)
     lines = [
         "class InvariantLayer(nn.Module):",
-        f'    """Linear {plan.mode}-invariant map of the weight space to [B, out_channels].',
+        f'    """Linear {_mode_word(plan)}invariant map of the weight space to [B, out_channels].',
         "",
         "    Invariant features (one per invariant basis element and input channel: means over",
         "    every permuted axis, fixed axes kept), then one linear map with bias.",
@@ -401,9 +519,10 @@ def render(plan: LayerPlan) -> str:
     mixes = [op for op in plan.equivariant_ops if isinstance(op, Mix)]
     inv = [op for op in plan.invariant_ops if isinstance(op, Mix)]
     biases = [
-        f'("bias_{a.out}", {a.bias_element}, {a.f_out})'
+        f'("{b.name}", {b.element}, {b.f_out})'
         for a in plan.equivariant_ops
-        if isinstance(a, Add) and a.bias is not None
+        if isinstance(a, Add)
+        for b in a.biases
     ]
     lines = [
         *_header(plan),
@@ -417,8 +536,8 @@ def render(plan: LayerPlan) -> str:
         "from torch import nn",
         "from torch.nn import functional as F",
         "",
-        *rows_lines("DIMS", [str(d) for d in plan.dims]),
-        f'MODE = "{plan.mode}"',
+        *(rows_lines("DIMS", [str(d) for d in plan.dims]) if plan.dims is not None else []),
+        f'MODE = "{plan.mode}"' if plan.mode is not None else "MODE = None",
         *string_lines("SPEC = ", str(plan.space)),
         f'GENERATOR_VERSION = "{GENERATOR_VERSION}"',
         f"EQUIVARIANT_LINEAR = {plan.equivariant_linear}",
@@ -433,6 +552,7 @@ def render(plan: LayerPlan) -> str:
         *rows_lines("BIASES", biases),
         "# The invariant layer's features, in Basis.invariant order.",
         *_slots_table("INVARIANT_SLOTS", inv),
+        *_layout_lines(plan),
     ]
     lines += ["", ""] + prelude_source().strip("\n").split("\n")
     lines += ["", ""] + _render_equivariant(plan) + ["", ""] + _render_invariant(plan)
