@@ -1,13 +1,17 @@
-"""DWSNet: a stack of generated equivariant layers for a given MLP shape and symmetry mode.
+"""DWSNet: a stack of generated equivariant layers for a weight space and symmetry mode.
 
     net = DWSNet((2, 32, 32, 1), hidden_channels=16, num_layers=3, out_features=10)
     logits = net(weights, biases)  # weights[m-1]: [B, 1, d_m, d_{m-1}], biases[m-1]: [B, 1, d_m]
+
+    net = DWSNet(cnn, "hidden")  # an example module: its space is from_module(cnn, "hidden")
+    net = DWSNet(space)  # any WeightSpace; weights/biases as weights_from_models gives them
 
 Equivariant layers (built in memory by `runtime.layer_classes`, the same source as
 `dws-theory generate`) alternate with a pointwise nonlinearity; then the invariant layer and
 an MLP head map to `[B, out_features]`. The nonlinearity must commute with the group: any
 pointwise function commutes with permutations, but sign flips (`signed` mode) need an odd one,
-so the default is ReLU for `hidden`/`all` and tanh for `signed`.
+so the default is ReLU for `hidden`/`all` and tanh for `signed` (for a general space: tanh
+when any of its sets is signed).
 
 With `equivariant_output=True` the network is a weight-to-weight map: the last equivariant
 layer has one output channel and the result is `(weights, biases)` in the layout contract
@@ -24,8 +28,9 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from .codegen.lower import mlp_shape
 from .runtime import layer_classes
-from .spec import parse_dims, parse_mode
+from .spec import Kind, WeightSpace, mlp, parse_dims, parse_mode
 
 __all__ = ["DWSNet", "default_activation"]
 
@@ -43,12 +48,29 @@ def _is_odd(activation: Callable[[torch.Tensor], torch.Tensor]) -> bool:
         return bool(torch.allclose(activation(-x), -activation(x), atol=1e-9))
 
 
+def _space_of(target: object, mode: str) -> tuple[WeightSpace, str | None]:
+    """(space, mode label) from widths, a WeightSpace or an example module."""
+    if isinstance(target, WeightSpace):
+        shape = mlp_shape(target)
+        return target, shape[1] if shape is not None else parse_mode(mode)
+    if isinstance(target, nn.Module):
+        from .frontends.module import trace_module
+
+        trace = trace_module(target, mode)
+        return trace.space, trace.mode
+    dims = parse_dims(target if isinstance(target, str) else tuple(target))
+    mode = parse_mode(mode)
+    return mlp(dims, mode), mode
+
+
 class DWSNet(nn.Module):
     """Equivariant layers + pointwise nonlinearity, then an invariant layer and an MLP head.
 
     Args:
-        dims: MLP widths d_0..d_M (`2,32,32,1` or a sequence).
-        mode: `hidden` (default), `all` or `signed` (aliases `hnp`, `np`).
+        dims: MLP widths d_0..d_M (`2,32,32,1` or a sequence), a `WeightSpace`, or an example
+            `nn.Module` (its space is `from_module(module, mode)`).
+        mode: `hidden` (default), `all` or `signed` (aliases `hnp`, `np`); for a
+            `WeightSpace` it only labels the layers (the set kinds are the space's own).
         hidden_channels: channels between the equivariant layers.
         num_layers: number of equivariant layers (at least 1).
         out_features: size of the prediction (classification / regression head).
@@ -62,7 +84,7 @@ class DWSNet(nn.Module):
 
     def __init__(
         self,
-        dims: str | Sequence[int],
+        dims: str | Sequence[int] | WeightSpace | nn.Module,
         mode: str = "hidden",
         hidden_channels: int = 16,
         num_layers: int = 3,
@@ -74,8 +96,9 @@ class DWSNet(nn.Module):
         in_channels: int = 1,
     ) -> None:
         super().__init__()
-        self.dims = parse_dims(dims if isinstance(dims, str) else tuple(dims))
-        self.mode = parse_mode(mode)
+        self.space, self.mode = _space_of(dims, mode)
+        shape = mlp_shape(self.space)
+        self.dims = shape[0] if shape is not None else None
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         for name, value in (
@@ -86,15 +109,20 @@ class DWSNet(nn.Module):
         ):
             if value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
-        self.activation = activation if activation is not None else default_activation(mode)
-        if self.mode == "signed" and not _is_odd(self.activation):
+        signed = any(s.kind is Kind.SIGNED for s in self.space.sets)
+        self.activation = (
+            activation
+            if activation is not None
+            else default_activation("signed" if signed else "hidden")
+        )
+        if signed and not _is_odd(self.activation):
             warnings.warn(
                 "signed mode needs an odd activation (tanh, sin) to stay sign-equivariant; "
                 f"{self.activation!r} is not odd",
                 stacklevel=2,
             )
         self.equivariant_output = equivariant_output
-        equivariant, invariant = layer_classes(self.dims, self.mode)
+        equivariant, invariant = layer_classes(self.space, self.mode)
         last = 1 if equivariant_output else hidden_channels
         channels = [in_channels] + [hidden_channels] * (num_layers - 1) + [last]
         self.layers = nn.ModuleList(equivariant(c_in, c_out) for c_in, c_out in pairwise(channels))

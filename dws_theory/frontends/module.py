@@ -489,7 +489,9 @@ class _Tracer:
             dims = args[1] if len(args) > 1 else kwargs.get("dim")
             keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
             return self.reduce(node, self.act(node, args[0]), dims, keep, reductions[fn])
-        if fn is getattr:
+        if fn is getattr and isinstance(args[0], _Param) and args[1] in ("T", "mT"):
+            return self.transposed(node, args[0])
+        if fn is getattr and args[1] in ("shape", "ndim", "dtype", "device"):
             return _OPAQUE
         if fn is operator.getitem and isinstance(args[0], _Opaque):
             return _OPAQUE
@@ -501,8 +503,8 @@ class _Tracer:
             return _OPAQUE
         if name in _SAME_METHODS:
             return this
-        if isinstance(this, _Param) and name in ("t", "transpose", "T") and len(this.slots) == 2:
-            return _Param(this.name, this.slots[::-1])
+        if isinstance(this, _Param) and name in ("t", "transpose"):
+            return self.transposed(node, this)
         if name in _ELEMENTWISE_METHODS:
             return self.elementwise(self.act(node, this), _ELEMENTWISE_METHODS[name], name)
         if name in ("add", "add_", "sub", "sub_"):
@@ -513,8 +515,7 @@ class _Tracer:
             start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
             end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
             return self.flatten(node, self.act(node, this), start, end)
-        flat_view = len(args) == 3 and isinstance(args[1], _Opaque) and args[2] == -1
-        if name in ("view", "reshape") and flat_view:  # x.view(x.size(0), -1)
+        if name in ("view", "reshape") and _flat_view(args[1:]):  # x.view(x.size(0), -1)
             return self.flatten(node, self.act(node, this), 1)
         if name in ("mean", "sum", "amax"):
             dims = args[1] if len(args) > 1 else kwargs.get("dim")
@@ -523,6 +524,11 @@ class _Tracer:
         if name == "squeeze":
             return self.squeeze(node, self.act(node, this), args[1:] or [kwargs.get("dim")])
         raise self.fail(node, "a tensor method this front end does not know")
+
+    def transposed(self, node: fx.Node, weight: _Param) -> _Param:
+        if len(weight.slots) != 2:
+            raise self.fail(node, "a transpose of a parameter with other than two axes")
+        return _Param(weight.name, weight.slots[::-1])
 
     def squeeze(self, node: fx.Node, x: _Act, dims: list) -> _Act:
         if x.spatial is None:
@@ -557,6 +563,15 @@ class _Tracer:
             merged = self.merge(node, a, b, "elementwise product")
             return self.elementwise(merged, False, "elementwise product")
         raise self.fail(node, "a product or quotient that is not by a constant")
+
+
+def _flat_view(sizes: list) -> bool:
+    """`view(B, -1)`, `view(x.size(0), -1)`, `view(-1, C)`: two sizes, one of them -1 or a
+    size read off the tensor (a flatten to [B, features]; `flatten` checks the rest)."""
+    if len(sizes) == 1 and isinstance(sizes[0], tuple | list):
+        sizes = list(sizes[0])
+    unknown = [s for s in sizes if isinstance(s, _Opaque) or s == -1]
+    return len(sizes) == 2 and len(unknown) >= 1
 
 
 def _lookup(env: dict[str, object], value: object) -> object:
