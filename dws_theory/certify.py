@@ -35,7 +35,7 @@ import scipy.sparse as sp
 import sympy
 from scipy.sparse.csgraph import connected_components
 
-from .basis import Basis, enumerate_basis
+from .basis import Basis, enumerate_basis, pattern_entries
 from .group import generators, representation, signed_permutation
 from .spec import Kind, WeightSpace
 
@@ -44,8 +44,9 @@ __all__ = ["Certificate", "RouteResult", "certify", "reduce_space", "ROUTES", "R
 # Limits for explicit routes: index pairs for orbit counting, unknowns per commutant block,
 # and P for dense element checks.
 MAX_PAIRS = 4_000_000
-MAX_COMMUTANT_UNKNOWNS = 1024
-MAX_DENSE_P = 64
+MAX_TOTAL_PAIRS = 16_000_000  # all blocks together: about P^2 index pairs
+MAX_COMMUTANT_UNKNOWNS = 1600
+MAX_DENSE_P = 160
 
 Counts = dict[tuple[str | None, str | None], int]
 
@@ -235,22 +236,29 @@ def commutant_counts(space: WeightSpace) -> Counts:
 
 # -- routes 4 and 5: dense elements ----------------------------------------------------------
 def _dense_blocks(basis: Basis) -> dict[tuple[str | None, str | None], list[np.ndarray]]:
-    """Each dense 0/1 element restricted to its block (out rows x in cols); every block of
-    `enumeration_counts` is a key, possibly with no elements."""
+    """Each dense 0/1 element as a matrix of its block only (out entries x in entries; a
+    missing side is one row or column); every block of `enumeration_counts` is a key,
+    possibly with no elements. Built from the pattern's non-zeros directly, so memory grows
+    with the blocks, not with P^2 per element."""
     space = basis.space
     offsets = space.offsets()
 
-    def span(tensor: str | None) -> slice:
-        return (
-            slice(offsets[tensor], offsets[tensor] + space.numel(tensor)) if tensor else slice(0, 1)
-        )
+    def extent(tensor: str | None) -> tuple[int, int]:
+        return (offsets[tensor], space.numel(tensor)) if tensor else (0, 1)
 
     grouped: dict[tuple[str | None, str | None], list[np.ndarray]] = {
         key: [] for key in enumeration_counts(basis)
     }
     for p in basis.linear + basis.bias + basis.invariant:
-        for e in basis.elements((p,)):
-            grouped[(p.out, p.inp)].append(e[span(p.out), span(p.inp)])
+        e = pattern_entries(space, p, False)
+        (row0, rows), (col0, cols) = extent(p.out), extent(p.inp)
+        local_rows = e.rows - row0 if p.out else np.zeros_like(e.rows)
+        local_cols = e.cols - col0 if p.inp else np.zeros_like(e.cols)
+        for k in range(p.multiplicity(space)):
+            mask = e.element == k
+            matrix = np.zeros((rows, cols), dtype=np.int64)
+            matrix[local_rows[mask], local_cols[mask]] = 1
+            grouped[(p.out, p.inp)].append(matrix)
     return grouped
 
 
@@ -324,7 +332,7 @@ def _fits(space: WeightSpace) -> tuple[bool, bool, bool]:
     sizes = [space.numel(t.name) for t in space.tensors]
     biggest = max(sizes)
     return (
-        biggest * biggest <= MAX_PAIRS,
+        biggest * biggest <= MAX_PAIRS and space.dimension**2 <= MAX_TOTAL_PAIRS,
         biggest * biggest <= MAX_COMMUTANT_UNKNOWNS,
         space.dimension <= MAX_DENSE_P,
     )

@@ -12,10 +12,12 @@ from .report import (
     draw_architecture,
     draw_sharing,
     render_derivation,
+    render_page,
     sharing_matrix,
     sharing_space,
     write_derivation,
     write_figures,
+    write_page,
 )
 
 __all__ = [
@@ -28,8 +30,10 @@ __all__ = [
     "draw_architecture",
     "draw_sharing",
     "render_derivation",
+    "render_page",
     "sharing_matrix",
     "sharing_space",
     "write_derivation",
     "write_figures",
+    "write_page",
 ]

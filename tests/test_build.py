@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import dws_theory.build as build_module
+from dws_theory.arguments import target_of
 from dws_theory.basis import Basis, enumerate_basis
 from dws_theory.build import build, build_summary
 from dws_theory.certify import certify
@@ -59,8 +60,8 @@ def test_build_refuses_to_write_when_the_certificate_fails(tmp_path: Path) -> No
 
 def test_build_command_default_shape(tmp_path: Path) -> None:
     """No DIMS: the default 2,32,32,1 hidden; summary to stdout, progress to stderr."""
-    args = build_parser().parse_args(["build"])
-    assert args.dims == (2, 32, 32, 1) and args.symmetry == "hidden"
+    target = target_of(build_parser().parse_args(["build"]))
+    assert target.dims == (2, 32, 32, 1) and target.mode == "hidden"
     code, out, err = _run(
         ["build", "--out-code", str(tmp_path / "gen"), "--out-docs", str(tmp_path / "docs")]
     )

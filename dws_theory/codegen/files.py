@@ -12,11 +12,16 @@ import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..basis import enumerate_basis
+from ..basis import Basis, enumerate_basis
 from ..spec import WeightSpace, mlp, parse_dims, parse_mode
 from .backends import DEFAULT_BACKEND, render
 from .lower import lower, mlp_shape
+from .plan import LayerPlan
+
+if TYPE_CHECKING:
+    from ..frontends.target import Target
 
 __all__ = [
     "MAX_STEM",
@@ -24,7 +29,9 @@ __all__ = [
     "module_name",
     "source_for",
     "space_stem",
+    "target_plan",
     "write_module",
+    "write_target",
     "write_source",
 ]
 
@@ -110,6 +117,20 @@ def write_source(stem: str, source: str, out_dir: str | Path = "generated") -> P
     path = out / f"{stem}.py"
     path.write_text(source, encoding="utf-8")
     return path
+
+
+def target_plan(target: Target, basis: Basis | None = None) -> LayerPlan:
+    """The plan of a target (its basis enumerated unless given), labelled with its mode
+    and the arguments that rebuild it."""
+    basis = basis if basis is not None else enumerate_basis(target.space)
+    return lower(basis, mode=target.mode, origin=target.origin)
+
+
+def write_target(
+    target: Target, out_dir: str | Path = "generated", backend: str = DEFAULT_BACKEND
+) -> Path:
+    """Write the module of a target (`<target.stem>.py`) under out_dir; return its path."""
+    return write_source(target.stem, render(target_plan(target), backend), out_dir)
 
 
 def write_module(dims: str | Sequence[int], mode: str = "hidden", out_dir="generated") -> Path:

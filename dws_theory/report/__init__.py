@@ -25,7 +25,14 @@ from .figures import (
     sharing_space,
     write_figures,
 )
-from .page import DEFAULT_DOCS_DIR, derivation_stem, render_derivation, write_derivation
+from .page import (
+    DEFAULT_DOCS_DIR,
+    derivation_stem,
+    render_derivation,
+    render_page,
+    write_derivation,
+    write_page,
+)
 
 __all__ = [
     "DEFAULT_DOCS_DIR",
@@ -37,8 +44,10 @@ __all__ = [
     "draw_architecture",
     "draw_sharing",
     "render_derivation",
+    "render_page",
     "sharing_matrix",
     "sharing_space",
     "write_derivation",
     "write_figures",
+    "write_page",
 ]

@@ -36,9 +36,12 @@ def letter(space: WeightSpace, tensor: str) -> str:
 
 
 def ends(space: WeightSpace) -> tuple[set[str], set[str]]:
-    """Input-side and output-side neuron sets: sources and sinks of the architecture graph."""
+    """Input-side and output-side neuron sets: sources and sinks of the architecture graph
+    (sets on no weight's first two axes, such as conv kernel sets, are neither)."""
     g = space.graph()
-    return {n for n in g if g.in_degree(n) == 0}, {n for n in g if g.out_degree(n) == 0}
+    used = {n for n in g if g.degree(n) > 0 or g.nodes[n]["tensors"]}
+    sources = {n for n in used if g.in_degree(n) == 0}
+    return sources, {n for n in used if g.out_degree(n) == 0}
 
 
 def _relation(space: WeightSpace, out: str, inp: str) -> str:
@@ -50,6 +53,8 @@ def _relation(space: WeightSpace, out: str, inp: str) -> str:
         return "same layer"
     if not meets:
         return {("W", "W"): "non-neighbours", ("b", "b"): "other layer"}.get((a, b), "disjoint")
+    if len(meets) > 1 or "T" in (a, b):  # residual links, tied weights, kernels
+        return "shares " + ", ".join(f"out {i} = in {j}" for i, j in sorted(meets))
     if a == b == "W":
         return {(0, 1): "neighbours, next layer", (1, 0): "neighbours, previous layer"}.get(
             min(meets), "shares sets"

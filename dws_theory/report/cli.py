@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..arguments import add_channel_arguments, add_shape_arguments
-from .page import DEFAULT_DOCS_DIR, write_derivation
+from ..arguments import add_channel_arguments, add_shape_arguments, target_of
+from .page import DEFAULT_DOCS_DIR, write_page
 
 __all__ = ["add_docs_parser"]
 
 
 def _run_docs(args: argparse.Namespace) -> int:
-    path = write_derivation(
-        args.dims,
-        args.symmetry,
+    path = write_page(
+        target_of(args),
         args.out,
         (args.in_channels, args.out_channels),
         progress=lambda m: print(f"  docs: {m}", file=sys.stderr),

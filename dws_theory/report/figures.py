@@ -71,34 +71,115 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def _layout(g: nx.MultiDiGraph) -> dict[str, tuple[float, float]]:
-    """Neuron sets left to right by topological generation (layer), stacked within one."""
+    """Neuron sets left to right by topological generation (layer), stacked within one; a
+    graph with cycles (residual links, tied weights) by distance from its sources."""
+    step = 1.0
     try:
         generations = [sorted(gen) for gen in nx.topological_generations(g)]
-    except nx.NetworkXUnfeasible:  # a cyclic front end: one column per set
-        generations = [[n] for n in g]
+    except nx.NetworkXUnfeasible:
+        generations, step = _distance_layers(g), 1.5  # room for the bent edges
     return {
-        n: (float(x), float(len(gen) - 1) / 2 - y)
+        n: (float(x), step * (float(len(gen) - 1) / 2 - y))
         for x, gen in enumerate(generations)
         for y, n in enumerate(gen)
     }
 
 
+def _distance_layers(g: nx.MultiDiGraph) -> list[list[str]]:
+    """Columns by shortest distance from the sources (sets nothing writes to, self-loops
+    aside); sets no source reaches come last, in the space's order."""
+    loops = set(nx.selfloop_edges(g))
+    plain = nx.DiGraph((u, v) for u, v in g.edges() if (u, v) not in loops)
+    plain.add_nodes_from(g)
+    sources = [n for n in g if plain.in_degree(n) == 0] or [next(iter(g))]
+    distance: dict[str, int] = {}
+    for source in sources:
+        for node, d in nx.single_source_shortest_path_length(plain, source).items():
+            distance[node] = min(d, distance.get(node, d))
+    last = max(distance.values(), default=-1) + 1
+    columns: dict[int, list[str]] = {}
+    for n in g:
+        columns.setdefault(distance.get(n, last), []).append(n)
+    return [columns[k] for k in sorted(columns)]
+
+
+def _drawn_graph(space: WeightSpace) -> nx.MultiDiGraph:
+    """The architecture graph without sets that only carry extra axes (conv kernels): they
+    are listed on their weight's edge instead."""
+    g = space.graph()
+    idle = [n for n in g if g.degree(n) == 0 and not g.nodes[n]["tensors"]]
+    g.remove_nodes_from(idle)
+    return g
+
+
+def _edge_bends(g: nx.MultiDiGraph) -> list[tuple[str, str, dict, float]]:
+    """(u, v, data, rad) per edge: 0 for the only edge between two sets, else a bend that
+    keeps reciprocal and parallel edges (residual links) apart."""
+    pairs: dict[frozenset, list[tuple[str, str]]] = {}
+    for u, v in g.edges():
+        pairs.setdefault(frozenset((u, v)), []).append((u, v))
+    seen: dict[frozenset, int] = {}
+    out = []
+    for u, v, data in g.edges(data=True):
+        key = frozenset((u, v))
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        rad = 0.0 if len(pairs[key]) == 1 or u == v else 0.35 * (1 + k // 2)
+        out.append((u, v, data, rad))
+    return out
+
+
+def _label_position(ax, start, end, rad: float) -> tuple[float, float]:
+    """Where an edge's label goes: above its middle; for a bent edge (matplotlib's arc3, a
+    quadratic curve whose control point lies `rad` times the chord off the middle, in
+    display coordinates) above the curve's middle; for a loop above the loop."""
+    (x0, y0), (x1, y1) = start, end
+    if start == end:
+        return x0, y0 + 0.45
+    if rad == 0:
+        return (x0 + x1) / 2, (y0 + y1) / 2 + 0.12
+    to_display, to_data = ax.transData, ax.transData.inverted()
+    (a, b), (c, d) = to_display.transform([start, end])
+    middle = ((a + c) / 2 + rad / 2 * (d - b), (b + d) / 2 - rad / 2 * (c - a))
+    x, y = to_data.transform(middle)
+    return float(x), float(y) + 0.04
+
+
+def _edge_label(space: WeightSpace, data: dict) -> str:
+    shape = "x".join(str(d) for d in space.shape(data["tensor"]))
+    return f"{data['tensor']} ({shape})"
+
+
+def _wrapped(names: list[str], per_line: int = 2) -> str:
+    return "\n".join(", ".join(names[i : i + per_line]) for i in range(0, len(names), per_line))
+
+
 def draw_architecture(space: WeightSpace, path: Path, title: str) -> None:
-    """The neuron-set graph: sets as nodes (shape and colour by kind), weights as edges,
-    biases written under their set."""
+    """The neuron-set graph: sets as nodes (shape and colour by kind), weights as edges (a
+    square weight on one set as a loop, residual links as bent edges), biases written under
+    their set."""
     import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    g = space.graph()
+    g = _drawn_graph(space)
     pos = _layout(g)
+    bends = _edge_bends(g)
     with matplotlib.rc_context(_RC):
-        width = 1.3 * len(g) + 1.5
-        fig = Figure(figsize=(width, 2.6))
+        columns = len({x for x, _ in pos.values()})
+        width = 1.3 * len(g) + 1.5 if columns == len(g) else 2.2 * columns + 2.5
+        rows = max(sum(1 for p in pos.values() if p[0] == x) for x, _ in pos.values())
+        fig = Figure(figsize=(width, 2.6 + 1.6 * (rows - 1)))
         ax = fig.add_axes((0.02, 0.02, 0.96, 0.74))
-        nx.draw_networkx_edges(
-            g, pos, ax=ax, arrows=True, arrowsize=14, node_size=900, edge_color="#555555"
-        )
+        for rad in sorted({r for *_, r in bends}):
+            part = nx.MultiDiGraph()
+            part.add_nodes_from(g)
+            part.add_edges_from((u, v) for u, v, _, r in bends if r == rad)
+            style = {"connectionstyle": f"arc3,rad={rad}"} if rad else {}
+            nx.draw_networkx_edges(
+                part, pos, ax=ax, arrows=True, arrowsize=14, node_size=900, edge_color="#555555",
+                **style,
+            )  # fmt: skip
         for kind, (shape, colour) in _KIND_STYLE.items():
             nodes = [n for n in g if g.nodes[n]["kind"] == kind.value]
             nx.draw_networkx_nodes(
@@ -117,17 +198,14 @@ def draw_architecture(space: WeightSpace, path: Path, title: str) -> None:
                 fontweight="bold",
             )
             if g.nodes[n]["tensors"]:
-                ax.text(x, y - 0.32, ", ".join(g.nodes[n]["tensors"]), ha="center", va="top")
-        for u, v, data in g.edges(data=True):
-            (x0, y0), (x1, y1) = pos[u], pos[v]
-            shape = "x".join(str(d) for d in space.shape(data["tensor"]))
-            ax.text(
-                (x0 + x1) / 2,
-                (y0 + y1) / 2 + 0.12,
-                f"{data['tensor']} ({shape})",
-                ha="center",
-                va="bottom",
-            )
+                ax.text(x, y - 0.32, _wrapped(g.nodes[n]["tensors"]), ha="center", va="top")
+        xs = [p[0] for p in pos.values()]
+        ys = [p[1] for p in pos.values()]
+        ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
+        ax.set_ylim(min(ys) - 0.55, max(ys) + 0.4 + 0.3 * any(u == v for u, v, *_ in bends))
+        for u, v, data, rad in bends:
+            x, y = _label_position(ax, pos[u], pos[v], rad)
+            ax.text(x, y, _edge_label(space, data), ha="center", va="bottom")
         handles = [
             Line2D([], [], marker=shape, color=colour, linestyle="", markersize=9, label=kind.value)
             for kind, (shape, colour) in _KIND_STYLE.items()
@@ -135,10 +213,6 @@ def draw_architecture(space: WeightSpace, path: Path, title: str) -> None:
         ax.legend(
             handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False
         )
-        xs = [p[0] for p in pos.values()]
-        ys = [p[1] for p in pos.values()]
-        ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
-        ax.set_ylim(min(ys) - 0.55, max(ys) + 0.4)
         ax.set_axis_off()
         fig.suptitle(title, y=0.97, fontsize=10)
         _save(fig, path)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..basis import Basis, enumerate_basis
-from ..certify import Certificate, set_factor
+from ..certify import Certificate, axes_bound, set_factor
 from ..codegen.plan import LayerPlan
 from ..orbits import Pattern
 from ..spec import Kind, WeightSpace
 from ..symbolic import set_tex, tensor_tex
 from .blocks import block_group, grouped_blocks
 from .figures import Figures
+
+if TYPE_CHECKING:
+    from ..frontends.target import Target
 from .text import (
     block_tex,
     factor_tex,
@@ -38,22 +41,97 @@ __all__ = [
 ]
 
 
-def architecture_section(space: WeightSpace, dims: Sequence[int], figure: str) -> list[str]:
+def architecture_section(target: Target, figure: str) -> list[str]:
+    space = target.space
     g = space.graph()
-    depth = len(dims) - 1
     edges = ", ".join(
         f"${tensor_tex(d['tensor'])}$: ${set_tex(u)} \\to {set_tex(v)}$"
         for u, v, d in g.edges(data=True)
     )
-    return [
+    if target.dims is not None and target.trace is None:
+        dims = target.dims
+        return [
+            "## 1. Architecture",
+            "",
+            f"An MLP with $M = {len(dims) - 1}$ layers and widths "
+            f"{', '.join(f'$d_{{{k}}} = {d}$' for k, d in enumerate(dims))}. In the architecture "
+            f"graph the neuron sets are nodes and the weight matrices edges ({edges}); each bias "
+            "lives on the set of its layer's outputs.",
+            "",
+            f"![Neuron-set graph]({figure})",
+            "",
+        ]
+    lines = [
         "## 1. Architecture",
         "",
-        f"An MLP with $M = {depth}$ layers and widths "
-        f"{', '.join(f'$d_{{{k}}} = {d}$' for k, d in enumerate(dims))}. In the architecture "
-        f"graph the neuron sets are nodes and the weight matrices edges ({edges}); each bias "
-        "lives on the set of its layer's outputs.",
+        f"{target.title[0].upper() + target.title[1:]}: {len(space.tensors)} tensors on "
+        f"{len(space.sets)} neuron sets. In the architecture graph the neuron sets are nodes "
+        "and every tensor with two or more axes is an edge from the set of its second axis "
+        f"(the input) to the set of its first (the output) ({edges}); its further axes (conv "
+        "kernels) are fixed sets of their own, and each one-axis tensor lives on its set.",
         "",
         f"![Neuron-set graph]({figure})",
+        "",
+    ]
+    return lines + _origin_lines(target) + _shared_sets_table(target)
+
+
+def _origin_lines(target: Target) -> list[str]:
+    """Where the sets came from: the module's trace, or the spec."""
+    if target.trace is None:
+        return [
+            "The spec gives the neuron sets and their kinds directly.",
+            "",
+        ]
+    trace = target.trace
+    params = ", ".join(f"`{p}`" for _, p in trace.parameters)
+    lines = [
+        f"`from_module` traced the module with torch.fx and gave every axis of its parameters "
+        f"({params}, in `named_parameters()` order) a provisional set, then merged the axes "
+        "one permutation must move together: a layer's input axis with the channel axis of "
+        "the activation it reads, a bias with its weight's output axis, the operands of an "
+        "addition (a residual link) or of an elementwise product, and the uses of a parameter "
+        "applied twice (tying). Sets touching the network's input or output are fixed in "
+        "modes `hidden` and `signed`.",
+        "",
+    ]
+    if trace.links:
+        lines += ["| fx node | merge | set | operands |", "|---|---|---|---|"]
+        for link in trace.links:
+            operands = ", ".join(f"`{a}`" for a in link.axes)
+            lines.append(f"| `{link.node}` | {link.reason} | ${set_tex(link.set)}$ | {operands} |")
+        lines.append("")
+    else:
+        lines += ["No residual link, product or tied use merged sets here.", ""]
+    if trace.not_odd:
+        kept = ", ".join(f"${set_tex(name)}$ (`{what}`)" for name, what in trace.not_odd)
+        lines += [
+            f"In mode `signed` these hidden sets stay permuted, because an operation on them "
+            f"is not odd: {kept}.",
+            "",
+        ]
+    return lines
+
+
+def _shared_sets_table(target: Target) -> list[str]:
+    """The sets that several tensors (or one tensor twice) share."""
+    space = target.space
+    rows = []
+    for s in space.sets:
+        axes = [(t.name, i) for t in space.tensors for i, a in enumerate(t.axes) if a == s.name]
+        weights = {t for t, _ in axes if len(space.tensor(t).axes) >= 2}
+        if len(weights) > 2 or len({t for t, _ in axes}) < len(axes):
+            on = ", ".join(f"${tensor_tex(t)}$[{i}]" for t, i in axes)
+            rows.append(f"| ${set_tex(s.name)}$ | {s.size} | {s.kind.value} | {on} |")
+    if not rows:
+        return []
+    return [
+        "Sets shared by more than two weights (residual streams) or by two axes of one tensor "
+        "(tied square weights); every pair of their axes meets in some block below:",
+        "",
+        "| neuron set | width | kind | axes (tensor[axis]) |",
+        "|---|---|---|---|",
+        *rows,
         "",
     ]
 
@@ -75,7 +153,7 @@ def weight_space_section(space: WeightSpace) -> list[str]:
         )
     lines += [
         "",
-        f"The weight space is $V = \\bigoplus_m (W_m \\oplus b_m)$ of dimension "
+        f"The weight space is {_sum_tex(space)} of dimension "
         f"$P = {tex_int(space.dimension)}$ (tensors in this order, C order inside).",
         "",
         "| neuron set | width | kind | axes of |",
@@ -89,6 +167,15 @@ def weight_space_section(space: WeightSpace) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def _sum_tex(space: WeightSpace) -> str:
+    """`V = (+)_m (W_m (+) b_m)` for an MLP's tensor names, else the direct sum over tensors."""
+    names = [t.name for t in space.tensors]
+    depth = len(names) // 2
+    if names == [f"{k}{m}" for m in range(1, depth + 1) for k in "Wb"]:
+        return "$V = \\bigoplus_m (W_m \\oplus b_m)$"
+    return "$V = " + " \\oplus ".join(tensor_tex(n) for n in names) + "$"
 
 
 def _group_tex(space: WeightSpace) -> str:
@@ -121,13 +208,14 @@ def _action_tex(space: WeightSpace, tensor: str) -> str:
     return f"{lhs} = {rhs}"
 
 
-def group_section(space: WeightSpace, mode: str) -> list[str]:
+def group_section(space: WeightSpace, mode: str | None, network: str = "MLP") -> list[str]:
     moving = [s for s in space.sets if s.kind is not Kind.FIXED]
     fixed = [s for s in space.sets if s.kind is Kind.FIXED]
+    named = f"Mode `{mode}`" if mode is not None else "The set kinds of the spec"
     lines = [
         "## 3. Symmetry group",
         "",
-        f"Mode `{mode}`: $G = {_group_tex(space)}$, one factor per "
+        f"{named}: $G = {_group_tex(space)}$, one factor per "
         + ("permuted or signed neuron set" if moving else "set (none moves here)")
         + (
             f"; the fixed sets {', '.join(f'${set_tex(s.name)}$' for s in fixed)} are never moved"
@@ -140,7 +228,7 @@ def group_section(space: WeightSpace, mode: str) -> list[str]:
             if any(s.kind is Kind.SIGNED for s in space.sets)
             else ""
         )
-        + "; it acts on every axis of every tensor as a gather, so the function the MLP "
+        + f"; it acts on every axis of every tensor as a gather, so the function the {network} "
         "computes is unchanged"
         + (" (for an odd activation)" if any(s.kind is Kind.SIGNED for s in space.sets) else "")
         + ":",
@@ -158,12 +246,13 @@ def group_section(space: WeightSpace, mode: str) -> list[str]:
 
 def proof_section(space: WeightSpace) -> list[str]:
     signed = any(s.kind is Kind.SIGNED for s in space.sets)
+    most = max(2, *axes_bound(space).values())
     rows = [
-        "| neuron set | kind | width | " + " | ".join(f"$c({t})$" for t in range(3)) + " |",
-        "|---|---|---|---|---|---|",
+        "| neuron set | kind | width | " + " | ".join(f"$c({t})$" for t in range(most + 1)) + " |",
+        "|---|---|---|" + "---|" * (most + 1),
     ]
     for s in space.sets:
-        values = " | ".join(str(set_factor(s.kind, s.size, t)) for t in range(3))
+        values = " | ".join(str(set_factor(s.kind, s.size, t)) for t in range(most + 1))
         rows.append(f"| ${set_tex(s.name)}$ | {s.kind.value} | {s.size} | {values} |")
     return [
         "## 4. Characterisation",
@@ -212,12 +301,19 @@ def proof_section(space: WeightSpace) -> list[str]:
         "",
         "The same argument with one side empty gives the equivariant bias (orbits on the "
         "indices of the output tensor) and the invariant functionals (orbits on the indices "
-        "of each input tensor). The per-set factors of this space ($c(t)$ for $t \\leq 2$; an "
-        "MLP block never puts more than two axes on one set):",
+        f"of each input tensor). The per-set factors of this space ($c(t)$ for $t \\leq {most}$: "
+        f"no block here puts more than {most} axes on one set):",
         "",
         *rows,
         "",
     ]
+
+
+def _blocks_tex(space: WeightSpace, count: int) -> str:
+    """`$4M^2 = 36$` for an MLP (2M tensors), `$T^2 = 144$` (T tensors) otherwise."""
+    if _sum_tex(space).startswith("$V = \\bigoplus_m"):
+        return f"$4M^2 = {count}$"
+    return f"$T^2 = {count}$ (for the $T = {len(space.tensors)}$ tensors)"
 
 
 def _implementing_ops(plan: LayerPlan) -> dict[Pattern, list[str]]:
@@ -238,7 +334,7 @@ def block_section(basis: Basis, plan: LayerPlan) -> list[str]:
     lines = [
         "## 5. Equivariant linear basis, block by block",
         "",
-        f"$L$ has $4M^2 = {len(counts)}$ blocks $A \\leftarrow B$. They fall into "
+        f"$L$ has {_blocks_tex(space, len(counts))} blocks $A \\leftarrow B$. They fall into "
         f"{len(groups)} groups by how the two tensors share neuron sets and whether they "
         "touch the first or last layer. One representative block per group is written out "
         "in full; the table at the end gives every block. Labels: one letter per axis, "
@@ -407,9 +503,7 @@ def sharing_section(basis: Basis, figures: Figures) -> list[str]:
     ]
 
 
-def codegen_section(
-    dims: Sequence[int], mode: str, basis: Basis, plan: LayerPlan, name: str
-) -> list[str]:
+def codegen_section(origin: str, basis: Basis, plan: LayerPlan, name: str) -> list[str]:
     kinds = {op.kind: op.summary for op in plan.ops}
     # For each kind of op: how many ops of that kind serve each linear pattern.
     exactly_once = []
@@ -432,7 +526,7 @@ def codegen_section(
     lines = [
         "## 11. Generated code",
         "",
-        f"`dws-theory generate {','.join(map(str, dims))} --symmetry {mode}` writes "
+        f"`dws-theory generate {origin}` writes "
         f"`generated/{name}.py`. The code generator lowers the same basis into "
         f"{len(plan.ops)} ops: {described}. {coverage} The last column of the block table in "
         "section 5 names the ops that serve each block.",

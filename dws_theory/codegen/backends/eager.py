@@ -49,21 +49,42 @@ def _sizes(space: WeightSpace, sets: Sequence[str]) -> list[str]:
     return [str(space.set(s).size) for s in sets]
 
 
+# A step of a pool: an expression template in the previous value `{x}`, and whether its
+# result is a binary expression (`a / n`) that needs parentheses before the next step.
+Step = tuple[str, bool]
+
+
 def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent: int) -> list[str]:
     """`name = source.sum(dims) / n[.transpose(...)].reshape(batch, c_in * fold, *kept)`, or
-    one einsum when the pool reads a diagonal."""
-    expr = _diagonal_pool(space, pool) if pool.diagonal else _plain_pool(space, pool, pools)
+    one einsum when the pool reads a diagonal; step by step when that is too long a line."""
+    source, steps = (
+        _diagonal_pool(space, pool) if pool.diagonal else _plain_pool(space, pool, pools)
+    )
     parts = [f"mean over {', '.join(pool.pooled)}"] if pool.pooled else []
     parts += [f"{', '.join(pool.folded)} folded into channels"] if pool.folded else []
     parts += ["on a diagonal"] if pool.diagonal else []
     head = f"{pool.name}: {', '.join([pool.tensor, *parts])}"
     lines = patterns_comment(indent, head + "; read by ", pool.patterns)
-    line = f"{' ' * indent}{pool.name} = {expr}"
-    assert fits(line), line
-    return lines + [line]
+    return lines + _step_lines(pool.name, source, steps, indent)
 
 
-def _plain_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool]) -> str:
+def _step_lines(name: str, source: str, steps: list[Step], indent: int) -> list[str]:
+    pad = " " * indent
+    expr, binary = source, False
+    for template, result_binary in steps:
+        expr, binary = template.format(x=f"({expr})" if binary else expr), result_binary
+    if fits(f"{pad}{name} = {expr}"):
+        return [f"{pad}{name} = {expr}"]
+    lines, value = [], source
+    for template, _ in steps:
+        line = f"{pad}{name} = {template.format(x=value)}"
+        assert fits(line), f"a pool step does not fit in {LINE_LENGTH} columns: {line}"
+        lines.append(line)
+        value = name
+    return lines
+
+
+def _plain_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool]) -> tuple[str, list[Step]]:
     """Sum over the pooled axes (from the tensor or a parent feature), then fold."""
     sizes = space.shape(pool.tensor)
     if pool.source == local_name(pool.tensor):
@@ -73,31 +94,28 @@ def _plain_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool]) -> str:
         axes = [c[0] for c in parent.keep_axes]
         done = {a for c in parent.pool_axes for a in c}
     todo = [c[0] for c in pool.pool_axes if c[0] not in done]
-    expr = pool.source
+    steps: list[Step] = []
     if todo:
         dims = [str(axes.index(a) + 2) for a in todo]
         arg = dims[0] if len(dims) == 1 else f"({', '.join(dims)})"
         if len(axes) > 1:  # sum / n, not mean: the backward of sum is a broadcast view
-            expr = f"{expr}.sum({arg}) / {math.prod(sizes[a] for a in todo)}"
+            steps.append((f"{{x}}.sum({arg}) / {math.prod(sizes[a] for a in todo)}", True))
         else:  # a vector: mean is one op, and its gradient is small anyway
-            expr = f"{expr}.mean({arg})"
+            steps.append((f"{{x}}.mean({arg})", False))
     rest = [a for a in axes if a not in todo]
     if pool.fold_axes:
         folded = set(pool.fold_axes)
         want = [a for a in rest if a in folded] + [a for a in rest if a not in folded]
         perm = permutation(rest, want, 2)
         shape = ", ".join(["batch", f"c_in * {pool.fold}", *_sizes(space, pool.kept)])
-        expr = f"({expr})" if todo and perm else expr
-        expr = (
-            f"{expr}{perm}.reshape({shape})" if not todo or perm else f"({expr}).reshape({shape})"
-        )
-    return expr
+        steps.append((f"{{x}}{perm}.reshape({shape})", False))
+    return pool.source, steps
 
 
 _EINSUM = "defghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # b, c: batch and channel
 
 
-def _diagonal_pool(space: WeightSpace, pool: Pool) -> str:
+def _diagonal_pool(space: WeightSpace, pool: Pool) -> tuple[str, list[Step]]:
     """One einsum: repeated letters read a diagonal, letters missing on the right are summed."""
     letter = {}
     for k, cls in enumerate(pool.keep_axes + pool.pool_axes + tuple((a,) for a in pool.fold_axes)):
@@ -107,13 +125,13 @@ def _diagonal_pool(space: WeightSpace, pool: Pool) -> str:
     source = "".join(letter[a] for a in range(rank))
     target = "".join(letter[a] for a in pool.fold_axes)
     target += "".join(letter[c[0]] for c in pool.keep_axes)
-    expr = f'torch.einsum("bc{source}->bc{target}", {local_name(pool.tensor)})'
+    steps: list[Step] = [(f'torch.einsum("bc{source}->bc{target}", {{x}})', False)]
     if pool.pool_axes:
-        expr += f" / {_sizes_product(space, pool.pooled)}"
+        steps.append((f"{{x}} / {_sizes_product(space, pool.pooled)}", True))
     if pool.fold_axes:
         shape = ", ".join(["batch", f"c_in * {pool.fold}", *_sizes(space, pool.kept)])
-        expr = f"({expr}).reshape({shape})" if pool.pool_axes else f"{expr}.reshape({shape})"
-    return expr
+        steps.append((f"{{x}}.reshape({shape})", False))
+    return local_name(pool.tensor), steps
 
 
 def _sizes_product(space: WeightSpace, sets: Sequence[str]) -> int:
