@@ -271,7 +271,7 @@ def _header(plan: LayerPlan) -> list[str]:
         *dims,
         f"#   mode: {_mode_text(plan)}",
         *textwrap.wrap(
-            regenerate, width=LINE_LENGTH, subsequent_indent="#     ", break_long_words=False
+            regenerate, width=LINE_LENGTH, subsequent_indent="#     ", break_on_hyphens=False
         ),
     ]
 
