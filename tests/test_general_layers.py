@@ -286,3 +286,25 @@ def test_shape_errors_name_the_tensor_and_its_axes():
         layer([w.float() for w in bad], [b.float() for b in biases])
     with pytest.raises(ValueError, match="expects 2 weight and 2 bias tensors"):
         layer(weights[:1], biases)
+
+
+# -- op count --------------------------------------------------------------------------------------
+def _ops(space: WeightSpace) -> int:
+    from dws_theory.codegen import lower
+
+    return len(lower(enumerate_basis(space)).equivariant_ops)
+
+
+def test_op_count_grows_linearly_with_convs_and_residual_blocks():
+    """A constant number of ops per conv layer (its kernel and bias) and per residual block
+    (its four tensors): the ops never multiply over the T^2 blocks. What a residual block
+    adds to the stream is width: the mix on the stream set reads one more feature per tensor
+    on it (the basis grows quadratically there, the op count does not)."""
+    cnn = [
+        _ops(cnn_space((1,) + (4,) * depth, ((3, 3),) * depth, 3, "hidden"))
+        for depth in range(1, 7)
+    ]
+    res = [_ops(residual_space(2, 4, (4,) * blocks, 1, "hidden")) for blocks in range(1, 7)]
+    assert len({b - a for a, b in zip(cnn, cnn[1:], strict=False)}) == 1, cnn
+    assert len({b - a for a, b in zip(res, res[1:], strict=False)}) == 1, res
+    assert res[-1] < 4 * 28  # 28 tensors at 6 blocks: far below one op per block (784)
