@@ -291,7 +291,54 @@ class Gated(nn.Module):
         return self.out(torch.tanh(self.a(x)) * torch.sigmoid(self.b(x)))
 
 
-@pytest.mark.parametrize("module", [FunctionalCNN(), TiedAutoencoder(), Gated()])
+class ResidualCNN(nn.Module):
+    """A conv block with a skip inside an nn.Sequential, strided pooling, log-softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        class Skip(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.add(x, F.gelu(self.conv(x)))
+
+        self.net = nn.Sequential(
+            nn.Conv2d(2, 3, 3, padding=1),
+            nn.Tanh(),
+            Skip(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d((1, 1)),
+            nn.Flatten(1),
+            nn.Linear(3, 3),
+            nn.LogSoftmax(dim=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Recurrent(nn.Module):
+    """An RNN cell unrolled three times: W_hh and W_ih reused at every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w_ih = nn.Linear(2, 4)
+        self.w_hh = nn.Linear(4, 4, bias=False)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.w_ih(x))
+        for _ in range(3):
+            h = torch.tanh(self.w_ih(x) + self.w_hh(h))
+        return self.head(h)
+
+
+@pytest.mark.parametrize(
+    "module", [FunctionalCNN(), TiedAutoencoder(), Gated(), ResidualCNN(), Recurrent()]
+)
 def test_functional_styles_keep_the_function_and_are_coarsest(module):
     module = double(module, 1)
     trace = trace_module(module, "hidden")

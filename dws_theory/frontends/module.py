@@ -306,6 +306,14 @@ class _Tracer:
         spatial = tuple(1 if s == 1 else None for s in sizes)
         return self.elementwise(_Act(x.channel, spatial), odd, _target(node))
 
+    def softmax(self, node: fx.Node, x: _Act, dim: object) -> _Act:
+        """(log-)softmax over the channel axis: one permutation of its inputs permutes its
+        outputs alike, so the set is kept (not odd)."""
+        rank = 2 + len(x.spatial or ())
+        if not isinstance(dim, int) or dim % rank != 1:
+            raise self.fail(node, f"a softmax over axis {dim}; expected the channel axis 1")
+        return self.elementwise(x, False, _target(node))
+
     def flatten(self, node: fx.Node, x: _Act, start: int, end: int = -1) -> _Act:
         if start != 1 or end != -1:
             raise self.fail(node, f"expected flatten(start_dim=1), got ({start}, {end})")
@@ -418,6 +426,8 @@ class _Tracer:
         if type(sub) in windows:
             dims, odd = windows[type(sub)]
             return self.pool(node, self.act(node, args[0]), None, odd, dims)
+        if type(sub) in (nn.Softmax, nn.LogSoftmax):
+            return self.softmax(node, self.act(node, args[0]), sub.dim)
         if type(sub) is nn.Flatten:
             return self.flatten(node, self.act(node, args[0]), sub.start_dim, sub.end_dim)
         state = [n for n, _ in sub.named_parameters()] + [n for n, _ in sub.named_buffers()]
@@ -480,6 +490,9 @@ class _Tracer:
         if fn in windows:
             dims, odd = windows[fn]
             return self.pool(node, self.act(node, args[0]), None, odd, dims)
+        if fn in (F.softmax, F.log_softmax, torch.softmax, torch.log_softmax):
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            return self.softmax(node, self.act(node, args[0]), dim)
         if fn is torch.flatten:
             start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
             end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
@@ -521,6 +534,10 @@ class _Tracer:
             dims = args[1] if len(args) > 1 else kwargs.get("dim")
             keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
             return self.reduce(node, self.act(node, this), dims, keep, name != "amax")
+        if name in ("softmax", "log_softmax"):
+            return self.softmax(
+                node, self.act(node, this), args[1] if len(args) > 1 else kwargs.get("dim")
+            )
         if name == "squeeze":
             return self.squeeze(node, self.act(node, this), args[1:] or [kwargs.get("dim")])
         raise self.fail(node, "a tensor method this front end does not know")
