@@ -139,3 +139,21 @@ def test_weight_to_weight_dwsnet_of_a_space_is_equivariant(name):
         torch.testing.assert_close(left[key], right[key], rtol=1e-9, atol=1e-9)
     if MODE[name] == "signed":
         assert isinstance(net.activation, nn.Tanh)  # odd by default where a set is signed
+
+
+def test_nfn_takes_the_layout_of_a_cnn_zoo_unchanged():
+    """The layout is NFN's (`[B, C, out, in, *kernel]`): its CNN layers and its StatNN
+    featurizer read `weights_from_models` of a CNN zoo as they are (the peer for a zoo task)."""
+    from nfn.common import WeightSpaceFeatures, network_spec_from_wsfeat
+    from nfn.layers import HNPLinear, HNPPool
+
+    models = zoo(ARCHITECTURES["cnn"], 3, 8)
+    features = WeightSpaceFeatures(*weights_from_models(models))
+    spec = network_spec_from_wsfeat(features)
+    out = HNPLinear(spec, 1, 4).double()(features)
+    assert [tuple(w.shape) for w in out.weights] == [
+        (3, 4, 3, 1, 3, 3),
+        (3, 4, 3, 3, 2, 2),
+        (3, 4, 4, 3),
+    ]
+    assert HNPPool(spec)(out).shape[0] == 3

@@ -207,6 +207,50 @@ _ADD = (operator.add, operator.iadd, torch.add, operator.sub, operator.isub, tor
 _MUL = (operator.mul, operator.imul, torch.mul, operator.truediv, operator.itruediv, torch.div)
 
 
+# Convolutions, pooling and reductions: (number of spatial axes, odd) per module or function.
+_CONV_MODULES: dict[type, int] = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+_CONV_FUNCTIONS: dict[object, int] = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
+_ADAPTIVE_MODULES: dict[type, tuple[int, bool]] = {
+    nn.AdaptiveAvgPool1d: (1, True),
+    nn.AdaptiveAvgPool2d: (2, True),
+    nn.AdaptiveAvgPool3d: (3, True),
+    nn.AdaptiveMaxPool1d: (1, False),
+    nn.AdaptiveMaxPool2d: (2, False),
+    nn.AdaptiveMaxPool3d: (3, False),
+}
+_WINDOW_MODULES: dict[type, tuple[int, bool]] = {
+    nn.AvgPool1d: (1, True),
+    nn.AvgPool2d: (2, True),
+    nn.AvgPool3d: (3, True),
+    nn.MaxPool1d: (1, False),
+    nn.MaxPool2d: (2, False),
+    nn.MaxPool3d: (3, False),
+}
+_ADAPTIVE_FUNCTIONS: dict[object, tuple[int, bool]] = {
+    F.adaptive_avg_pool1d: (1, True),
+    F.adaptive_avg_pool2d: (2, True),
+    F.adaptive_avg_pool3d: (3, True),
+    F.adaptive_max_pool1d: (1, False),
+    F.adaptive_max_pool2d: (2, False),
+    F.adaptive_max_pool3d: (3, False),
+}
+_WINDOW_FUNCTIONS: dict[object, tuple[int, bool]] = {
+    F.avg_pool1d: (1, True),
+    F.avg_pool2d: (2, True),
+    F.avg_pool3d: (3, True),
+    F.max_pool1d: (1, False),
+    F.max_pool2d: (2, False),
+    F.max_pool3d: (3, False),
+}
+_REDUCTIONS: dict[object, bool] = {torch.mean: True, torch.sum: True, torch.amax: False}
+_SOFTMAX = (F.softmax, F.log_softmax, torch.softmax, torch.log_softmax)
+
+
+def _arg(args: list, kwargs: dict, index: int, name: str, default: object = None) -> object:
+    """A call argument given by position or by keyword."""
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
 class _Tracer:
     """Walks the fx graph once, merging slots; all state for one `trace_module` call."""
 
@@ -392,116 +436,75 @@ class _Tracer:
         raise self.fail(node, "an fx node kind this front end does not know")
 
     def call_module(self, node: fx.Node, sub: nn.Module, args: list, kwargs: dict) -> object:
+        kind = type(sub)
         if isinstance(sub, nn.Linear):
+            weight, bias = self.param_of(node, sub.weight), self.param_of(node, sub.bias)
+            return self.linear(node, self.act(node, args[0]), weight, bias)
+        if kind in _CONV_MODULES:
+            weight, bias = self.param_of(node, sub.weight), self.param_of(node, sub.bias)
             x = self.act(node, args[0])
-            return self.linear(
-                node, x, self.param_of(node, sub.weight), self.param_of(node, sub.bias)
-            )
-        for dims, kind in ((1, nn.Conv1d), (2, nn.Conv2d), (3, nn.Conv3d)):
-            if type(sub) is kind:
-                x = self.act(node, args[0])
-                weight, bias = self.param_of(node, sub.weight), self.param_of(node, sub.bias)
-                return self.conv(node, x, weight, bias, dims, sub.groups)
-        if type(sub) in _ELEMENTWISE_MODULES and not list(sub.parameters()):
-            return self.elementwise(self.act(node, args[0]), _odd_module(sub), type(sub).__name__)
-        pools = {
-            nn.AdaptiveAvgPool1d: (1, True),
-            nn.AdaptiveAvgPool2d: (2, True),
-            nn.AdaptiveAvgPool3d: (3, True),
-            nn.AdaptiveMaxPool1d: (1, False),
-            nn.AdaptiveMaxPool2d: (2, False),
-            nn.AdaptiveMaxPool3d: (3, False),
-        }
-        if type(sub) in pools:
-            dims, odd = pools[type(sub)]
-            return self.pool(node, self.act(node, args[0]), sub.output_size, odd, dims)
-        windows = {
-            nn.AvgPool1d: (1, True),
-            nn.AvgPool2d: (2, True),
-            nn.AvgPool3d: (3, True),
-            nn.MaxPool1d: (1, False),
-            nn.MaxPool2d: (2, False),
-            nn.MaxPool3d: (3, False),
-        }
-        if type(sub) in windows:
-            dims, odd = windows[type(sub)]
-            return self.pool(node, self.act(node, args[0]), None, odd, dims)
-        if type(sub) in (nn.Softmax, nn.LogSoftmax):
+            return self.conv(node, x, weight, bias, _CONV_MODULES[kind], sub.groups)
+        if kind in _ELEMENTWISE_MODULES and not list(sub.parameters()):
+            return self.elementwise(self.act(node, args[0]), _odd_module(sub), kind.__name__)
+        if kind in _ADAPTIVE_MODULES or kind in _WINDOW_MODULES:
+            dims, odd = _ADAPTIVE_MODULES.get(kind) or _WINDOW_MODULES[kind]
+            size = sub.output_size if kind in _ADAPTIVE_MODULES else None
+            return self.pool(node, self.act(node, args[0]), size, odd, dims)
+        if kind in (nn.Softmax, nn.LogSoftmax):
             return self.softmax(node, self.act(node, args[0]), sub.dim)
-        if type(sub) is nn.Flatten:
+        if kind is nn.Flatten:
             return self.flatten(node, self.act(node, args[0]), sub.start_dim, sub.end_dim)
         state = [n for n, _ in sub.named_parameters()] + [n for n, _ in sub.named_buffers()]
         detail = f" with state {', '.join(state)}" if state else ""
         raise self.fail(
             node,
-            f"unsupported module {type(sub).__name__}{detail}: known are Linear, Conv1d/2d/3d, "
-            "elementwise activations, dropout, pooling and Flatten",
+            f"unsupported module {kind.__name__}{detail}: known are Linear, Conv1d/2d/3d, "
+            "elementwise activations, dropout, pooling, softmax and Flatten",
         )
 
     def call_function(self, node: fx.Node, args: list, kwargs: dict) -> object:
         fn = node.target
         if fn in _ELEMENTWISE_FUNCTIONS:
-            return self.elementwise(
-                self.act(node, args[0]), _ELEMENTWISE_FUNCTIONS[fn], fn.__name__
-            )
+            odd = _ELEMENTWISE_FUNCTIONS[fn]
+            return self.elementwise(self.act(node, args[0]), odd, fn.__name__)
         if fn in _ADD:
             return self.add(node, args[0], args[1])
         if fn in _MUL:
-            return self.multiply(
-                node, args[0], args[1], fn in (operator.mul, operator.imul, torch.mul)
-            )
-        if fn is F.linear:
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            product = fn in (operator.mul, operator.imul, torch.mul)
+            return self.multiply(node, args[0], args[1], product)
+        if fn is F.linear or fn in _CONV_FUNCTIONS:
+            return self.functional_layer(node, fn, args, kwargs)
+        if fn in (operator.matmul, torch.matmul):  # x @ W: W is [in, out]
             weight = self.param_value(node, args[1], 2)
-            bias = self.param_value(node, bias, 1) if bias is not None else None
-            return self.linear(node, self.act(node, args[0]), weight, bias)
-        convs = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
-        if fn in convs:
-            weight = self.param_value(node, args[1], 2 + convs[fn])
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            bias = self.param_value(node, bias, 1) if bias is not None else None
-            groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
-            return self.conv(node, self.act(node, args[0]), weight, bias, convs[fn], groups)
-        if fn in (operator.matmul, torch.matmul):
-            weight = self.param_value(node, args[1], 2)
-            return self.linear(
-                node, self.act(node, args[0]), _Param(weight.name, weight.slots[::-1]), None
-            )
-        adaptive = {
-            F.adaptive_avg_pool1d: (1, True),
-            F.adaptive_avg_pool2d: (2, True),
-            F.adaptive_avg_pool3d: (3, True),
-            F.adaptive_max_pool1d: (1, False),
-            F.adaptive_max_pool2d: (2, False),
-            F.adaptive_max_pool3d: (3, False),
-        }
-        if fn in adaptive:
-            dims, odd = adaptive[fn]
-            size = args[1] if len(args) > 1 else kwargs.get("output_size")
+            flipped = _Param(weight.name, weight.slots[::-1])
+            return self.linear(node, self.act(node, args[0]), flipped, None)
+        if fn in _ADAPTIVE_FUNCTIONS or fn in _WINDOW_FUNCTIONS:
+            dims, odd = _ADAPTIVE_FUNCTIONS.get(fn) or _WINDOW_FUNCTIONS[fn]
+            size = _arg(args, kwargs, 1, "output_size") if fn in _ADAPTIVE_FUNCTIONS else None
             return self.pool(node, self.act(node, args[0]), size, odd, dims)
-        windows = {
-            F.avg_pool1d: (1, True),
-            F.avg_pool2d: (2, True),
-            F.avg_pool3d: (3, True),
-            F.max_pool1d: (1, False),
-            F.max_pool2d: (2, False),
-            F.max_pool3d: (3, False),
-        }
-        if fn in windows:
-            dims, odd = windows[fn]
-            return self.pool(node, self.act(node, args[0]), None, odd, dims)
-        if fn in (F.softmax, F.log_softmax, torch.softmax, torch.log_softmax):
-            dim = args[1] if len(args) > 1 else kwargs.get("dim")
-            return self.softmax(node, self.act(node, args[0]), dim)
+        if fn in _SOFTMAX:
+            return self.softmax(node, self.act(node, args[0]), _arg(args, kwargs, 1, "dim"))
         if fn is torch.flatten:
-            start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
-            end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+            start, end = _arg(args, kwargs, 1, "start_dim", 0), _arg(args, kwargs, 2, "end_dim", -1)
             return self.flatten(node, self.act(node, args[0]), start, end)
-        reductions = {torch.mean: True, torch.sum: True, torch.amax: False}
-        if fn in reductions:
-            dims = args[1] if len(args) > 1 else kwargs.get("dim")
-            keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
-            return self.reduce(node, self.act(node, args[0]), dims, keep, reductions[fn])
+        if fn in _REDUCTIONS:
+            dims, keep = _arg(args, kwargs, 1, "dim"), _arg(args, kwargs, 2, "keepdim", False)
+            return self.reduce(node, self.act(node, args[0]), dims, keep, _REDUCTIONS[fn])
+        return self.attribute(node, fn, args)
+
+    def functional_layer(self, node: fx.Node, fn: object, args: list, kwargs: dict) -> _Act:
+        """F.linear(x, W, b) and F.convNd(x, W, b, ..., groups)."""
+        dims = _CONV_FUNCTIONS.get(fn)
+        weight = self.param_value(node, args[1], 2 if dims is None else 2 + dims)
+        bias = _arg(args, kwargs, 2, "bias")
+        bias = self.param_value(node, bias, 1) if bias is not None else None
+        x = self.act(node, args[0])
+        if dims is None:
+            return self.linear(node, x, weight, bias)
+        return self.conv(node, x, weight, bias, dims, _arg(args, kwargs, 6, "groups", 1))
+
+    def attribute(self, node: fx.Node, fn: object, args: list) -> object:
+        """getattr / getitem: a transposed parameter (`W.T`) or a size; nothing else."""
         if fn is getattr and isinstance(args[0], _Param) and args[1] in ("T", "mT"):
             return self.transposed(node, args[0])
         if fn is getattr and args[1] in ("shape", "ndim", "dtype", "device"):
@@ -525,19 +528,15 @@ class _Tracer:
         if name in ("mul", "mul_", "div", "div_"):
             return self.multiply(node, this, args[1], name.startswith("mul"))
         if name == "flatten":
-            start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
-            end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+            start, end = _arg(args, kwargs, 1, "start_dim", 0), _arg(args, kwargs, 2, "end_dim", -1)
             return self.flatten(node, self.act(node, this), start, end)
         if name in ("view", "reshape") and _flat_view(args[1:]):  # x.view(x.size(0), -1)
             return self.flatten(node, self.act(node, this), 1)
         if name in ("mean", "sum", "amax"):
-            dims = args[1] if len(args) > 1 else kwargs.get("dim")
-            keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+            dims, keep = _arg(args, kwargs, 1, "dim"), _arg(args, kwargs, 2, "keepdim", False)
             return self.reduce(node, self.act(node, this), dims, keep, name != "amax")
         if name in ("softmax", "log_softmax"):
-            return self.softmax(
-                node, self.act(node, this), args[1] if len(args) > 1 else kwargs.get("dim")
-            )
+            return self.softmax(node, self.act(node, this), _arg(args, kwargs, 1, "dim"))
         if name == "squeeze":
             return self.squeeze(node, self.act(node, this), args[1:] or [kwargs.get("dim")])
         raise self.fail(node, "a tensor method this front end does not know")
