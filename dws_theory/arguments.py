@@ -1,7 +1,9 @@
 """Command-line argument types shared by every subcommand (no imports of the commands).
 
 Each command module registers its own parser with these, so the CLI and the commands never
-import each other in a circle.
+import each other in a circle. A command that takes a shape takes one of DIMS (an MLP's
+widths), `--module FILE.py:NAME` (a torch module, traced) or `--spec SPEC` (a spec string);
+`target_of(args)` turns whichever was given into one `Target`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ __all__ = [
     "seed",
     "positive_float",
     "nonnegative_float",
+    "target_of",
 ]
 
 DEFAULT_DIMS = "2,32,32,1"
+
+
+class _DefaultDims(tuple):
+    """The default widths, told apart from the same widths given on the command line."""
 
 
 def _mode(text: str) -> str:
@@ -89,27 +96,52 @@ def nonnegative_float(text: str) -> float:
 
 
 def add_shape_arguments(parser: argparse.ArgumentParser, optional_dims: bool = False) -> None:
-    """DIMS and --symmetry, shared by every command that takes a shape."""
-    if optional_dims:
-        parser.add_argument(
-            "dims",
-            nargs="?",
-            type=_dims,
-            default=parse_dims(DEFAULT_DIMS),
-            metavar="DIMS",
-            help=f"widths d_0,...,d_M (default {DEFAULT_DIMS})",
-        )
-    else:
-        parser.add_argument(
-            "dims", type=_dims, metavar="DIMS", help="widths d_0,...,d_M, e.g. 2,32,32,1"
-        )
+    """DIMS, --module, --spec and --symmetry, shared by every command that takes a shape."""
+    default = f" (default {DEFAULT_DIMS})" if optional_dims else ""
+    parser.add_argument(
+        "dims",
+        nargs="?",
+        type=_dims,
+        default=_DefaultDims(parse_dims(DEFAULT_DIMS)) if optional_dims else None,
+        metavar="DIMS",
+        help=f"MLP widths d_0,...,d_M, e.g. 2,32,32,1{default}",
+    )
+    parser.add_argument(
+        "--module",
+        metavar="FILE.py:NAME",
+        help="a torch module: NAME in FILE is an nn.Module or a function returning one",
+    )
+    parser.add_argument(
+        "--spec",
+        metavar="SPEC",
+        help="a weight space spec 'sets[name:size:kind ...] tensors[T(a,b) ...]'",
+    )
     parser.add_argument(
         "--symmetry",
         type=_mode,
-        default="hidden",
+        default=None,
         metavar="MODE",
         help=f"one of {', '.join(MODES)} (aliases hnp, np); default hidden",
     )
+
+
+def target_of(args: argparse.Namespace):
+    """The one Target that DIMS, --module or --spec names (SpecError when not exactly one)."""
+    from .frontends.target import from_dims, from_module_file, from_spec
+
+    dims = None if isinstance(args.dims, _DefaultDims) else args.dims
+    given = [n for n, v in (("DIMS", dims), ("--module", args.module), ("--spec", args.spec)) if v]
+    if len(given) > 1:
+        raise SpecError(f"expected one of DIMS, --module, --spec, got {', '.join(given)}")
+    if not given and args.dims is None:
+        raise SpecError("expected DIMS (e.g. 2,32,32,1), --module FILE.py:NAME or --spec SPEC")
+    if args.spec is not None:
+        if args.symmetry is not None:
+            raise SpecError("--symmetry has no meaning with --spec: the spec gives the set kinds")
+        return from_spec(args.spec)
+    if args.module is not None:
+        return from_module_file(args.module, args.symmetry or "hidden")
+    return from_dims(args.dims, args.symmetry or "hidden")
 
 
 def add_channel_arguments(parser: argparse.ArgumentParser, default: int = 16) -> None:

@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arguments import add_channel_arguments, add_shape_arguments
+from .arguments import add_channel_arguments, add_shape_arguments, target_of
 from .basis import Basis, enumerate_basis
 from .certify import Certificate, certify
 from .docs import DEFAULT_DOCS_DIR
-from .spec import WeightSpace, mlp, parse_dims, parse_mode
+from .frontends.target import Target, from_dims
+from .spec import WeightSpace
 
 __all__ = ["BuildResult", "build", "build_summary", "add_build_parser"]
 
@@ -27,14 +28,15 @@ DEFAULT_CODE_DIR = "generated"
 
 @dataclass(frozen=True)
 class BuildResult:
-    dims: tuple[int, ...]
-    mode: str
+    dims: tuple[int, ...] | None  # the widths when the target is an MLP
+    mode: str | None
     basis: Basis
     certificate: Certificate
     module: Path | None  # None when the certificate failed (nothing written)
     derivation: Path | None
     figures: tuple[Path, ...]
     seconds: tuple[tuple[str, float], ...]  # wall time per step
+    target: Target | None = None
 
     @property
     def passed(self) -> bool:
@@ -42,7 +44,7 @@ class BuildResult:
 
 
 def build(
-    dims: Sequence[int] | str,
+    dims: Sequence[int] | str | Target,
     mode: str = "hidden",
     out_code: str | Path = DEFAULT_CODE_DIR,
     out_docs: str | Path | None = None,
@@ -50,16 +52,20 @@ def build(
     progress: Callable[[str], None] | None = None,
     enumerator: Callable[[WeightSpace], Basis] = enumerate_basis,
 ) -> BuildResult:
-    """Run the whole pipeline for one MLP shape. `enumerator` is the enumeration under test
-    (tests pass a broken one to see the build refuse to write anything)."""
-    from .codegen import write_module
-    from .docs import DEFAULT_DOCS_DIR, derivation_stem, write_derivation
+    """Run the whole pipeline for one MLP shape or `Target` (a traced module, a spec).
+
+    `enumerator` is the enumeration under test (tests pass a broken one to see the build
+    refuse to write anything). The space is enumerated once: that one `Basis` is
+    certified, lowered into one `LayerPlan`, and both go to the module and the derivation
+    (reduced copies the routes and the sharing figure need are enumerated once each)."""
+    from .codegen import render
+    from .codegen.files import target_plan, write_source
+    from .docs import DEFAULT_DOCS_DIR, write_page
 
     say = progress or (lambda _msg: None)
-    dims = parse_dims(dims)
-    mode = parse_mode(mode)
+    target = dims if isinstance(dims, Target) else from_dims(dims, mode)
     out_docs = DEFAULT_DOCS_DIR if out_docs is None else out_docs
-    space = mlp(dims, mode)
+    space = target.space
     seconds: list[tuple[str, float]] = []
 
     def timed(step: str, fn: Callable[[], object]) -> object:
@@ -67,6 +73,12 @@ def build(
         value = fn()
         seconds.append((step, time.perf_counter() - start))
         return value
+
+    def result(cert, module=None, derivation=None, figures=()) -> BuildResult:
+        return BuildResult(
+            target.dims, target.mode, basis, cert, module, derivation, figures,
+            tuple(seconds), target,
+        )  # fmt: skip
 
     say(f"[1/4] basis: enumerating orbit patterns of {space.dimension:,} weights")
     basis = timed("basis", lambda: enumerator(space))
@@ -77,37 +89,39 @@ def build(
     say("[2/4] verify: certifying by independent routes")
     cert = timed(
         "verify",
-        lambda: certify(space, progress=lambda m: say(f"      route: {m}"), enumerator=enumerator),
+        lambda: certify(
+            space, progress=lambda m: say(f"      route: {m}"), enumerator=enumerator, basis=basis
+        ),
     )
     say(f"      certificate {'passed' if cert.passed else 'FAILED'}")
     if not cert.passed:
         say("      stopping: nothing is generated from a basis that failed its certificate")
-        return BuildResult(dims, mode, basis, cert, None, None, (), tuple(seconds))
+        return result(cert)
     say(f"[3/4] generate: writing the layer module to {out_code}/")
-    module = timed("generate", lambda: write_module(dims, mode, out_code))
+    plan = target_plan(target, basis)
+    module = timed("generate", lambda: write_source(target.stem, render(plan), out_code))
     say(f"[4/4] docs: writing the derivation to {out_docs}/")
     derivation = timed(
         "docs",
-        lambda: write_derivation(
-            dims,
-            mode,
+        lambda: write_page(
+            target,
             out_docs,
             channels,
             basis=basis,
             certificate=cert,
             progress=lambda m: say(f"      {m}"),
+            plan=plan,
         ),
     )
-    stem = derivation_stem(dims, mode)
-    figures = tuple(sorted(Path(out_docs).glob(f"{stem}_*.png")))
-    return BuildResult(dims, mode, basis, cert, module, derivation, figures, tuple(seconds))
+    figures = tuple(sorted(Path(out_docs).glob(f"{target.stem}_*.png")))
+    return result(cert, module, derivation, figures)
 
 
 def build_summary(result: BuildResult, channels: tuple[int, int] = (16, 16)) -> str:
     """The closing summary: counts, certificate status, paths written, step times."""
     b, c_in, c_out = result.basis, *channels
     lines = [
-        f"build {','.join(map(str, result.dims))} ({result.mode}): "
+        f"build {_label(result)} ({result.mode or 'kinds from the spec'}): "
         f"{'OK' if result.passed else 'FAILED'}",
         f"  weight space P = {b.space.dimension:,}",
         f"  equivariant linear {b.equivariant_linear:,}, equivariant bias "
@@ -133,11 +147,17 @@ def build_summary(result: BuildResult, channels: tuple[int, int] = (16, 16)) -> 
     return "\n".join(lines)
 
 
+def _label(result: BuildResult) -> str:
+    if result.dims is not None:
+        return ",".join(map(str, result.dims))
+    return result.target.title if result.target is not None else str(result.basis.space)
+
+
 def _run_build(args: argparse.Namespace) -> int:
     channels = (args.in_channels, args.out_channels)
     result = build(
-        args.dims,
-        args.symmetry,
+        target_of(args),
+        "hidden",
         args.out_code,
         args.out_docs,
         channels,

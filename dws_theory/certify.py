@@ -35,17 +35,18 @@ import scipy.sparse as sp
 import sympy
 from scipy.sparse.csgraph import connected_components
 
-from .basis import Basis, enumerate_basis
+from .basis import Basis, enumerate_basis, pattern_entries
 from .group import generators, representation, signed_permutation
 from .spec import Kind, WeightSpace
 
-__all__ = ["Certificate", "RouteResult", "certify", "reduce_space", "ROUTES"]
+__all__ = ["Certificate", "RouteResult", "certify", "reduce_space", "ROUTES", "ROUTE_DESCRIPTIONS"]
 
 # Limits for explicit routes: index pairs for orbit counting, unknowns per commutant block,
 # and P for dense element checks.
 MAX_PAIRS = 4_000_000
-MAX_COMMUTANT_UNKNOWNS = 1024
-MAX_DENSE_P = 64
+MAX_TOTAL_PAIRS = 16_000_000  # all blocks together: about P^2 index pairs
+MAX_COMMUTANT_UNKNOWNS = 1600
+MAX_DENSE_P = 160
 
 Counts = dict[tuple[str | None, str | None], int]
 
@@ -63,6 +64,11 @@ class RouteResult:
     @property
     def passed(self) -> bool:
         return not self.mismatches and self.value == self.expected
+
+    @property
+    def description(self) -> str:
+        """What the route checks, in words (Markdown with TeX)."""
+        return ROUTE_DESCRIPTIONS.get(self.name, "")
 
 
 @dataclass(frozen=True)
@@ -230,22 +236,29 @@ def commutant_counts(space: WeightSpace) -> Counts:
 
 # -- routes 4 and 5: dense elements ----------------------------------------------------------
 def _dense_blocks(basis: Basis) -> dict[tuple[str | None, str | None], list[np.ndarray]]:
-    """Each dense 0/1 element restricted to its block (out rows x in cols); every block of
-    `enumeration_counts` is a key, possibly with no elements."""
+    """Each dense 0/1 element as a matrix of its block only (out entries x in entries; a
+    missing side is one row or column); every block of `enumeration_counts` is a key,
+    possibly with no elements. Built from the pattern's non-zeros directly, so memory grows
+    with the blocks, not with P^2 per element."""
     space = basis.space
     offsets = space.offsets()
 
-    def span(tensor: str | None) -> slice:
-        return (
-            slice(offsets[tensor], offsets[tensor] + space.numel(tensor)) if tensor else slice(0, 1)
-        )
+    def extent(tensor: str | None) -> tuple[int, int]:
+        return (offsets[tensor], space.numel(tensor)) if tensor else (0, 1)
 
     grouped: dict[tuple[str | None, str | None], list[np.ndarray]] = {
         key: [] for key in enumeration_counts(basis)
     }
     for p in basis.linear + basis.bias + basis.invariant:
-        for e in basis.elements((p,)):
-            grouped[(p.out, p.inp)].append(e[span(p.out), span(p.inp)])
+        e = pattern_entries(space, p, False)
+        (row0, rows), (col0, cols) = extent(p.out), extent(p.inp)
+        local_rows = e.rows - row0 if p.out else np.zeros_like(e.rows)
+        local_cols = e.cols - col0 if p.inp else np.zeros_like(e.cols)
+        for k in range(p.multiplicity(space)):
+            mask = e.element == k
+            matrix = np.zeros((rows, cols), dtype=np.int64)
+            matrix[local_rows[mask], local_cols[mask]] = 1
+            grouped[(p.out, p.inp)].append(matrix)
     return grouped
 
 
@@ -319,7 +332,7 @@ def _fits(space: WeightSpace) -> tuple[bool, bool, bool]:
     sizes = [space.numel(t.name) for t in space.tensors]
     biggest = max(sizes)
     return (
-        biggest * biggest <= MAX_PAIRS,
+        biggest * biggest <= MAX_PAIRS and space.dimension**2 <= MAX_TOTAL_PAIRS,
         biggest * biggest <= MAX_COMMUTANT_UNKNOWNS,
         space.dimension <= MAX_DENSE_P,
     )
@@ -342,13 +355,26 @@ def certify(
     space: WeightSpace,
     progress: Callable[[str], None] | None = None,
     enumerator: Callable[[WeightSpace], Basis] = enumerate_basis,
+    basis: Basis | None = None,
 ) -> Certificate:
     """Run every route; each compares its counts block by block with the enumeration.
 
     `enumerator` is the enumeration under test (tests pass deliberately broken ones to see
-    the certificate fail)."""
+    the certificate fail). `basis`, when given, is the enumeration of `space` already made
+    (by `build`): it is checked instead of enumerating again. Each reduced copy a route runs
+    on is enumerated once."""
     say = progress or (lambda _msg: None)
-    basis = enumerator(space)
+    if basis is None:
+        basis = enumerator(space)
+    elif basis.space != space:
+        raise ValueError(f"the basis is for {basis.space}, expected one for {space}")
+    bases = {space: basis}
+
+    def basis_of(target: WeightSpace) -> Basis:
+        if target not in bases:
+            bases[target] = enumerator(target)
+        return bases[target]
+
     full_counts = enumeration_counts(basis)
     results = []
     say("closed form")
@@ -358,10 +384,10 @@ def certify(
     ):
         target, note = explicit_space(space, index)
         say(f"{name} on widths {target.widths}")
-        expected = full_counts if target == space else enumeration_counts(enumerator(target))
+        expected = enumeration_counts(basis_of(target))
         results.append(_compare(name, target, space, fn(target), expected, note))
     target, note = explicit_space(space, 2)
-    small = basis if target == space else enumerator(target)
+    small = basis_of(target)
     say(f"exact_commutation on widths {target.widths}")
     checked, failures = exact_commutation(small)
     total = small.equivariant_linear + small.equivariant_bias + small.invariant_linear
@@ -391,3 +417,15 @@ def certify(
 
 
 ROUTES = ("closed_form", "orbit_count", "commutant", "exact_commutation", "independence")
+
+# What each route checks, in words (the derivation page and `verify` print these).
+ROUTE_DESCRIPTIONS: dict[str, str] = {
+    "closed_form": "product over neuron sets of $c_k(t_k)$, computed with sympy",
+    "orbit_count": "connected components of the index pairs under the generators "
+    "(sign parity by a double cover)",
+    "commutant": "dimension of $\\{L : \\rho(g) L = L \\rho(g)\\}$ over the generators, by "
+    "dense linear algebra",
+    "exact_commutation": "every dense 0/1 element commutes with every generator, in "
+    "integer arithmetic",
+    "independence": "rank of the dense elements of each block equals their number",
+}

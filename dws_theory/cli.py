@@ -8,13 +8,13 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .arguments import add_channel_arguments, add_shape_arguments
+from .arguments import add_channel_arguments, add_shape_arguments, target_of
 from .basis import Basis, enumerate_basis
 from .build import add_build_parser
 from .certify import Certificate, certify
 from .codegen import add_generate_parser
 from .docs import add_docs_parser
-from .spec import WeightSpace, mlp
+from .spec import WeightSpace
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,16 +24,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"dws-theory: error: {message}\n")
 
 
-def dims_label(dims: Sequence[int]) -> str:
-    return ",".join(str(d) for d in dims)
-
-
 # -- basis -------------------------------------------------------------------------------------
-def basis_json(dims: Sequence[int], mode: str, basis: Basis) -> dict:
-    """The `basis --json` contract of DESIGN.md."""
+def basis_json(target, basis: Basis) -> dict:
+    """The `basis --json` contract: for an MLP `dims` and `symmetry`; for any other space
+    `dims` is null, `symmetry` the mode it was derived with (null for a spec) and `spec`
+    the space."""
+    extra = {} if target.dims is not None else {"spec": str(target.space)}
     return {
-        "dims": list(dims),
-        "symmetry": mode,
+        "dims": list(target.dims) if target.dims is not None else None,
+        "symmetry": target.mode,
+        **extra,
         "equivariant_linear": basis.equivariant_linear,
         "equivariant_bias": basis.equivariant_bias,
         "invariant_linear": basis.invariant_linear,
@@ -50,10 +50,10 @@ def _block_type(space: WeightSpace, out: str, inp: str) -> str:
     return f"{letter(out)} <- {letter(inp)}"
 
 
-def basis_table(dims: Sequence[int], mode: str, basis: Basis, c_in: int, c_out: int) -> str:
+def basis_table(target, basis: Basis, c_in: int, c_out: int) -> str:
     space = basis.space
     lines = [
-        f"weight space {dims_label(dims)} ({mode}): "
+        f"weight space {target.title} ({target.mode or 'kinds from the spec'}): "
         f"{len(space.tensors)} tensors, P = {space.dimension}",
         "neuron sets: " + ", ".join(f"{s.name} size {s.size} {s.kind.value}" for s in space.sets),
         "",
@@ -82,11 +82,12 @@ def basis_table(dims: Sequence[int], mode: str, basis: Basis, c_in: int, c_out: 
 
 
 def _run_basis(args: argparse.Namespace) -> int:
-    basis = enumerate_basis(mlp(args.dims, args.symmetry))
+    target = target_of(args)
+    basis = enumerate_basis(target.space)
     if args.json:
-        print(json.dumps(basis_json(args.dims, args.symmetry, basis), indent=2))
+        print(json.dumps(basis_json(target, basis), indent=2))
     else:
-        print(basis_table(args.dims, args.symmetry, basis, args.in_channels, args.out_channels))
+        print(basis_table(target, basis, args.in_channels, args.out_channels))
     return 0
 
 
@@ -121,10 +122,9 @@ def certificate_text(cert: Certificate) -> str:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    print(f"verifying {dims_label(args.dims)} ({args.symmetry})", file=sys.stderr)
-    cert = certify(
-        mlp(args.dims, args.symmetry), progress=lambda m: print(f"  route: {m}", file=sys.stderr)
-    )
+    target = target_of(args)
+    print(f"verifying {target.title} ({target.mode or 'kinds from the spec'})", file=sys.stderr)
+    cert = certify(target.space, progress=lambda m: print(f"  route: {m}", file=sys.stderr))
     if args.json:
         print(json.dumps(cert.to_dict(), indent=2))
     else:

@@ -1,4 +1,9 @@
-"""Converters between real MLPs and weight-space tensors in the layout contract.
+"""Converters between real models and weight-space tensors in the layout contract.
+
+Any module `from_module` accepts converts (`weights_from_models`, `module_from_weights`):
+its parameters in named_parameters() order, those with two or more axes as weights
+`[B, C, *shape]` (a conv kernel `[B, C, out, in, *kernel]`), the one-axis ones as biases
+`[B, C, d]`. The rest of this docstring is about MLPs.
 
 Layout (DESIGN.md): `weights[m-1]` is `[B, C, d_m, d_{m-1}]` (the `nn.Linear.weight`
 orientation with batch and channel in front), `biases[m-1]` is `[B, C, d_m]`. Models come
@@ -32,6 +37,7 @@ __all__ = [
     "layer_names",
     "dims_of",
     "validate_weights",
+    "module_from_weights",
 ]
 
 ModelLike = nn.Module | Mapping[str, torch.Tensor]
@@ -148,10 +154,67 @@ def dims_of(model: ModelLike) -> tuple[int, ...]:
     return (layers[0][1].shape[1], *(w.shape[0] for _, w, _ in layers))
 
 
+def _is_general(model: object) -> bool:
+    """Whether a model goes through `from_module` (any module but a Sequential of Linear
+    layers: a custom module, or a Sequential holding a convolution)."""
+    if not isinstance(model, nn.Module):
+        return False
+    if not isinstance(model, nn.Sequential):
+        return True
+    return any(isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d) for m in model.modules())
+
+
+def _general_parameters(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """named_parameters() of a module `from_module` accepts (it is traced to make sure)."""
+    from .frontends.module import trace_module
+    from .spec import SpecError
+
+    try:
+        trace_module(model)
+    except SpecError as e:
+        raise ConversionError(str(e)) from None
+    return [(n, p.detach()) for n, p in model.named_parameters()]
+
+
+def _stack_general(models: Sequence[nn.Module]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Parameters of models of one architecture, stacked: [B, 1, *shape] each, in
+    named_parameters() order; two or more axes go to weights, one axis to biases."""
+    first = _general_parameters(models[0])
+    for i, model in enumerate(models[1:], start=1):
+        if not isinstance(model, nn.Module):
+            raise ConversionError(f"model {i} is a {type(model).__name__}, expected an nn.Module")
+        params = [(n, p.detach()) for n, p in model.named_parameters()]
+        got = [(n, tuple(p.shape), p.dtype, p.device) for n, p in params]
+        want = [(n, tuple(p.shape), p.dtype, p.device) for n, p in first]
+        if got != want:
+            raise ConversionError(
+                f"model {i} has parameters {_describe(got)}, expected {_describe(want)} (those "
+                "of model 0): a batch needs one architecture"
+            )
+    stacked = [
+        torch.stack([dict(m.named_parameters())[name].detach() for m in models])[:, None]
+        for name, _ in first
+    ]
+    weights = [t for t in stacked if t.dim() >= 4]
+    biases = [t for t in stacked if t.dim() == 3]
+    return weights, biases
+
+
+def _describe(params: list[tuple]) -> str:
+    shown = ", ".join(f"{n} {list(shape)} {dtype}" for n, shape, dtype, _ in params[:6])
+    return f"[{shown}{', ...' if len(params) > 6 else ''}]"
+
+
 def weights_from_model(
     model: ModelLike, missing_bias: MissingBias = "error"
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """One model as a batch of one: weights `[1, 1, d_m, d_{m-1}]`, biases `[1, 1, d_m]`."""
+    """One model as a batch of one: weights `[1, 1, d_m, d_{m-1}]`, biases `[1, 1, d_m]`.
+
+    Any module `from_module` accepts (a CNN, a residual or tied network) gives its parameters
+    in named_parameters() order: those with two or more axes as weights `[1, 1, *shape]`, the
+    one-axis ones as biases `[1, 1, d]`."""
+    if _is_general(model):
+        return _stack_general([model])
     layers = _read_layers(model, missing_bias)
     weights = [w.detach().clone()[None, None] for _, w, _ in layers]
     biases = [b.detach().clone()[None, None] for _, _, b in layers]
@@ -161,9 +224,15 @@ def weights_from_model(
 def weights_from_models(
     models: Sequence[ModelLike], missing_bias: MissingBias = "error"
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Models of one architecture stacked into a batch: `[B, 1, d_m, d_{m-1}]`, `[B, 1, d_m]`."""
+    """Models of one architecture stacked into a batch: `[B, 1, d_m, d_{m-1}]`, `[B, 1, d_m]`.
+
+    For modules other than Sequentials of Linear layers (see `weights_from_model`): every
+    parameter stacked as `[B, 1, *shape]`, weights (two or more axes) and biases (one axis)
+    in named_parameters() order, the layout of `layer_classes(from_module(models[0]))`."""
     if isinstance(models, (nn.Module, Mapping)) or len(models) == 0:
         raise ConversionError("expected a non-empty list of models or state_dicts")
+    if _is_general(models[0]):
+        return _stack_general(list(models))
     per_model = [_read_layers(m, missing_bias) for m in models]
     first = per_model[0]
     dims = (first[0][1].shape[1], *(w.shape[0] for _, w, _ in first))
@@ -282,6 +351,41 @@ def model_from_weights(
             linear.bias.copy_(b)
         modules.append(linear)
     return nn.Sequential(*modules)
+
+
+def module_from_weights(
+    template: nn.Module,
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    index: int = 0,
+) -> nn.Module:
+    """A copy of `template` holding model `index` of the batch (the inverse of
+    `weights_from_models` for any module): parameters in named_parameters() order, those with
+    two or more axes from `weights`, the one-axis ones from `biases`. Dtype and device follow
+    the tensors."""
+    model = copy.deepcopy(template)
+    params = list(model.named_parameters())
+    expected_w = [(n, p) for n, p in params if p.dim() >= 2]
+    expected_b = [(n, p) for n, p in params if p.dim() == 1]
+    if len(weights) != len(expected_w) or len(biases) != len(expected_b):
+        raise ConversionError(
+            f"expected {len(expected_w)} weights and {len(expected_b)} biases (the parameters "
+            f"of {type(template).__name__}), got {len(weights)} and {len(biases)}"
+        )
+    with torch.no_grad():
+        for kind, given, expected in (
+            ("weights", weights, expected_w),
+            ("biases", biases, expected_b),
+        ):
+            for i, (t, (name, p)) in enumerate(zip(given, expected, strict=True)):
+                want = (t.shape[0] if t.dim() else 0, 1, *p.shape)
+                if tuple(t.shape) != want or not -want[0] <= index < want[0]:
+                    raise ConversionError(
+                        f"{kind}[{i}] ({name}): expected [B, 1, {', '.join(map(str, p.shape))}] "
+                        f"with index {index} in range, got shape {tuple(t.shape)}"
+                    )
+                p.data = t[index, 0].detach().clone()
+    return model
 
 
 def state_dict_from_weights(

@@ -1,16 +1,20 @@
-"""DWSNet: a stack of generated equivariant layers for a given MLP shape and symmetry mode.
+"""DWSNet: a stack of generated equivariant layers for a weight space and symmetry mode.
 
     net = DWSNet((2, 32, 32, 1), hidden_channels=16, num_layers=3, out_features=10)
     logits = net(weights, biases)  # weights[m-1]: [B, 1, d_m, d_{m-1}], biases[m-1]: [B, 1, d_m]
+
+    net = DWSNet(cnn, "hidden")  # an example module: its space is from_module(cnn, "hidden")
+    net = DWSNet(space)  # any WeightSpace; weights/biases as weights_from_models gives them
 
 Equivariant layers (built in memory by `runtime.layer_classes`, the same source as
 `dws-theory generate`) alternate with a pointwise nonlinearity; then the invariant layer and
 an MLP head map to `[B, out_features]`. The nonlinearity must commute with the group: any
 pointwise function commutes with permutations, but sign flips (`signed` mode) need an odd one,
-so the default is ReLU for `hidden`/`all` and tanh for `signed`. Odd activations and signed
-linear layers keep every signed entry odd, which no invariant linear map can read, so in
-`signed` mode the invariant readout takes the entries' magnitudes (even, so sign invariant)
-and pools them with the permutation group's invariant layer.
+so the default is ReLU for `hidden`/`all` and tanh for `signed` (for a general space: tanh
+when any of its sets is signed). Odd activations and signed linear layers keep every entry
+on a signed set odd, which no invariant linear map can read, so with signed sets the
+invariant readout takes the entries' magnitudes (even, so sign invariant) and pools them
+with the invariant layer of the permutations alone.
 
 With `equivariant_output=True` the network is a weight-to-weight map: the last equivariant
 layer has one output channel and the result is `(weights, biases)` in the layout contract
@@ -27,8 +31,9 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from .codegen.lower import mlp_shape
 from .runtime import layer_classes
-from .spec import parse_dims, parse_mode
+from .spec import Kind, NeuronSet, WeightSpace, mlp, parse_dims, parse_mode
 
 __all__ = ["DWSNet", "default_activation"]
 
@@ -46,12 +51,38 @@ def _is_odd(activation: Callable[[torch.Tensor], torch.Tensor]) -> bool:
         return bool(torch.allclose(activation(-x), -activation(x), atol=1e-9))
 
 
+def _space_of(target: object, mode: str) -> tuple[WeightSpace, str | None]:
+    """(space, mode label) from widths, a WeightSpace or an example module."""
+    if isinstance(target, WeightSpace):
+        shape = mlp_shape(target)
+        return target, shape[1] if shape is not None else parse_mode(mode)
+    if isinstance(target, nn.Module):
+        from .frontends.module import trace_module
+
+        trace = trace_module(target, mode)
+        return trace.space, trace.mode
+    dims = parse_dims(target if isinstance(target, str) else tuple(target))
+    mode = parse_mode(mode)
+    return mlp(dims, mode), mode
+
+
+def _unsigned(space: WeightSpace) -> WeightSpace:
+    """The same space with every signed set merely permuted (its sign flips forgotten)."""
+    sets = tuple(
+        NeuronSet(s.name, s.size, Kind.PERMUTED if s.kind is Kind.SIGNED else s.kind)
+        for s in space.sets
+    )
+    return WeightSpace(sets, space.tensors)
+
+
 class DWSNet(nn.Module):
     """Equivariant layers + pointwise nonlinearity, then an invariant layer and an MLP head.
 
     Args:
-        dims: MLP widths d_0..d_M (`2,32,32,1` or a sequence).
-        mode: `hidden` (default), `all` or `signed` (aliases `hnp`, `np`).
+        dims: MLP widths d_0..d_M (`2,32,32,1` or a sequence), a `WeightSpace`, or an example
+            `nn.Module` (its space is `from_module(module, mode)`).
+        mode: `hidden` (default), `all` or `signed` (aliases `hnp`, `np`); for a
+            `WeightSpace` it only labels the layers (the set kinds are the space's own).
         hidden_channels: channels between the equivariant layers.
         num_layers: number of equivariant layers (at least 1).
         out_features: size of the prediction (classification / regression head).
@@ -65,7 +96,7 @@ class DWSNet(nn.Module):
 
     def __init__(
         self,
-        dims: str | Sequence[int],
+        dims: str | Sequence[int] | WeightSpace | nn.Module,
         mode: str = "hidden",
         hidden_channels: int = 16,
         num_layers: int = 3,
@@ -77,8 +108,9 @@ class DWSNet(nn.Module):
         in_channels: int = 1,
     ) -> None:
         super().__init__()
-        self.dims = parse_dims(dims if isinstance(dims, str) else tuple(dims))
-        self.mode = parse_mode(mode)
+        self.space, self.mode = _space_of(dims, mode)
+        shape = mlp_shape(self.space)
+        self.dims = shape[0] if shape is not None else None
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         for name, value in (
@@ -89,21 +121,27 @@ class DWSNet(nn.Module):
         ):
             if value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
-        self.activation = activation if activation is not None else default_activation(mode)
-        if self.mode == "signed" and not _is_odd(self.activation):
+        signed = any(s.kind is Kind.SIGNED for s in self.space.sets)
+        self.activation = (
+            activation
+            if activation is not None
+            else default_activation("signed" if signed else "hidden")
+        )
+        if signed and not _is_odd(self.activation):
             warnings.warn(
                 "signed mode needs an odd activation (tanh, sin) to stay sign-equivariant; "
                 f"{self.activation!r} is not odd",
                 stacklevel=2,
             )
         self.equivariant_output = equivariant_output
-        equivariant, invariant = layer_classes(self.dims, self.mode)
-        if self.mode == "signed":
+        equivariant, invariant = layer_classes(self.space, self.mode)
+        self.signed = signed
+        if signed:
             # Linear maps and odd activations keep every signed entry odd, and an invariant
             # linear map can read no odd entry (in 2-32-32-1 only the output bias is left).
             # So the readout takes |x| entrywise, invariant to every sign flip, and pools
             # it with the invariant layer of the permutation group alone.
-            _, invariant = layer_classes(self.dims, "hidden")
+            _, invariant = layer_classes(_unsigned(self.space), "hidden")
         last = 1 if equivariant_output else hidden_channels
         channels = [in_channels] + [hidden_channels] * (num_layers - 1) + [last]
         self.layers = nn.ModuleList(equivariant(c_in, c_out) for c_in, c_out in pairwise(channels))
@@ -139,6 +177,6 @@ class DWSNet(nn.Module):
 
     def _readout(self, ws: Tensors, bs: Tensors) -> tuple[Tensors, Tensors]:
         """What the invariant layer reads: the features, or their magnitudes in signed mode."""
-        if self.mode != "signed":
+        if not self.signed:
             return ws, bs
         return [w.abs() for w in ws], [b.abs() for b in bs]

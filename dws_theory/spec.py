@@ -146,18 +146,20 @@ class WeightSpace:
         return WeightSpace(sets, self.tensors)
 
     def graph(self) -> nx.MultiDiGraph:
-        """Architecture graph: neuron sets are nodes; a 2-axis tensor is an edge in -> out.
+        """Architecture graph: neuron sets are nodes; a tensor with two or more axes is an
+        edge from its second axis's set to its first's (a weight `[out, in, ...]`), its
+        further axes (conv kernels) recorded on the edge as `extra`.
 
-        Tensors with one axis (biases) are node attributes; other arities are recorded on the
-        graph as `hyper` so no tensor is silently dropped.
-        """
+        Tensors with one axis (biases) are node attributes; tensors without axes are listed
+        on the graph as `hyper`, so no tensor is silently dropped. A square weight on one
+        set is a self-loop."""
         g = nx.MultiDiGraph()
         for s in self.sets:
             g.add_node(s.name, size=s.size, kind=s.kind.value, tensors=[])
         hyper = []
         for t in self.tensors:
-            if len(t.axes) == 2:
-                g.add_edge(t.axes[1], t.axes[0], tensor=t.name)
+            if len(t.axes) >= 2:
+                g.add_edge(t.axes[1], t.axes[0], tensor=t.name, extra=t.axes[2:])
             elif len(t.axes) == 1:
                 g.nodes[t.axes[0]]["tensors"].append(t.name)
             else:

@@ -62,7 +62,9 @@ def _split_name(name: str) -> tuple[str, str]:
 def tensor_tex(name: str) -> str:
     """LaTeX of a tensor name: W2 -> W_{2}."""
     stem, number = _split_name(name)
-    return f"{stem}_{{{number}}}" if number else rf"\mathrm{{{name}}}"
+    if number:
+        return f"{stem}_{{{number}}}"
+    return rf"\mathrm{{{name}}}".replace("_", r"\_")
 
 
 def set_tex(name: str) -> str:

@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import dws_theory.build as build_module
+from dws_theory.arguments import target_of
 from dws_theory.basis import Basis, enumerate_basis
 from dws_theory.build import build, build_summary
 from dws_theory.certify import certify
@@ -59,8 +60,8 @@ def test_build_refuses_to_write_when_the_certificate_fails(tmp_path: Path) -> No
 
 def test_build_command_default_shape(tmp_path: Path) -> None:
     """No DIMS: the default 2,32,32,1 hidden; summary to stdout, progress to stderr."""
-    args = build_parser().parse_args(["build"])
-    assert args.dims == (2, 32, 32, 1) and args.symmetry == "hidden"
+    target = target_of(build_parser().parse_args(["build"]))
+    assert target.dims == (2, 32, 32, 1) and target.mode == "hidden"
     code, out, err = _run(
         ["build", "--out-code", str(tmp_path / "gen"), "--out-docs", str(tmp_path / "docs")]
     )
@@ -77,7 +78,7 @@ def test_build_command_exits_non_zero_on_a_failed_certificate(tmp_path: Path, mo
     monkeypatch.setattr(
         build_module,
         "certify",
-        lambda space, progress=None, enumerator=None: certify(space, progress, _broken),
+        lambda space, progress=None, enumerator=None, basis=None: certify(space, progress, _broken),
     )
     code, out, _ = _run(
         ["build", "2,2,1", "--out-code", str(tmp_path / "gen"), "--out-docs", str(tmp_path / "d")]
@@ -97,3 +98,18 @@ def test_build_command_rejects_a_bad_mode() -> None:
         else:
             raise AssertionError("a bad mode must exit with status 2")
     assert "hidden, all, signed" in err.getvalue()
+
+
+def test_build_enumerates_each_space_once(tmp_path: Path) -> None:
+    """One Basis goes through verify, generate and docs: the shape itself is enumerated once,
+    and each reduced copy (routes, sharing figure) at most once."""
+    calls: list[str] = []
+
+    def counting(space) -> Basis:
+        calls.append(str(space))
+        return enumerate_basis(space)
+
+    result = build("2,3,3,1", "hidden", tmp_path / "gen", tmp_path / "docs", enumerator=counting)
+    assert result.passed
+    assert calls[0] == str(result.basis.space)
+    assert len(calls) == len(set(calls)), calls

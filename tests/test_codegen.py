@@ -89,8 +89,9 @@ def test_slots_cover_every_basis_element_once(dims, mode):
     assert sorted(covered) == list(range(basis.equivariant_linear))
     bias = []
     for op in plan.equivariant_ops:
-        if isinstance(op, Add) and op.bias is not None:
-            bias += range(op.bias_element, op.bias_element + op.f_out)
+        if isinstance(op, Add):
+            for b in op.biases:
+                bias += range(b.element, b.element + b.f_out)
     assert sorted(bias) == list(range(basis.equivariant_bias))
 
 
@@ -147,11 +148,16 @@ def test_op_counts_of_the_reference_shape():
     assert kinds == {"pool": 10, "mix": 4, "add": 6}
 
 
-def test_lower_rejects_non_mlp_spaces():
+def test_lower_takes_general_spaces_and_rejects_what_has_no_layout():
+    """A tied square weight lowers (its patterns take diagonals); a tensor without axes has
+    no place in forward(weights, biases); an MLP's mode must be its own."""
     sets = (NeuronSet("a", 3, Kind.PERMUTED),)
-    space = WeightSpace(sets, (Tensor("T", ("a", "a")),))
-    with pytest.raises(SpecError, match="MLP"):
-        lower(enumerate_basis(space))
+    plan = lower(enumerate_basis(WeightSpace(sets, (Tensor("T", ("a", "a")),))))
+    assert plan.dims is None and plan.mode is None and plan.origin.startswith("--spec")
+    assert any(isinstance(op, Pool) and op.diagonal for op in plan.ops)
+    scalar = WeightSpace(sets, (Tensor("T", ("a",)), Tensor("s", ())))
+    with pytest.raises(SpecError, match="at least one axis"):
+        lower(enumerate_basis(scalar))
     with pytest.raises(SpecError, match="mode all"):
         lower(enumerate_basis(mlp((2, 3, 1), "hidden")), mode="all")
 
@@ -286,7 +292,8 @@ RUFF = shutil.which(
     RUFF is None, reason="ruff is not installed (dev extra); CI's lint step runs it"
 )
 def test_generated_modules_are_ruff_clean():
-    files = [str(GENERATED / f"{module_name(d, m)}.py") for d, m in checked_in_modules()]
+    files = sorted(str(p) for p in GENERATED.glob("dws_*.py"))  # MLPs and the examples
+    assert len(files) > len(checked_in_modules())
     fmt = subprocess.run([RUFF, "format", "--check", *files], capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
     lint = subprocess.run([RUFF, "check", *files], capture_output=True, text=True)
@@ -305,3 +312,41 @@ def test_rendered_source_is_ruff_format_stable_on_odd_shapes(tmp_path):
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
     lint = subprocess.run([RUFF, "check", "--no-cache", *config, *files], capture_output=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+# -- the package's steps ---------------------------------------------------------------------------
+def test_prelude_is_real_python_pasted_verbatim():
+    """The helpers live in codegen/prelude.py (imported here, so ruff and tests see them) and
+    every module carries them, text for text, from the marker line on."""
+    import importlib
+
+    from dws_theory.codegen.backends.eager import prelude_source
+
+    prelude = importlib.import_module("dws_theory.codegen.prelude")
+    text = prelude_source()
+    assert text.lstrip().startswith("def _mix(")
+    assert text in source_for((2, 3, 1), "hidden")
+    assert callable(prelude._mix) and callable(prelude._check_inputs)
+
+
+def test_unknown_backend_lists_the_registered_ones():
+    from dws_theory.codegen import BACKENDS
+
+    plan = plan_of((2, 3, 1), "hidden")
+    assert render(plan, backend="eager") == render(plan)
+    with pytest.raises(SpecError, match="expected one of eager"):
+        render(plan, backend="fused-typo")
+    assert "eager" in BACKENDS
+
+
+def test_ops_describe_what_the_plan_holds():
+    plan = plan_of((2, 3, 3, 1), "hidden")
+    for op in plan.ops:
+        text = op.describe()
+        if isinstance(op, Pool):
+            assert f"`{op.tensor}`" in text
+            assert all(s in text for s in op.pooled + op.folded)
+        elif isinstance(op, Add):
+            assert text == f"broadcast sum into `{op.out}`"
+        else:
+            assert all(f"`{out}`" in text for out, _, _ in op.outs if out is not None)

@@ -244,10 +244,10 @@ def test_engine_group_elements_keep_the_function(dims, seed, mode):
     [
         (nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Linear(3, 1)), "BatchNorm1d"),
         (nn.Sequential(nn.Linear(2, 3), nn.LayerNorm(3), nn.Linear(3, 1)), "'1' .*LayerNorm"),
-        (nn.Sequential(nn.Conv1d(2, 3, 1)), "only nn.Linear"),
+        (nn.Sequential(nn.Linear(2, 3), nn.PReLU()), "only nn.Linear"),
         (nn.Sequential(nn.Linear(2, 3), nn.Linear(4, 1)), "takes 4 inputs .* has 3 outputs"),
         (nn.Sequential(nn.ReLU()), "at least one nn.Linear"),
-        (nn.Linear(2, 3), "expected a torch.nn.Sequential"),
+        (nn.Identity(), "no parameters"),  # other modules go through from_module
         (nn.Sequential(nn.Linear(2, 3, bias=False)), "has no bias.*missing_bias='zeros'"),
         ([1, 2], "expected a torch.nn.Sequential"),
     ],

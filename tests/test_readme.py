@@ -14,6 +14,10 @@ def test_readme_python_example_runs():
     assert namespace["basis"].equivariant_linear == 75
     assert tuple(namespace["logits"].shape) == (8, 10)
     assert tuple(namespace["out_w"][1].shape) == (8, 16, 32, 32)
+    assert tuple(namespace["cnn_weights"][0].shape) == (4, 1, 8, 1, 3, 3)
+    assert tuple(namespace["accuracy"].shape) == (4, 1)
+    kernels = [a for t in namespace["cnn_space"].tensors for a in t.axes[2:]]
+    assert len(kernels) == 6
 
 
 def test_readme_gives_two_setup_commands_and_ci_runs_the_test_one():

@@ -144,8 +144,8 @@ class NormedDWSNet(DWSNet):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        n_tensors = 2 * (len(self.dims) - 1)
-        center = self.mode != "signed"
+        n_tensors = len(self.space.tensors)
+        center = not self.signed
         inner = [layer for layer in self.layers][: len(self.layers) - int(self.equivariant_output)]
         self.norms = nn.ModuleList(
             SymmetricBatchNorm(n_tensors, _out_channels(layer), center) for layer in inner

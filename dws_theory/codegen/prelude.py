@@ -1,0 +1,155 @@
+"""The helpers every emitted module carries, kept as real Python (ruff and tests see them).
+
+`prelude_source()` in `dws_theory.codegen.backends.eager` reads this file back as text from
+the marker line on and pastes it below the emitted module's constants; the generator never
+imports this module (it imports torch). The names defined above the marker are stand-ins
+for the constants every emitted module defines itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Stand-ins for the constants every emitted module defines for itself: its tensors as
+# (name, axes, shape) rows, and what they belong to, for the error messages.
+WEIGHT_LAYOUT: tuple[tuple[str, str, tuple[int, ...]], ...] = ()
+BIAS_LAYOUT: tuple[tuple[str, str, tuple[int, ...]], ...] = ()
+ARCHITECTURE = "the weight space"
+
+# -- emitted from here on ---------------------------------------------------------------------
+
+
+def _mix(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """One channel mix [B, K, *S] -> [B, O, *S] for a weight [O, K]: one batched GEMM."""
+    batch = x.shape[0]
+    y = torch.bmm(weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], -1))
+    return y.view(batch, weight.shape[0], *x.shape[2:])
+
+
+class _MixAdd(torch.autograd.Function):
+    """out = weight @ x (channel mix) + a + b, with a and b broadcast to the result.
+
+    The GEMM of a tensor's identity term, accumulating into the sum of its other terms. One
+    autograd node so that (a) the forward writes one full-size buffer: the terms are summed
+    into it and the GEMM accumulates in place (baddbmm_); (b) the backward hands x a fresh,
+    non-view gradient, into which autograd then adds the gradients of x's pooled features in
+    place instead of allocating another full-size buffer. The `vmap` rule keeps torch.func
+    (vmap, jacrev) working and double backward uses differentiable ops; there is no forward-
+    mode rule (jvp), because torch.compile cannot trace a Function that defines one.
+    """
+
+    @staticmethod
+    def forward(weight, x, a, b):
+        batch, c_out = x.shape[0], weight.shape[0]
+        acc = (a + b).expand(batch, c_out, *x.shape[2:]).contiguous()  # fresh: ours to write
+        x3 = x.reshape(batch, x.shape[1], -1)
+        acc.view(batch, c_out, -1).baddbmm_(weight.expand(batch, -1, -1), x3)
+        return acc
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        weight, x, a, b = inputs
+        ctx.save_for_backward(weight, x)
+        ctx.term_shapes = (a.shape, b.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, x = ctx.saved_tensors
+        batch, c_in = x.shape[:2]
+        g3 = grad.reshape(batch, grad.shape[1], -1)
+        grad_weight = grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_weight = torch.bmm(g3, x.reshape(batch, c_in, -1).transpose(1, 2)).sum(0)
+        if ctx.needs_input_grad[1]:
+            w_t = weight.t().expand(batch, -1, -1)
+            if torch.is_grad_enabled():  # double backward: stay differentiable
+                grad_x = torch.bmm(w_t, g3).view(x.shape)
+            else:  # a base tensor, not a view, so autograd may add into it in place
+                grad_x = torch.empty(x.shape, dtype=grad.dtype, device=grad.device)
+                torch.bmm(w_t, g3, out=grad_x.view(batch, c_in, -1))
+        grad_terms = [
+            grad.sum_to_size(shape) if needed else None
+            for shape, needed in zip(ctx.term_shapes, ctx.needs_input_grad[2:], strict=True)
+        ]
+        return grad_weight, grad_x, *grad_terms
+
+    @staticmethod
+    def vmap(info, in_dims, weight, x, a, b):
+        """Under torch.func.vmap: the same sum, out of place, mapped axis first."""
+
+        def front(t: torch.Tensor, dim: int | None) -> torch.Tensor:
+            return t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
+
+        out = torch.einsum("voc,vbc...->vbo...", front(weight, in_dims[0]), front(x, in_dims[1]))
+        for term, dim in zip((a, b), in_dims[2:], strict=True):
+            term = front(term, dim)
+            out = out + term.view(term.shape[0], *[1] * (out.dim() - term.dim()), *term.shape[1:])
+        return out, 0
+
+
+def _check_inputs(weights, biases, channels: int, layer: str) -> int:
+    """Shapes against the layout contract (WEIGHT_LAYOUT, BIAS_LAYOUT); returns the batch size."""
+    if len(weights) != len(WEIGHT_LAYOUT) or len(biases) != len(BIAS_LAYOUT):
+        raise ValueError(
+            f"{layer} expects {len(WEIGHT_LAYOUT)} weight and {len(BIAS_LAYOUT)} bias tensors "
+            f"({ARCHITECTURE}), got {len(weights)} and {len(biases)}"
+        )
+    batch = (list(weights) + list(biases))[0].shape[0]
+    for kind, given, layout in (
+        ("weights", weights, WEIGHT_LAYOUT),
+        ("biases", biases, BIAS_LAYOUT),
+    ):
+        for i, (got, (name, axes, shape)) in enumerate(zip(given, layout, strict=True)):
+            want = (batch, channels, *shape)
+            if tuple(got.shape) != want:
+                raise ValueError(
+                    f"{layer}: {kind}[{i}] must have shape [B, C, {axes}] = {list(want)} "
+                    f"(tensor {name}, C = {channels} channels), got {list(got.shape)}"
+                )
+    return batch
+
+
+def _diagonal(n: int, like: torch.Tensor, ndim: int, i: int, j: int) -> torch.Tensor:
+    """The n x n identity on dimensions i and j of an ndim-dimensional term (size 1 elsewhere):
+    multiplying by it keeps a term on the diagonal of two axes of one neuron set."""
+    shape = [1] * ndim
+    shape[i] = shape[j] = n
+    return torch.eye(n, dtype=like.dtype, device=like.device).view(shape)
+
+
+def _as_theta(theta, count: int, c_out: int, c_in: int | None, what: str) -> torch.Tensor:
+    """[count] (one channel) or [count, c_out(, c_in)] -> [count, c_out(, c_in)]."""
+    theta = torch.as_tensor(theta)
+    full = (count, c_out) if c_in is None else (count, c_out, c_in)
+    if tuple(theta.shape) == (count,) and c_out == 1 and c_in in (None, 1):
+        return theta.reshape(full)
+    if tuple(theta.shape) != full:
+        raise ValueError(
+            f"{what} needs shape {list(full)} (or [{count}] with one channel), "
+            f"got {list(theta.shape)}"
+        )
+    return theta
+
+
+def _load_slots(module: nn.Module, slots, theta: torch.Tensor) -> None:
+    """Write coefficients [elements, c_out, c_in] into the mix weights (see SLOTS)."""
+    c_out, c_in = module.out_channels, module.in_channels
+    for name, start, row, column, f_out, f_in, _ in slots:
+        block = theta[start : start + f_out * f_in].reshape(f_out, f_in, c_out, c_in)
+        block = block.permute(2, 0, 3, 1).reshape(c_out * f_out, c_in * f_in)
+        weight = getattr(module, name)
+        rows = slice(c_out * row, c_out * (row + f_out))
+        weight[rows, c_in * column : c_in * (column + f_in)] = block.to(weight)
+
+
+def _init_slots(module: nn.Module, slots) -> None:
+    """Normal blocks with std 1/sqrt(fan * c_in) (fan from SLOTS)."""
+    c_out, c_in = module.out_channels, module.in_channels
+    for name, _, row, column, f_out, f_in, fan in slots:
+        weight = getattr(module, name)
+        rows = slice(c_out * row, c_out * (row + f_out))
+        block = weight[rows, c_in * column : c_in * (column + f_in)]
+        nn.init.normal_(block, std=1.0 / math.sqrt(fan * c_in))

@@ -1,0 +1,154 @@
+"""Small text builders of the derivation page: counts, labels, partitions, pattern tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..certify import set_factor
+from ..orbits import Pattern
+from ..spec import WeightSpace
+from ..symbolic import display_label, display_labels, pattern_formula, set_tex, tensor_tex
+
+__all__ = [
+    "block_axes",
+    "block_tex",
+    "dims_text",
+    "factor_tex",
+    "factor_text",
+    "factors",
+    "partition_text",
+    "pattern_code",
+    "pattern_rows",
+    "reading",
+    "set_counts",
+    "set_line",
+    "tex_int",
+    "widths_text",
+]
+
+
+def tex_int(n: int) -> str:
+    """Thousands separators that LaTeX does not space out: 1{,}185."""
+    return f"{n:,}".replace(",", "{,}")
+
+
+def dims_text(dims: Sequence[int]) -> str:
+    return "-".join(str(d) for d in dims)
+
+
+def widths_text(space: WeightSpace) -> str:
+    return "-".join(str(s.size) for s in space.sets)
+
+
+def block_axes(space: WeightSpace, out: str | None, inp: str | None) -> list[tuple[str, str]]:
+    """(axis name, neuron set) for the block's axes: out axes first, then in axes."""
+    axes = []
+    if out is not None:
+        axes += [(rf"\mathrm{{out}}_{k + 1}", s) for k, s in enumerate(space.tensor(out).axes)]
+    if inp is not None:
+        axes += [(rf"\mathrm{{in}}_{k + 1}", s) for k, s in enumerate(space.tensor(inp).axes)]
+    return axes
+
+
+def set_counts(space: WeightSpace, out: str | None, inp: str | None) -> list[tuple[str, int]]:
+    """(neuron set, t) for sets with at least one axis in the block, in the space's order."""
+    names = [s for _, s in block_axes(space, out, inp)]
+    return [(s.name, names.count(s.name)) for s in space.sets if s.name in names]
+
+
+def factors(space: WeightSpace, out: str | None, inp: str | None) -> list[tuple[str, int, int]]:
+    """(set, t, c(t)) per set of the block: the engine's per-set orbit counts."""
+    return [
+        (name, t, set_factor(space.set(name).kind, space.set(name).size, t))
+        for name, t in set_counts(space, out, inp)
+    ]
+
+
+def factor_text(space: WeightSpace, out: str | None, inp: str | None) -> str:
+    """`n1: 2 × n0: 4`, the plain form the count tables use (parsed back by tests)."""
+    return " × ".join(f"{name}: {c}" for name, _, c in factors(space, out, inp)) or "1"
+
+
+def factor_tex(space: WeightSpace, out: str | None, inp: str | None) -> str:
+    facs = factors(space, out, inp)
+    lhs = r" \cdot ".join(f"c_{{{set_tex(name)}}}({t})" for name, t, _ in facs)
+    rhs = r" \cdot ".join(str(c) for _, _, c in facs)
+    total = 1
+    for _, _, c in facs:
+        total *= c
+    return f"{lhs} = {rhs} = {total}" if len(facs) > 1 else f"{lhs} = {total}"
+
+
+def set_line(space: WeightSpace, name: str) -> str:
+    s = space.set(name)
+    return f"${set_tex(name)}$ ({s.kind.value}, $d = {s.size}$)"
+
+
+def block_tex(out: str | None, inp: str | None) -> str:
+    left = tensor_tex(out) if out else "z"
+    right = tensor_tex(inp) if inp else "1"
+    return f"{left} \\leftarrow {right}"
+
+
+def pattern_code(p: Pattern) -> str:
+    out = f"{p.out}[{display_labels(p.out_labels)}]" if p.out else "z"
+    inp = f"{p.inp}[{display_labels(p.in_labels)}]" if p.inp else "1"
+    return f"`{out} <- {inp}`"
+
+
+def partition_text(space: WeightSpace, p: Pattern) -> str:
+    """Per neuron set, the blocks of the partition as sets of axis names (all in math mode:
+    bare braces at the end of a table cell would read as Markdown attribute lists)."""
+    axes = block_axes(space, p.out, p.inp)
+    labels = p.out_labels + p.in_labels
+    parts = []
+    for name, _ in set_counts(space, p.out, p.inp):
+        blocks = []
+        for label, set_name in p.label_sets:
+            if set_name == name:
+                members = [axes[k][0] for k, x in enumerate(labels) if x == label]
+                blocks.append(r"\{" + ", ".join(members) + r"\}")
+        parts.append(f"${set_tex(name)}$: $" + r"\ ".join(blocks) + "$")
+    return "; ".join(parts)
+
+
+def _values(space: WeightSpace, set_name: str) -> str:
+    n = space.set(set_name).size
+    return f"{n} value{'s' if n != 1 else ''}"
+
+
+def reading(space: WeightSpace, p: Pattern) -> str:
+    """The pattern as the layer's operations: pool, keep (diagonal), broadcast, dense."""
+    words = []
+    for label, set_name in p.label_sets:
+        x, where = display_label(label), f"${set_tex(set_name)}$"
+        role = p.role(label)
+        if role == "pool":
+            words.append(f"mean over ${x}$ ({where})")
+        elif role == "keep":
+            diagonal = p.in_labels.count(label) > 1 or p.out_labels.count(label) > 1
+            words.append(f"keep ${x}$ ({where}{', diagonal' if diagonal else ''})")
+        elif role == "broadcast":
+            diagonal = p.out_labels.count(label) > 1
+            words.append(
+                f"broadcast along ${x}$ ({where}{', on the diagonal' if diagonal else ''})"
+            )
+        elif label in p.in_labels:
+            words.append(f"dense sum over ${x}$ ({where}, {_values(space, set_name)})")
+        else:
+            words.append(f"one output per ${x}$ ({where}, {_values(space, set_name)})")
+    return "; ".join(words) if words else "constant"
+
+
+def pattern_rows(space: WeightSpace, patterns: Sequence[Pattern]) -> list[str]:
+    rows = [
+        "| # | pattern | partition by neuron set | reading | elements | formula |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k, p in enumerate(patterns, start=1):
+        tex = pattern_formula(space, p, str(k)).latex()
+        rows.append(
+            f"| {k} | {pattern_code(p)} | {partition_text(space, p)} | {reading(space, p)} "
+            f"| {p.multiplicity(space):,} | ${tex}$ |"
+        )
+    return rows
