@@ -178,7 +178,7 @@ TASKS: dict[str, Task] = {
             "regression",
             "sine-inr",
             "frequency",
-            TrainDefaults(epochs=60),
+            TrainDefaults(epochs=80, lr=3e-3),
             "regress the frequency a of the sine an INR draws",
         ),
         Task(
