@@ -238,6 +238,21 @@ def test_views_fit_independent_inits_of_training_images_only(tmp_path) -> None:
     )
 
 
+def test_views_reuse_the_cached_first_view(tmp_path, monkeypatch) -> None:
+    fitted: list[int] = []
+    real_fit = datasets.fit_sirens
+
+    def counting_fit(coords, targets, *args, **kwargs):
+        fitted.append(targets.shape[0])
+        return real_fit(coords, targets, *args, **kwargs)
+
+    monkeypatch.setattr(datasets, "fit_sirens", counting_fit)
+    load_dataset("digits-inr", tmp_path, n=20, steps=5, progress=False)
+    two = load_dataset("digits-inr", tmp_path, n=20, steps=5, views=2, progress=False)
+    train = len(two.splits["train"])
+    assert fitted == [20, train]  # the 20 INRs once, then one extra view of the train images
+
+
 def test_cache_hit_does_not_refit(tmp_path, monkeypatch) -> None:
     calls = []
     real_fit = datasets.fit_sirens

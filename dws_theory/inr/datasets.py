@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from . import signals as sig
-from .siren import DEFAULT_W0, INIT_SCHEMES, fit_sirens, psnr
+from .siren import DEFAULT_W0, INIT_SCHEMES, FitResult, fit_sirens, psnr
 from .tasks import SOURCES, Source, Task, get_task
 
 __all__ = [
@@ -344,30 +344,23 @@ def _check_memory(recipe: Recipe) -> None:
         )
 
 
-def _build(recipe: Recipe, device: str, progress: bool) -> dict[str, object]:
+def _build(
+    recipe: Recipe, device: str, progress: bool, cache_dir: Path | None = None
+) -> dict[str, object]:
+    """Fit ``recipe``'s INRs. With views, the first view is the ``views=1`` collection, read
+    from ``cache_dir`` when it is there (and cached there when it is not): only the extra
+    views are fitted."""
     _check_memory(recipe)
-    coords, signals, raw_targets, labels = _signals(recipe)
-    source = SOURCES[recipe.source]
-
-    def fit(targets: Tensor, seed: int, desc: str):
-        return fit_sirens(
-            coords,
-            targets,
-            recipe.dims,
-            steps=recipe.steps,
-            lr=recipe.lr,
-            seed=seed,
-            w0=recipe.w0,
-            init=recipe.init,
-            first_lr_scale=recipe.first_lr_scale,
-            schedule=recipe.schedule,
-            data_range=source.data_range,
-            device=device,
-            progress=progress,
-            desc=desc,
+    if recipe.views > 1:
+        return _add_views(
+            recipe,
+            _base_blob(replace(recipe, views=1), device, progress, cache_dir),
+            device,
+            progress,
         )
+    coords, signals, raw_targets, labels = _signals(recipe)
 
-    main = fit(signals, recipe.seed, f"fit {recipe.source}")
+    main = _fit(recipe, coords, signals, recipe.seed, f"fit {recipe.source}", device, progress)
     blob: dict[str, object] = {
         "recipe": asdict(recipe),
         "weights": main.weights,
@@ -379,17 +372,73 @@ def _build(recipe: Recipe, device: str, progress: bool) -> dict[str, object]:
         "raw_targets": raw_targets,
         "labels": labels,
     }
-    if recipe.views > 1:
-        train = make_splits(recipe.n, recipe.seed, labels)["train"]
-        extra = [
-            fit(signals[train], recipe.seed + _VIEW_SALT * v, f"view {v + 1}/{recipe.views}")
-            for v in range(1, recipe.views)
-        ]
-        blob["view_weights"] = [
-            torch.cat(ws) for ws in zip(*(e.weights for e in extra), strict=True)
-        ]
-        blob["view_biases"] = [torch.cat(bs) for bs in zip(*(e.biases for e in extra), strict=True)]
-        blob["view_image"] = train.repeat(recipe.views - 1)
+    blob["checksum"] = _checksum(blob)
+    return blob
+
+
+def _fit(
+    recipe: Recipe,
+    coords: Tensor,
+    targets: Tensor,
+    seed: int,
+    desc: str,
+    device: str,
+    progress: bool,
+) -> FitResult:
+    return fit_sirens(
+        coords,
+        targets,
+        recipe.dims,
+        steps=recipe.steps,
+        lr=recipe.lr,
+        seed=seed,
+        w0=recipe.w0,
+        init=recipe.init,
+        first_lr_scale=recipe.first_lr_scale,
+        schedule=recipe.schedule,
+        data_range=SOURCES[recipe.source].data_range,
+        device=device,
+        progress=progress,
+        desc=desc,
+    )
+
+
+def _base_blob(
+    base: Recipe, device: str, progress: bool, cache_dir: Path | None
+) -> dict[str, object]:
+    path = None if cache_dir is None else cache_dir / base.filename()
+    blob = None if path is None else _read_cache(path, base)
+    if blob is None:
+        blob = _build(base, device, progress)
+        if path is not None:
+            _write_cache(path, blob)
+    return blob
+
+
+def _add_views(
+    recipe: Recipe, base: dict[str, object], device: str, progress: bool
+) -> dict[str, object]:
+    """``base`` (the first view) plus ``recipe.views - 1`` fits of every training image."""
+    labels: Tensor | None = base["labels"]  # type: ignore[assignment]
+    signals: Tensor = base["signals"]  # type: ignore[assignment]
+    train = make_splits(recipe.n, recipe.seed, labels)["train"]
+    extra = [
+        _fit(
+            recipe,
+            base["coords"],  # type: ignore[arg-type]
+            signals[train],
+            recipe.seed + _VIEW_SALT * v,
+            f"view {v + 1}/{recipe.views}",
+            device,
+            progress,
+        )
+        for v in range(1, recipe.views)
+    ]
+    blob = {k: v for k, v in base.items() if k != "checksum"}
+    blob["recipe"] = asdict(recipe)
+    blob["view_weights"] = [torch.cat(ws) for ws in zip(*(e.weights for e in extra), strict=True)]
+    blob["view_biases"] = [torch.cat(bs) for bs in zip(*(e.biases for e in extra), strict=True)]
+    blob["view_image"] = train.repeat(recipe.views - 1)
     blob["checksum"] = _checksum(blob)
     return blob
 
@@ -485,7 +534,7 @@ def load_dataset(
     blob = None if rebuild else _read_cache(path, recipe)
     built = blob is None
     if blob is None:
-        blob = _build(recipe, device, progress)
+        blob = _build(recipe, device, progress, None if rebuild else path.parent)
         _write_cache(path, blob)
     seconds = time.perf_counter() - start
     if built and progress:

@@ -210,12 +210,14 @@ def get_task(name: str) -> Task:
 def user_task(name: str, kind: str, out_dim: int, n_train: int) -> Task:
     """The task of a user's own collection (``train --data FILE.pt``), sized to its data.
 
-    The defaults aim at a fixed number of optimiser steps (about 3,000, between 20 and 200
-    epochs) so that small and large collections both train long enough without tuning.
+    The defaults aim at a fixed number of optimiser steps (about 1,500, between 10 and 100
+    epochs) so that small and large collections both train long enough without tuning
+    (measured on 840 training MLPs 4-16-16-16-3: the best validation epoch of dws was 30, of
+    stats 5).
     """
     batch = 64
     steps_per_epoch = max(1, -(-n_train // batch))
-    epochs = int(min(200, max(20, round(3000 / steps_per_epoch))))
+    epochs = int(min(100, max(10, round(1500 / steps_per_epoch))))
     return Task(
         name,
         kind,
