@@ -13,7 +13,7 @@ from .augment import AUGMENTATIONS
 from .datasets import load_dataset
 from .normalize import NORMALIZATIONS
 from .registry import MODELS, PRESETS, get_model
-from .siren import INIT_SCHEMES
+from .siren import INIT_SCHEMES, SCHEDULES
 from .tasks import TASKS
 from .train import RunConfig, run
 
@@ -114,6 +114,7 @@ def _run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         weight_decay=args.weight_decay,
         augment=None if args.augment is None else tuple(args.augment),
+        schedule=args.schedule,
         normalize=args.normalize,
         preset=args.preset,
         device=args.device,
@@ -178,6 +179,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         metavar="A,B",
         help=f"weight-space augmentations ({', '.join(AUGMENTATIONS)}, or none); "
         "default: the task's",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=None,
+        help="learning rate over the run (default: the task's, cosine)",
     )
     p.add_argument(
         "--normalize",

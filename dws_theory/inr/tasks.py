@@ -59,6 +59,7 @@ class TrainDefaults:
     lr: float = 1e-3
     weight_decay: float = 0.0
     amsgrad: bool = False
+    schedule: str = "cosine"  # learning rate over the run: "cosine" (to zero) or "constant"
     augment: tuple[str, ...] = ()  # names in dws_theory.inr.augment.AUGMENTATIONS
 
 

@@ -36,7 +36,7 @@ from .collection import Collection, from_dataset
 from .datasets import load_dataset
 from .normalize import NORMALIZATIONS, Normalizer, fit_normalizer
 from .registry import PRESETS, Architecture, ModelSpec, TaskInfo, UnsupportedTask, get_model
-from .siren import render
+from .siren import SCHEDULES, render
 from .tasks import TrainDefaults, get_task
 
 __all__ = [
@@ -66,6 +66,7 @@ class RunConfig:
     lr: float | None = None
     weight_decay: float | None = None
     augment: tuple[str, ...] | None = None
+    schedule: str | None = None
     normalize: str = "orbit"
     preset: str = "default"
     device: str = "cpu"
@@ -98,6 +99,8 @@ class RunConfig:
                 raise ValueError(f"expected {name} to be finite and non-negative, got {value!r}")
         if self.lr is not None and self.lr == 0:
             raise ValueError("expected a positive learning rate, got 0")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise ValueError(f"expected a schedule in {SCHEDULES}, got {self.schedule!r}")
         unknown = set(self.augment or ()) - set(AUGMENTATIONS)
         if unknown:
             raise ValueError(f"expected augmentations from {AUGMENTATIONS}, got {sorted(unknown)}")
@@ -112,6 +115,7 @@ class Settings:
     lr: float
     weight_decay: float
     amsgrad: bool
+    schedule: str
     augment: tuple[str, ...]
     arch: Architecture = field(default_factory=Architecture)
 
@@ -126,6 +130,7 @@ def resolve(config: RunConfig, defaults: TrainDefaults, spec: ModelSpec) -> Sett
         "lr": config.lr,
         "weight_decay": config.weight_decay,
         "augment": config.augment,
+        "schedule": config.schedule,
     }
     merged = replace(merged, **{k: v for k, v in chosen.items() if v is not None})
     return Settings(
@@ -134,6 +139,7 @@ def resolve(config: RunConfig, defaults: TrainDefaults, spec: ModelSpec) -> Sett
         lr=float(merged.lr),
         weight_decay=float(merged.weight_decay),
         amsgrad=bool(merged.amsgrad),
+        schedule=str(merged.schedule),
         augment=tuple(merged.augment),
         arch=preset.arch,
     )
@@ -395,6 +401,7 @@ def _fit(
     augmenter = Augmenter(settings.augment, spec.permutation_augment, config.seed)
     train_idx = p.data.splits["train"]
     steps_per_epoch = -(-len(train_idx) // settings.batch_size)
+    scheduler = _scheduler(optimizer, settings.schedule, settings.epochs * steps_per_epoch)
     best_val: float | None = None
     best_epoch = 0
     best_state = copy.deepcopy(model.state_dict())
@@ -415,6 +422,7 @@ def _fit(
             mine, weight = world.part(torch.arange(len(idx), device=idx.device))
             ws, bs = [w[mine] for w in ws], [b[mine] for b in bs]
             losses.append(train_step(net, p, ws, bs, idx[mine], optimizer, weight))
+            scheduler.step()
             bar.update(1)
         val = evaluate(model, p, "val")
         if task.better(val, best_val):
@@ -429,6 +437,20 @@ def _fit(
         "val": float(best_val or 0.0),
         "best_epoch": best_epoch,
     }
+
+
+def _scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step learning-rate factor: cosine from 1 to 0 over the run, or constant."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"expected a schedule in {SCHEDULES}, got {schedule!r}")
+    if schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps)),
+    )
 
 
 def train(task: str | None, model_name: str, seed: int = 0, **options: object) -> dict[str, object]:
