@@ -1,18 +1,121 @@
 """Command-line argument types shared by every subcommand (no imports of the commands).
 
 Each command module registers its own parser with these, so the CLI and the commands never
-import each other in a circle.
+import each other in a circle. Every type checks its value when the command line is parsed
+and raises `argparse.ArgumentTypeError` with "expected X, got Y", which the parser prints as
+one line (`dws-theory: error: argument --n: expected a positive integer, got '0'`) with exit
+code 2. Values are echoed back shortened (`shown`), so a 5,000-digit number does not flood
+the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 
-from .spec import MODES, SpecError, parse_dims, parse_mode
+from .spec import MODES, SpecError, parse_dims, parse_mode, shown
 
-__all__ = ["DEFAULT_DIMS", "add_channel_arguments", "add_shape_arguments", "positive_int"]
+__all__ = [
+    "DEFAULT_DIMS",
+    "MAX_SEED",
+    "add_channel_arguments",
+    "add_shape_arguments",
+    "bounded_int",
+    "finite_float",
+    "non_negative_float",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "probability",
+    "seed",
+    "shown",
+]
 
 DEFAULT_DIMS = "2,32,32,1"
+# Seeds go to numpy's and torch's generators; 2**32 - 1 is the largest both take everywhere.
+MAX_SEED = 2**32 - 1
+
+
+def _integer(text: str, expected: str) -> int:
+    """`int(text)` for decimal integers only (no `1e3`, no `0x10`, no 5,000 digits)."""
+    stripped = text.strip()
+    digits = stripped.removeprefix("-").removeprefix("+")
+    if not digits.isdigit() or not digits.isascii() or len(digits) > 30:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}")
+    return int(stripped)
+
+
+def bounded_int(
+    low: int | None = None, high: int | None = None, expected: str | None = None
+) -> Callable[[str], int]:
+    """An argparse type for integers in [low, high] (either end open when None)."""
+    if expected is None:
+        if low is not None and high is not None:
+            expected = f"an integer from {low:,} to {high:,}"
+        elif low is not None:
+            expected = f"an integer of at least {low:,}"
+        elif high is not None:
+            expected = f"an integer of at most {high:,}"
+        else:
+            expected = "an integer"
+
+    def parse(text: str) -> int:
+        value = _integer(text, expected)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse
+
+
+positive_int = bounded_int(1, None, "a positive integer")
+non_negative_int = bounded_int(0, None, "a non-negative integer")
+seed = bounded_int(0, MAX_SEED, f"a seed from 0 to {MAX_SEED:,} (2**32 - 1)")
+
+
+def _float(text: str, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite float (no nan, no inf)."""
+    return _float(text, "a finite number")
+
+
+def positive_float(text: str) -> float:
+    """A finite float above zero: learning rates, step sizes."""
+    value = _float(text, "a finite positive number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {shown(text)}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite float of at least zero: weight decay, regularisation strengths."""
+    value = _float(text, "a finite non-negative number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite non-negative number, got {shown(text)}"
+        )
+    return value
+
+
+def probability(text: str) -> float:
+    """A float in [0, 1): dropout rates."""
+    value = _float(text, "a number from 0 up to (not including) 1")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from 0 up to (not including) 1, got {shown(text)}"
+        )
+    return value
 
 
 def _mode(text: str) -> str:
@@ -27,16 +130,6 @@ def _dims(text: str) -> tuple[int, ...]:
         return parse_dims(text)
     except SpecError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_shape_arguments(parser: argparse.ArgumentParser, optional_dims: bool = False) -> None:
@@ -68,7 +161,7 @@ def add_channel_arguments(parser: argparse.ArgumentParser, default: int = 16) ->
     for side in ("in", "out"):
         parser.add_argument(
             f"--{side}-channels",
-            type=positive_int,
+            type=bounded_int(1, 1_000_000, "a positive integer of at most 1,000,000"),
             default=default,
             help=f"{side}put channels for the parameter count (default {default})",
         )

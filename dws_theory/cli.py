@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,7 +15,8 @@ from .build import add_build_parser
 from .certify import Certificate, certify
 from .codegen import add_generate_parser
 from .docs import add_docs_parser
-from .spec import SpecError, WeightSpace, mlp
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXPECTED, describe
+from .spec import WeightSpace, mlp
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,7 +32,7 @@ def dims_label(dims: Sequence[int]) -> str:
 
 # -- basis -------------------------------------------------------------------------------------
 def basis_json(dims: Sequence[int], mode: str, basis: Basis) -> dict:
-    """The `basis --json` contract of DESIGN.md."""
+    """The `basis --json` contract: dims, symmetry, the three totals and every block's count."""
     return {
         "dims": list(dims),
         "symmetry": mode,
@@ -140,13 +142,28 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 
 # -- entry point ---------------------------------------------------------------------------------
-# Subcommands whose modules import torch (seconds to load): registered only when the command
-# line names none of the light ones (`data`, `train`, `--help`, a typo), so that
-# `dws-theory basis` starts without loading torch.
-_TORCH_COMMANDS = (
-    ("dws_theory.inr.datasets", "add_data_parser"),
-    ("dws_theory.inr.train", "add_train_parser"),
-)
+# Subcommands whose modules import torch (seconds to load): the real parser is registered only
+# when the command line names that command; otherwise a stub with the same name and help
+# keeps `--help` and the "invalid choice" message complete, so `dws-theory --help`, a typo
+# and `dws-theory basis` all start without loading torch.
+_TORCH_COMMANDS = {
+    "data": (
+        "dws_theory.inr.datasets",
+        "add_data_parser",
+        "build or load an INR dataset and print its fit statistics",
+    ),
+    "train": (
+        "dws_theory.inr.train",
+        "add_train_parser",
+        "train a model on an INR weight-space task",
+    ),
+}
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -154,6 +171,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     args = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in args if not a.startswith("-")), None)
     parser = _Parser(prog="dws-theory", description="Equivariant layers for deep weight spaces.")
+    parser.add_argument("--version", action="version", version=f"dws-theory {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     # Each module registers its own parser and sets `func`.
     for register in (
@@ -164,19 +182,42 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         add_build_parser,
     ):
         register(sub)
-    if command not in sub.choices:
-        for module, name in _TORCH_COMMANDS:
-            getattr(importlib.import_module(module), name)(sub)
+    for name, (module, function, help_text) in _TORCH_COMMANDS.items():
+        if command == name:
+            getattr(importlib.import_module(module), function)(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser(argv).parse_args(argv)
+def _error(message: str, code: int = EXIT_ERROR) -> int:
+    print(f"dws-theory: error: {message}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush does
+    not print a second error."""
     try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests)
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The one error path: expected failures print one line and return 2 (130 for Ctrl-C);
+    anything else is a bug and keeps its traceback."""
+    try:
+        args = build_parser(argv).parse_args(argv)
         return args.func(args)
-    except SpecError as e:
-        print(f"dws-theory: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return _error("interrupted (Ctrl-C); nothing was left half-written", EXIT_INTERRUPTED)
+    except BrokenPipeError as e:
+        _silence_stdout()
+        return _error(describe(e))
+    except EXPECTED as e:
+        return _error(describe(e))
 
 
 if __name__ == "__main__":

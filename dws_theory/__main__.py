@@ -1,0 +1,8 @@
+"""`python -m dws_theory ...`: the same command line as `dws-theory ...`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
