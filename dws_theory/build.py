@@ -2,7 +2,9 @@
 
 Each step is the pipeline's own function; `build` only sequences them, reports progress and
 times each step. A failed certificate stops the build before anything is written: a layer
-or a derivation is only emitted for a basis that passed every independent check.
+or a derivation is only emitted for a basis that passed every independent check. The files
+of a build appear together or not at all (`atomic.staged`): if any step fails, no module,
+page or figure reaches the output folders.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .arguments import add_channel_arguments, add_shape_arguments
+from .atomic import staged
 from .basis import Basis, enumerate_basis
 from .certify import Certificate, certify
 from .docs import DEFAULT_DOCS_DIR
@@ -83,21 +86,25 @@ def build(
     if not cert.passed:
         say("      stopping: nothing is generated from a basis that failed its certificate")
         return BuildResult(dims, mode, basis, cert, None, None, (), tuple(seconds))
-    say(f"[3/4] generate: writing the layer module to {out_code}/")
-    module = timed("generate", lambda: write_module(dims, mode, out_code))
-    say(f"[4/4] docs: writing the derivation to {out_docs}/")
-    derivation = timed(
-        "docs",
-        lambda: write_derivation(
-            dims,
-            mode,
-            out_docs,
-            channels,
-            basis=basis,
-            certificate=cert,
-            progress=lambda m: say(f"      {m}"),
-        ),
-    )
+    # Both steps write into staging folders; their files are renamed into place only when
+    # both succeeded, so a failure (a read-only docs folder, a full disk) leaves no half build.
+    with staged(out_code, out_docs) as (code_stage, docs_stage):
+        say(f"[3/4] generate: writing the layer module to {out_code}/")
+        module = timed("generate", lambda: write_module(dims, mode, code_stage))
+        say(f"[4/4] docs: writing the derivation to {out_docs}/")
+        derivation = timed(
+            "docs",
+            lambda: write_derivation(
+                dims,
+                mode,
+                docs_stage,
+                channels,
+                basis=basis,
+                certificate=cert,
+                progress=lambda m: say(f"      {m}"),
+            ),
+        )
+    module, derivation = Path(out_code) / module.name, Path(out_docs) / derivation.name
     stem = derivation_stem(dims, mode)
     figures = tuple(sorted(Path(out_docs).glob(f"{stem}_*.png")))
     return BuildResult(dims, mode, basis, cert, module, derivation, figures, tuple(seconds))

@@ -16,12 +16,15 @@ Each route computes the counts without the enumeration's code path:
 - `independence`: the dense basis elements of each block have full rank.
 
 Explicit routes need explicit index pairs. When the space is too large they run on a
-reduced copy (`reduce_space`), and the certificate says so. Why the count is unchanged:
-c_k(t) = sum_{j <= min(t, n)} S(t, j) depends on n only through min(t, n), and no block
-has more than t_max(k) axes on set k, so shrinking a permuted or signed set to
-min(n, t_max(k)) keeps every count. Fixed sets contribute n^t and are only shrunk when even
-the reduced copy would be too large; then the explicit routes check the reduced copy and
-the closed form the full shape.
+reduced copy (`reduce_space`), and the certificate says so. When it is too deep (more than
+MAX_WHOLE_SPACE_BLOCKS blocks) they run once per class of isomorphic blocks, each on a
+space holding only that block's tensors (`certify_blocks`, which gives the argument).
+
+Why a reduced copy keeps the count: c_k(t) = sum_{j <= min(t, n)} S(t, j) depends on n
+only through min(t, n), and no block has more than t_max(k) axes on set k, so shrinking a
+permuted or signed set to min(n, t_max(k)) keeps every count. Fixed sets contribute n^t
+and are only shrunk when even the reduced copy would be too large; then the explicit routes
+check the reduced copy and the closed form the full shape.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ __all__ = ["Certificate", "RouteResult", "certify", "reduce_space", "ROUTES"]
 MAX_PAIRS = 4_000_000
 MAX_COMMUTANT_UNKNOWNS = 1024
 MAX_DENSE_P = 64
+# Above this many blocks (4 M^2 = 400: an MLP of depth 10) the explicit routes run once per
+# block class (certify_blocks) instead of on the whole space, whose cost grows as M^3.
+MAX_WHOLE_SPACE_BLOCKS = 400
 
 Counts = dict[tuple[str | None, str | None], int]
 
@@ -59,6 +65,7 @@ class RouteResult:
     expected: int  # total count of the enumeration on the same space
     mismatches: tuple[str, ...]  # blocks where route and enumeration disagree
     note: str = ""
+    classes: int = 0  # > 0: ran once per block class (certify_blocks), on that many classes
 
     @property
     def passed(self) -> bool:
@@ -94,6 +101,7 @@ class Certificate:
                     "passed": r.passed,
                     "mismatches": list(r.mismatches),
                     "note": r.note,
+                    "classes": r.classes,
                 }
                 for r in self.results
             ],
@@ -144,8 +152,9 @@ def set_factor(kind: Kind, n: int, t: int) -> int:
 def _closed_form_block(space: WeightSpace, out: str | None, inp: str | None) -> int:
     axes = list(space.tensor(out).axes if out else ()) + list(space.tensor(inp).axes if inp else ())
     count = 1
-    for s in space.sets:
-        count *= set_factor(s.kind, s.size, axes.count(s.name))
+    for name in dict.fromkeys(axes):  # a set on no axis contributes c_k(0) = 1
+        s = space.set(name)
+        count *= set_factor(s.kind, s.size, axes.count(name))
     return count
 
 
@@ -338,21 +347,16 @@ def explicit_space(space: WeightSpace, route: int) -> tuple[WeightSpace, str]:
     )
 
 
-def certify(
+def _explicit_routes(
     space: WeightSpace,
-    progress: Callable[[str], None] | None = None,
-    enumerator: Callable[[WeightSpace], Basis] = enumerate_basis,
-) -> Certificate:
-    """Run every route; each compares its counts block by block with the enumeration.
-
-    `enumerator` is the enumeration under test (tests pass deliberately broken ones to see
-    the certificate fail)."""
-    say = progress or (lambda _msg: None)
-    basis = enumerator(space)
-    full_counts = enumeration_counts(basis)
+    basis: Basis,
+    full_counts: Counts,
+    enumerator: Callable[[WeightSpace], Basis],
+    say: Callable[[str], None],
+) -> list[RouteResult]:
+    """orbit_count, commutant, exact_commutation and independence on the whole space (or on
+    its reduced copy)."""
     results = []
-    say("closed form")
-    results.append(_compare("closed_form", space, space, closed_form_counts(space), full_counts))
     for index, (name, fn) in enumerate(
         (("orbit_count", orbit_count_counts), ("commutant", commutant_counts))
     ):
@@ -381,6 +385,35 @@ def certify(
             note,
         )
     )
+    return results
+
+
+def certify(
+    space: WeightSpace,
+    progress: Callable[[str], None] | None = None,
+    enumerator: Callable[[WeightSpace], Basis] = enumerate_basis,
+    per_block: bool | None = None,
+) -> Certificate:
+    """Run every route; each compares its counts block by block with the enumeration.
+
+    `enumerator` is the enumeration under test (tests pass deliberately broken ones to see
+    the certificate fail). `per_block` runs the explicit routes once per block class
+    (`certify_blocks`) instead of on the whole space; by default only above
+    MAX_WHOLE_SPACE_BLOCKS blocks, where the whole-space routes cost O(M^3)."""
+    say = progress or (lambda _msg: None)
+    basis = enumerator(space)
+    full_counts = enumeration_counts(basis)
+    results = []
+    say("closed form")
+    results.append(_compare("closed_form", space, space, closed_form_counts(space), full_counts))
+    if per_block is None:
+        per_block = len(basis.block_counts()) > MAX_WHOLE_SPACE_BLOCKS
+    if per_block:
+        from .certify_blocks import explicit_routes_per_block
+
+        results += explicit_routes_per_block(space, full_counts, enumerator, say)
+    else:
+        results += _explicit_routes(space, basis, full_counts, enumerator, say)
     return Certificate(
         space,
         basis.equivariant_linear,

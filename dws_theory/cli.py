@@ -30,6 +30,20 @@ def dims_label(dims: Sequence[int]) -> str:
     return ",".join(str(d) for d in dims)
 
 
+def short_widths(widths: str) -> str:
+    """`2,64,64,...,64,1` as `2,64x300,1` (runs of three or more equal widths folded)."""
+    runs: list[list] = []
+    for w in widths.split(","):
+        if runs and runs[-1][0] == w:
+            runs[-1][1] += 1
+        else:
+            runs.append([w, 1])
+    parts = []
+    for w, n in runs:
+        parts += [f"{w}x{n}"] if n >= 3 else [w] * n
+    return ",".join(parts)
+
+
 # -- basis -------------------------------------------------------------------------------------
 def basis_json(dims: Sequence[int], mode: str, basis: Basis) -> dict:
     """The `basis --json` contract: dims, symmetry, the three totals and every block's count."""
@@ -108,8 +122,10 @@ def certificate_text(cert: Certificate) -> str:
         "route               counted     enumerated  result  ran on",
     ]
     for r in cert.results:
-        sizes = WeightSpace.parse(r.ran_on).widths
+        sizes = short_widths(WeightSpace.parse(r.ran_on).widths)
         where = f"reduced copy (widths {sizes})" if r.reduced else f"full shape (widths {sizes})"
+        if r.classes:
+            where = f"once per block class ({r.classes:,} classes)"
         lines.append(
             f"{r.name:<18}  {r.value:>10,}  {r.expected:>10,}   "
             f"{'pass' if r.passed else 'FAIL'}    {where}"
@@ -123,7 +139,7 @@ def certificate_text(cert: Certificate) -> str:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    print(f"verifying {dims_label(args.dims)} ({args.symmetry})", file=sys.stderr)
+    print(f"verifying {short_widths(dims_label(args.dims))} ({args.symmetry})", file=sys.stderr)
     cert = certify(
         mlp(args.dims, args.symmetry), progress=lambda m: print(f"  route: {m}", file=sys.stderr)
     )

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .arguments import add_shape_arguments
+from .atomic import write_text
 from .basis import Basis, enumerate_basis
 from .orbits import Pattern
 from .spec import Kind, SpecError, WeightSpace, mlp, parse_dims, parse_mode
@@ -1157,7 +1158,7 @@ def write_module(dims: str | Sequence[int], mode: str = "hidden", out_dir="gener
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{module_name(dims, mode)}.py"
-    path.write_text(source_for(dims, mode), encoding="utf-8")
+    write_text(path, source_for(dims, mode))  # atomic: complete or absent
     return path
 
 

@@ -21,6 +21,7 @@ import networkx as nx
 import numpy as np
 
 from .arguments import add_channel_arguments, add_shape_arguments
+from .atomic import replacing, write_text
 from .basis import Basis, enumerate_basis, pattern_entries
 from .certify import Certificate, certify, reduce_space, set_factor
 from .orbits import Pattern
@@ -283,7 +284,8 @@ def _save(fig: Figure, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png", metadata={"Software": None})
+    with replacing(path) as temporary:  # atomic: complete or absent
+        fig.savefig(temporary, format="png", metadata={"Software": None})
 
 
 def _layout(g: nx.MultiDiGraph) -> dict[str, tuple[float, float]]:
@@ -998,7 +1000,7 @@ def write_derivation(
 
     text = render_derivation(dims, mode, basis, certificate, figures, lower(basis), channels)
     path = out_dir / f"{derivation_stem(dims, mode)}.md"
-    path.write_text(text, encoding="utf-8")
+    write_text(path, text)  # atomic: complete or absent
     return path
 
 
