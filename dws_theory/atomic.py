@@ -26,7 +26,9 @@ STAGING_PREFIX = ".dws-staging-"
 
 
 def _temporary_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    """A hidden unique name beside `path`, never much longer than 64 characters (so a name
+    the file system accepts for the target is accepted for its temporary too)."""
+    return path.with_name(f".{path.name[:40]}.{secrets.token_hex(6)}.tmp")
 
 
 def _fsync(path: Path) -> None:

@@ -765,8 +765,8 @@ _HELPERS = '''
 
 def _mix(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """One channel mix [B, K, *S] -> [B, O, *S] for a weight [O, K]: one batched GEMM."""
-    batch = x.shape[0]
-    y = torch.bmm(weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], -1))
+    batch, size = x.shape[0], math.prod(x.shape[2:])  # no -1: B may be 0
+    y = torch.bmm(weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], size))
     return y.view(batch, weight.shape[0], *x.shape[2:])
 
 
@@ -784,10 +784,10 @@ class _MixAdd(torch.autograd.Function):
 
     @staticmethod
     def forward(weight, x, a, b):
-        batch, c_out = x.shape[0], weight.shape[0]
+        batch, c_out, size = x.shape[0], weight.shape[0], math.prod(x.shape[2:])
         acc = (a + b).expand(batch, c_out, *x.shape[2:]).contiguous()  # fresh: ours to write
-        x3 = x.reshape(batch, x.shape[1], -1)
-        acc.view(batch, c_out, -1).baddbmm_(weight.expand(batch, -1, -1), x3)
+        x3 = x.reshape(batch, x.shape[1], size)
+        acc.view(batch, c_out, size).baddbmm_(weight.expand(batch, -1, -1), x3)
         return acc
 
     @staticmethod
@@ -799,18 +799,18 @@ class _MixAdd(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         weight, x = ctx.saved_tensors
-        batch, c_in = x.shape[:2]
-        g3 = grad.reshape(batch, grad.shape[1], -1)
+        batch, c_in, size = x.shape[0], x.shape[1], math.prod(x.shape[2:])
+        g3 = grad.reshape(batch, grad.shape[1], size)
         grad_weight = grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_weight = torch.bmm(g3, x.reshape(batch, c_in, -1).transpose(1, 2)).sum(0)
+            grad_weight = torch.bmm(g3, x.reshape(batch, c_in, size).transpose(1, 2)).sum(0)
         if ctx.needs_input_grad[1]:
             w_t = weight.t().expand(batch, -1, -1)
             if torch.is_grad_enabled():  # double backward: stay differentiable
                 grad_x = torch.bmm(w_t, g3).view(x.shape)
             else:  # a base tensor, not a view, so autograd may add into it in place
                 grad_x = torch.empty(x.shape, dtype=grad.dtype, device=grad.device)
-                torch.bmm(w_t, g3, out=grad_x.view(batch, c_in, -1))
+                torch.bmm(w_t, g3, out=grad_x.view(batch, c_in, size))
         grad_terms = [
             grad.sum_to_size(shape) if needed else None
             for shape, needed in zip(ctx.term_shapes, ctx.needs_input_grad[2:], strict=True)
@@ -831,14 +831,62 @@ class _MixAdd(torch.autograd.Function):
         return out, 0
 
 
-def _check_inputs(weights, biases, channels: int, layer: str) -> int:
-    """Shapes against the layout contract; returns the batch size."""
+def _channels(value, name: str, layer: str) -> int:
+    """A channel count: a positive integer (int or any integer type, not bool)."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{layer}: {name} must be a positive integer, got {value!r}")
+    if value.__index__() < 1:
+        raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")
+    return value.__index__()
+
+
+def _pair(weights, biases):
+    return weights, biases
+
+
+def _features(weights, biases, layer: str):
+    """(weights, biases, wrap): forward(weights, biases) takes two sequences of tensors;
+    forward(features) one object with .weights and .biases (NFN's WeightSpaceFeatures),
+    whose type wrap(weights, biases) rebuilds for the result."""
+    if biases is not None:
+        return weights, biases, _pair
+    if hasattr(weights, "weights") and hasattr(weights, "biases"):
+        return weights.weights, weights.biases, type(weights)
+    raise TypeError(
+        f"{layer} expects (weights, biases) or one object with .weights and .biases (such "
+        f"as NFN's WeightSpaceFeatures), got one argument of type {type(weights).__name__}"
+    )
+
+
+def _check_tensor(name: str, got, like: torch.Tensor, layer: str) -> None:
+    """A tensor of the layer's dtype on the layer's device."""
+    if not isinstance(got, torch.Tensor):
+        raise TypeError(f"{layer}: {name} must be a torch.Tensor, got {type(got).__name__}")
+    if got.device != like.device:
+        raise ValueError(
+            f"{layer}: {name} is on {got.device}, expected {like.device} (where the layer's "
+            "parameters are); move the inputs or the layer with .to(device)"
+        )
+    if got.dtype != like.dtype:
+        fix = f"convert the inputs with .to({like.dtype})"
+        if got.is_floating_point():
+            fix += f" or the layer with .to({got.dtype})"
+        raise TypeError(
+            f"{layer}: {name} has dtype {got.dtype}, expected {like.dtype} (the dtype of "
+            f"the layer's parameters); {fix}"
+        )
+
+
+def _check_inputs(weights, biases, channels: int, layer: str, like: torch.Tensor) -> int:
+    """Shapes against the layout contract, dtype and device against the layer's parameter
+    `like`; returns the batch size (which may be 0)."""
     depth = len(DIMS) - 1
     if len(weights) != depth or len(biases) != depth:
         raise ValueError(
             f"{layer} expects {depth} weight and {depth} bias tensors (an MLP with widths "
             f"{DIMS}), got {len(weights)} and {len(biases)}"
         )
+    _check_tensor("weights[0]", weights[0], like, layer)
     batch = weights[0].shape[0]
     for m in range(1, depth + 1):
         checks = (
@@ -846,6 +894,7 @@ def _check_inputs(weights, biases, channels: int, layer: str) -> int:
             (f"biases[{m - 1}]", biases[m - 1], (batch, channels, DIMS[m])),
         )
         for name, got, want in checks:
+            _check_tensor(name, got, like, layer)
             if tuple(got.shape) != want:
                 axes = f"d_{m}, d_{m - 1}" if len(want) == 4 else f"d_{m}"
                 raise ValueError(
@@ -945,9 +994,9 @@ def _render_equivariant(plan: LayerPlan) -> list[str]:
         "",
         "    def __init__(self, in_channels: int, out_channels: int) -> None:",
         "        super().__init__()",
-        "        self.in_channels = in_channels",
-        "        self.out_channels = out_channels",
-        "        c_in, c_out = in_channels, out_channels",
+        '        self.in_channels = _channels(in_channels, "in_channels", "EquivariantLayer")',
+        '        self.out_channels = _channels(out_channels, "out_channels", "EquivariantLayer")',
+        "        c_in, c_out = self.in_channels, self.out_channels",
     ]
     for m in mixes.values():
         shape = f"torch.empty({m.rows} * c_out, {m.width} * c_in)"
@@ -989,10 +1038,14 @@ def _render_equivariant(plan: LayerPlan) -> list[str]:
         "        for name, start, f_out in BIASES:",
         "            getattr(self, name).copy_(bias[start : start + f_out].T.reshape(-1))",
         "",
-        "    def forward(self, weights, biases):",
+        "    def forward(self, weights, biases=None):",
+        '        """(weights, biases) -> (weights, biases) with out_channels; one object with',
+        "        .weights and .biases (NFN's WeightSpaceFeatures) -> an object of its type.",
+        '        """',
         "        c_in, c_out = self.in_channels, self.out_channels",
-        '        batch = _check_inputs(weights, biases, c_in, "EquivariantLayer")',
+        '        weights, biases, wrap = _features(weights, biases, "EquivariantLayer")',
     ]
+    check = ["weights", "biases", "c_in", '"EquivariantLayer"', f"self.{next(iter(mixes))}"]
     body = _unpack(8, weights, "weights") + _unpack(8, biases, "biases")
     for pool in pools.values():
         body += _render_pool(space, pool, pools, 8)
@@ -1007,16 +1060,16 @@ def _render_equivariant(plan: LayerPlan) -> list[str]:
             head = f"{a.terms[-1]} (varies along every axis of {a.out}): "
             body += _patterns_comment(8, head, mixes[a.terms[-1]].patterns)
         body += _render_add(plan, a, mixes, 8)
-    if not any("batch" in line for line in body if not line.lstrip().startswith("#")):
-        lines[-1] = '        _check_inputs(weights, biases, c_in, "EquivariantLayer")'
+    uses_batch = any("batch" in line for line in body if not line.lstrip().startswith("#"))
+    lines += _call(8, "batch" if uses_batch else "", "_check_inputs", check)
     lines += body
     w = ", ".join(f"{n}_out" for n in weights)
     b = ", ".join(f"{n}_out" for n in biases)
-    line = f"        return [{w}], [{b}]"
+    line = f"        return wrap([{w}], [{b}])"
     if _fits(line):
         lines.append(line)
     else:
-        lines += ["        return ("]
+        lines += ["        return wrap("]
         for items in (weights, biases):
             lines += (
                 ["            ["]
@@ -1044,11 +1097,11 @@ def _render_invariant(plan: LayerPlan) -> list[str]:
         "",
         "    def __init__(self, in_channels: int, out_channels: int) -> None:",
         "        super().__init__()",
-        "        self.in_channels = in_channels",
-        "        self.out_channels = out_channels",
-        "        c_in, c_out = in_channels, out_channels",
+        '        self.in_channels = _channels(in_channels, "in_channels", "InvariantLayer")',
+        '        self.out_channels = _channels(out_channels, "out_channels", "InvariantLayer")',
+        "        c_in, c_out = self.in_channels, self.out_channels",
         f"        self.{mix.name} = nn.Parameter(torch.empty(c_out, {mix.width} * c_in))",
-        "        self.bias = nn.Parameter(torch.empty(out_channels))",
+        "        self.bias = nn.Parameter(torch.empty(c_out))",
         "        self.reset_parameters()",
         "",
         "    @torch.no_grad()",
@@ -1070,16 +1123,17 @@ def _render_invariant(plan: LayerPlan) -> list[str]:
         "        if bias is not None:",
         "            self.bias.copy_(torch.as_tensor(bias).reshape(c_out))",
         "",
-        "    def features(self, weights, biases) -> torch.Tensor:",
+        "    def features(self, weights, biases=None) -> torch.Tensor:",
         '        """Invariant features [B, in_channels * INVARIANT_LINEAR] (dense_invariant)."""',
         "        c_in = self.in_channels",
-        '        batch = _check_inputs(weights, biases, c_in, "InvariantLayer")',
+        '        weights, biases, _ = _features(weights, biases, "InvariantLayer")',
     ]
     body = []
     for pool in pools.values():
         body += _render_pool(space, pool, pools, 8)
-    if not any("batch" in line for line in body if not line.lstrip().startswith("#")):
-        lines[-1] = '        _check_inputs(weights, biases, c_in, "InvariantLayer")'
+    uses_batch = any("batch" in line for line in body if not line.lstrip().startswith("#"))
+    check = ["weights", "biases", "c_in", '"InvariantLayer"', "self.bias"]
+    lines += _call(8, "batch" if uses_batch else "", "_check_inputs", check)
     lines += _unpack(8, [w if w in used else "_" for w in weights], "weights")
     lines += _unpack(8, [b if b in used else "_" for b in biases], "biases")
     lines += body
@@ -1089,7 +1143,7 @@ def _render_invariant(plan: LayerPlan) -> list[str]:
         lines += _call(8, "", "return torch.cat", [list(mix.features), "1"])
     lines += [
         "",
-        "    def forward(self, weights, biases) -> torch.Tensor:",
+        "    def forward(self, weights, biases=None) -> torch.Tensor:",
         f"        return F.linear(self.features(weights, biases), self.{mix.name}, self.bias)",
     ]
     return lines

@@ -2,18 +2,19 @@
 
 `layer_classes(dims, mode)` renders the same source `dws-theory generate` writes and executes
 it in a fresh module namespace, so the classes behave exactly as the checked-in modules do.
-The source is registered with `linecache`, so tracebacks and `inspect` show the real lines.
+The module is importable by name (`dws_theory._generated.dws_2_32_32_1_hidden`), so layers
+and models built on them pickle and `torch.save` / `torch.load` across processes. The source
+is registered with `linecache`, so tracebacks and `inspect` show the real lines.
 """
 
 from __future__ import annotations
 
-import linecache
-import sys
+import importlib
 import types
 from collections.abc import Sequence
 from functools import cache
 
-from .codegen import module_name, source_for
+from ._generated import module_name as generated_module_name
 from .spec import parse_dims, parse_mode
 
 __all__ = ["layer_classes", "load_module"]
@@ -21,16 +22,8 @@ __all__ = ["layer_classes", "load_module"]
 
 @cache
 def _module(dims: tuple[int, ...], mode: str) -> types.ModuleType:
-    name = f"dws_theory._generated.{module_name(dims, mode)}"
-    source = source_for(dims, mode)
-    filename = f"<dws_theory generated {module_name(dims, mode)}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    module = types.ModuleType(name)
-    module.__file__ = filename
-    # Registered so that pickling and dataclass/typing introspection can find the module.
-    sys.modules[name] = module
-    exec(compile(source, filename, "exec"), module.__dict__)
-    return module
+    # Imported by name, so that pickle and torch.load find the classes in any process.
+    return importlib.import_module(generated_module_name(dims, mode))
 
 
 def load_module(dims: str | Sequence[int], mode: str = "hidden") -> types.ModuleType:
