@@ -14,13 +14,14 @@ created, are removed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["STAGING_PREFIX", "replacing", "staged", "write_bytes", "write_text"]
+__all__ = ["STAGING_PREFIX", "check_folder", "replacing", "staged", "write_bytes", "write_text"]
 
 STAGING_PREFIX = ".dws-staging-"
 
@@ -53,6 +54,10 @@ def replacing(path: str | Path) -> Iterator[Path]:
             )
         _fsync(temporary)
         os.replace(temporary, path)
+    except OSError as e:
+        if e.filename is not None and Path(e.filename) == temporary:  # name the real target
+            raise type(e)(e.errno, e.strerror, str(path)) from e
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
@@ -69,6 +74,22 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Write `text` to `path` atomically (no newline translation); returns `path`."""
     return write_bytes(path, text.encode(encoding))
+
+
+def check_folder(folder: str | Path) -> None:
+    """Raise the OSError that writing into `folder` would raise, without writing: the folder
+    (or the nearest folder above it that exists) must be a writable directory."""
+    target = Path(folder)
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        code = errno.EEXIST if probe == target else errno.ENOTDIR
+        raise OSError(code, os.strerror(code), str(target))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(probe))
 
 
 def _make_dirs(target: Path, created: list[Path]) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .arguments import add_channel_arguments, add_shape_arguments
-from .atomic import staged
+from .atomic import check_folder, staged
 from .basis import Basis, enumerate_basis
 from .certify import Certificate, certify
 from .docs import DEFAULT_DOCS_DIR
@@ -62,6 +62,8 @@ def build(
     dims = parse_dims(dims)
     mode = parse_mode(mode)
     out_docs = DEFAULT_DOCS_DIR if out_docs is None else out_docs
+    for folder in (out_code, out_docs):  # fail before the work, not after it
+        check_folder(folder)
     space = mlp(dims, mode)
     seconds: list[tuple[str, float]] = []
 

@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Iterator
 
-from .spec import SpecError, shown
+from .spec import SpecError
 
 __all__ = [
     "EXIT_ERROR",
@@ -54,8 +54,15 @@ EXPECTED = (CommandError, SpecError, OSError, MemoryError)
 """Exceptions `cli.main` reports in one line (KeyboardInterrupt is reported separately)."""
 
 
+def _shown_path(path: object) -> str:
+    """A path for a message: whole up to 160 characters, else its last 140 (the end of a
+    path says more than its start)."""
+    text = str(path)
+    return repr(text) if len(text) <= 160 else f"'...{text[-140:]}' ({len(text):,} characters)"
+
+
 def _path_message(e: OSError) -> str:
-    where = [shown(str(f)) for f in (e.filename, e.filename2) if f is not None]
+    where = [_shown_path(f) for f in (e.filename, e.filename2) if f is not None]
     what = f"{e.strerror or type(e).__name__}"
     if where:
         what += " (" + " -> ".join(where) + ")"
