@@ -207,6 +207,21 @@ def _block_tex(out: str | None, inp: str | None) -> str:
     return f"{left} \\leftarrow {right}"
 
 
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def _block_text(out: str | None, inp: str | None) -> str:
+    """A block in plain text, for headings (the table of contents shows no TeX): W₂ ← b₁."""
+
+    def one(name: str | None, missing: str) -> str:
+        if name is None:
+            return missing
+        stem = name.rstrip("0123456789")
+        return stem + name[len(stem) :].translate(_SUBSCRIPTS) if stem else name
+
+    return f"{one(out, 'z')} ← {one(inp, '1')}"
+
+
 def _pattern_code(p: Pattern) -> str:
     out = f"{p.out}[{display_labels(p.out_labels)}]" if p.out else "z"
     inp = f"{p.inp}[{display_labels(p.in_labels)}]" if p.inp else "1"
@@ -672,7 +687,7 @@ def _block_section(basis: Basis, plan: LayerPlan) -> list[str]:
             for name, t in _set_counts(space, out, inp)
         )
         lines += [
-            f"### {relation.replace('<-', '←')}, {position}: ${_block_tex(out, inp)}$",
+            f"### {relation.replace('<-', '←')}, {position}: {_block_text(out, inp)}",
             "",
             f"Axes by neuron set: {by_set}. Count: ${_factor_tex(space, out, inp)}$ "
             f"({len(patterns)} pattern{'s' if len(patterns) != 1 else ''}).",
