@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from .build import add_build_parser
 from .certify import Certificate, certify
 from .codegen import add_generate_parser
 from .docs import add_docs_parser
-from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXPECTED, describe
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXPECTED, describe, strict_json
 from .spec import WeightSpace, mlp
 
 
@@ -100,7 +99,7 @@ def basis_table(dims: Sequence[int], mode: str, basis: Basis, c_in: int, c_out: 
 def _run_basis(args: argparse.Namespace) -> int:
     basis = enumerate_basis(mlp(args.dims, args.symmetry))
     if args.json:
-        print(json.dumps(basis_json(args.dims, args.symmetry, basis), indent=2))
+        print(strict_json(basis_json(args.dims, args.symmetry, basis), indent=2))
     else:
         print(basis_table(args.dims, args.symmetry, basis, args.in_channels, args.out_channels))
     return 0
@@ -144,7 +143,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         mlp(args.dims, args.symmetry), progress=lambda m: print(f"  route: {m}", file=sys.stderr)
     )
     if args.json:
-        print(json.dumps(cert.to_dict(), indent=2))
+        print(strict_json(cert.to_dict(), indent=2))
     else:
         print(certificate_text(cert))
     return 0 if cert.passed else 1
