@@ -52,7 +52,6 @@ _EXPORTS = {
     "validate_weights": "convert",
     "weights_from_model": "convert",
     "weights_from_models": "convert",
-    "build": "build",
 }
 
 __all__ = [
@@ -81,12 +80,10 @@ __all__ = [
     "validate_weights",
     "weights_from_model",
     "weights_from_models",
-    "build",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on demand
     from .basis import Basis, enumerate_basis
-    from .build import build
     from .certify import Certificate, certify
     from .codegen import source_for, write_module
     from .convert import (
@@ -107,7 +104,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'dws_theory' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    submodule = importlib.import_module(f".{module}", __name__)
+    # `certify` is a module and its function: importing the module makes the package
+    # attribute the module (callable, see certify.py), so return the module for that name.
+    value = submodule if name == module else getattr(submodule, name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 

@@ -29,6 +29,8 @@ check the reduced copy and the closed form the full shape.
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -40,7 +42,7 @@ from scipy.sparse.csgraph import connected_components
 
 from .basis import Basis, enumerate_basis
 from .group import generators, representation, signed_permutation
-from .spec import Kind, WeightSpace
+from .spec import Kind, WeightSpace, require_space
 
 __all__ = ["Certificate", "RouteResult", "certify", "reduce_space", "ROUTES"]
 
@@ -401,6 +403,7 @@ def certify(
     (`certify_blocks`) instead of on the whole space; by default only above
     MAX_WHOLE_SPACE_BLOCKS blocks, where the whole-space routes cost O(M^3)."""
     say = progress or (lambda _msg: None)
+    require_space(space, "certify")
     basis = enumerator(space)
     full_counts = enumeration_counts(basis)
     results = []
@@ -424,3 +427,14 @@ def certify(
 
 
 ROUTES = ("closed_form", "orbit_count", "commutant", "exact_commutation", "independence")
+
+
+class _CallableModule(types.ModuleType):
+    """`dws_theory.certify` names both this module and its main function; once the module is
+    imported the package attribute is the module, so calling it calls `certify`."""
+
+    def __call__(self, *args: object, **kwargs: object) -> Certificate:
+        return certify(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -83,7 +83,7 @@ class DWSNet(nn.Module):
         in_channels: int = 1,
     ) -> None:
         super().__init__()
-        self.dims = parse_dims(dims if isinstance(dims, str) else tuple(dims))
+        self.dims = parse_dims(dims)
         self.mode = parse_mode(mode)
         num_layers = _positive_int("num_layers", num_layers)
         hidden_channels = _positive_int("hidden_channels", hidden_channels)

@@ -28,8 +28,7 @@ def _module(dims: tuple[int, ...], mode: str) -> types.ModuleType:
 
 def load_module(dims: str | Sequence[int], mode: str = "hidden") -> types.ModuleType:
     """The generated module for an MLP shape and mode, built in memory (cached)."""
-    dims = parse_dims(dims if isinstance(dims, str) else tuple(dims))
-    return _module(dims, parse_mode(mode))
+    return _module(parse_dims(dims), parse_mode(mode))
 
 
 def layer_classes(dims: str | Sequence[int], mode: str = "hidden") -> tuple[type, type]:

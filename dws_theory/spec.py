@@ -26,6 +26,7 @@ __all__ = [
     "parse_dims",
     "parse_mode",
     "shown",
+    "require_space",
     "MAX_WIDTH",
 ]
 
@@ -213,6 +214,16 @@ class WeightSpace:
         return cls(tuple(sets), tuple(tensors))
 
 
+def require_space(value: object, where: str) -> WeightSpace:
+    """`value` if it is a WeightSpace, else a TypeError that says what was expected."""
+    if not isinstance(value, WeightSpace):
+        raise TypeError(
+            f"{where} expects a WeightSpace (for an MLP: mlp('2,32,32,1', 'hidden')), got "
+            f"{type(value).__name__} {shown(value)}"
+        )
+    return value
+
+
 # -- MLP front end ---------------------------------------------------------------------------
 MODES = ("hidden", "all", "signed")
 _ALIASES = {"hidden": "hidden", "hnp": "hidden", "all": "all", "np": "all", "signed": "signed"}
@@ -251,8 +262,9 @@ def parse_dims(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
             dims = tuple(text)
         except TypeError:
             raise SpecError(f"{expected} or a sequence of integers, got {shown(text)}") from None
-        if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        if not all(hasattr(type(d), "__index__") and not isinstance(d, bool) for d in dims):
             raise SpecError(f"expected integer widths, got {shown(text)}")
+        dims = tuple(d.__index__() for d in dims)  # numpy and other integer types too
     if len(dims) < 2:
         raise SpecError(f"an MLP needs at least two widths (input and output), got {len(dims)}")
     if any(d < 1 for d in dims):

@@ -252,3 +252,45 @@ def test_cli_usage_and_typos_do_not_import_torch():
     )
     # `data --help` is the one that needs the data command's real parser (and torch).
     assert out.split("\n") == ["bsis 2 False", "--help 0 False", "basis 0 False", "data 0 True"]
+
+
+# -- entry points given the wrong kind of argument ----------------------------------------------
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: dws_theory.enumerate_basis("2,3,1"), TypeError, "expects a WeightSpace"),
+        (lambda: dws_theory.certify([2, 3, 1]), TypeError, "expects a WeightSpace"),
+        (lambda: dws_theory.layer_classes(5), ValueError, "or a sequence of integers, got 5"),
+        (lambda: dws_theory.mlp(None), ValueError, "comma-separated integer widths"),
+        (lambda: dws_theory.mlp([2, True, 1]), ValueError, "expected integer widths"),
+        (lambda: dws_theory.mlp("2,3,1", None), ValueError, "unknown symmetry mode None"),
+        (lambda: DWSNet("2,3,1", out_features=2.0), TypeError, "out_features must be"),
+    ],
+)
+def test_entry_points_say_what_they_expected(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_integer_types_other_than_int_are_widths():
+    import numpy as np
+
+    assert dws_theory.mlp(np.array([2, 3, 1])) == dws_theory.mlp("2,3,1")
+    assert layer_classes(np.array([2, 3, 1]))[0] is layer_classes("2,3,1")[0]
+
+
+def test_certify_is_callable_whichever_import_came_first():
+    """`dws_theory.certify` is both a module and its function."""
+    out = _python(
+        "import dws_theory as d\n"
+        "print(d.certify(d.mlp('2,3,1')).passed)\n"
+        "import dws_theory.cli\n"
+        "print(d.certify(d.mlp('2,3,1')).passed, d.certify.ROUTES[0])\n"
+    )
+    assert out.split("\n") == ["True", "True closed_form"]
+    out = _python(
+        "import dws_theory.certify, dws_theory as d\n"
+        "from dws_theory import certify\n"
+        "print(certify(d.mlp('2,3,1')).passed, d.certify is certify)\n"
+    )
+    assert out == "True True"
