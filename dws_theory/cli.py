@@ -224,8 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The one error path: expected failures print one line and return 2 (130 for Ctrl-C);
     anything else is a bug and keeps its traceback."""
     try:
-        args = build_parser(argv).parse_args(argv)
-        return args.func(args)
+        try:
+            args = build_parser(argv).parse_args(argv)
+            return args.func(args)
+        finally:  # a full disk or a closed pipe shows at the flush: report it here, too
+            sys.stdout.flush()
     except KeyboardInterrupt:
         return _error("interrupted (Ctrl-C); nothing was left half-written", EXIT_INTERRUPTED)
     except BrokenPipeError as e:

@@ -47,6 +47,8 @@ ENGINE_CORPUS = [
     (["generate", "2;3;1"], "expected comma-separated integer widths"),
     (["docs", "2,3,,"], "expected comma-separated integer widths"),
     (["build", "x"], "expected comma-separated integer widths"),
+    (["verify", ",".join(["3"] * 502)], "expected at most 500 layers"),
+    (["generate", ",".join(["1"] * 10_000)], "got 9,999 layers"),
     # modes
     (["basis", "2,3,1", "--symmetry", "hiden"], "unknown symmetry mode 'hiden'; expected one of"),
     (["verify", "2,3,1", "--symmetry", ""], "unknown symmetry mode"),
@@ -232,6 +234,23 @@ def test_engine_commands_report_interruptions_and_os_errors(
     assert got == code and "Traceback" not in err
     lines = err.splitlines()
     assert lines[-1].startswith("dws-theory: error: ") and fragment in lines[-1], err
+
+
+def test_a_full_disk_on_stdout_gives_one_line_and_exit_code_2():
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            _command("basis", "2,3,1", "--json"),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "dws-theory: error: No space left on device: expected free space for the file, but "
+        "the device is full"
+    ]
 
 
 def test_version_prints_and_exits_0():
