@@ -35,8 +35,8 @@ __all__ = [
 
 DEFAULT_DIMS = "2,32,32,1"
 # The deepest MLP the commands take: the engine keeps all 4 M^2 blocks, about 1 KB each.
-# Measured on 2 busy cores: `verify` of 2, 299 hidden layers of 64, 1 in 22 s and 400 MB;
-# of 2, 499 hidden layers of 64, 1 in 115 s and 830 MB (with a test run beside it).
+# Measured on 2 busy cores: `verify` of 2, 300 hidden layers of 64, 1 in 22 s and 400 MB;
+# of 2, 499 hidden layers of 64, 1 (depth 500) in 115 s and 830 MB (a test run beside it).
 MAX_DEPTH = 500
 # Seeds go to numpy's and torch's generators; 2**32 - 1 is the largest both take everywhere.
 MAX_SEED = 2**32 - 1
