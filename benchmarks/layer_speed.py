@@ -2,7 +2,7 @@
 
 Candidates, all in the layout [B, C, d_m, d_{m-1}] / [B, C, d_m]:
   floor     one channel-mixing GEMM over every weight-space entry, x [B*P, C] @ w [C, C]:
-            the identity term no equivariant layer can avoid (DESIGN.md), measured here
+            the identity term no equivariant layer can avoid, measured here
   ours      the emitted `hidden` EquivariantLayer(C, C) (`--layer-factory`, default
             dws_theory.runtime:layer_classes)
   passes    the work an eager implementation of our plan cannot skip (plan_passes.py): the

@@ -4,28 +4,136 @@ Each command module registers its own parser with these, so the CLI and the comm
 import each other in a circle. A command that takes a shape takes one of DIMS (an MLP's
 widths), `--module FILE.py:NAME` (a torch module, traced) or `--spec SPEC` (a spec string);
 `target_of(args)` turns whichever was given into one `Target`.
+
+Every type checks its value when the command line is parsed and raises
+`argparse.ArgumentTypeError` with "expected X, got Y", which the parser prints as one line
+(`dws-theory: error: argument --n: expected a positive integer, got '0'`) with exit code 2.
+Values are echoed back shortened (`shown`), so a 5,000-digit number does not flood the
+terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
-from .spec import MODES, SpecError, parse_dims, parse_mode
+from .spec import MODES, SpecError, parse_dims, parse_mode, shown
 
 __all__ = [
     "DEFAULT_DIMS",
+    "MAX_DEPTH",
     "MAX_SEED",
+    "MAX_TENSORS",
     "add_channel_arguments",
     "add_shape_arguments",
-    "positive_int",
-    "seed",
-    "positive_float",
+    "bounded_int",
+    "finite_float",
+    "non_negative_float",
+    "non_negative_int",
     "nonnegative_float",
+    "positive_float",
+    "positive_int",
+    "probability",
+    "seed",
+    "shown",
     "target_of",
 ]
 
 DEFAULT_DIMS = "2,32,32,1"
+# The deepest MLP the commands take: the engine keeps all 4 M^2 blocks, about 1 KB each.
+# Measured on 2 busy cores: `verify` of 2, 300 hidden layers of 64, 1 in 22 s and 400 MB;
+# of 2, 499 hidden layers of 64, 1 (depth 500) in 115 s and 830 MB (a test run beside it).
+MAX_DEPTH = 500
+# The same guard for any weight space (--spec, --module): at most as many tensors as an MLP
+# of MAX_DEPTH layers has (a weight and a bias per layer), so at most 4 MAX_DEPTH^2 blocks.
+MAX_TENSORS = 2 * MAX_DEPTH
+# Seeds go to numpy's and torch's generators; 2**32 - 1 is the largest both take everywhere.
+MAX_SEED = 2**32 - 1
+
+
+def _integer(text: str, expected: str) -> int:
+    """`int(text)` for decimal integers only (no `1e3`, no `0x10`, no 5,000 digits)."""
+    stripped = text.strip()
+    digits = stripped.removeprefix("-").removeprefix("+")
+    if not digits.isdigit() or not digits.isascii() or len(digits) > 30:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}")
+    return int(stripped)
+
+
+def bounded_int(
+    low: int | None = None, high: int | None = None, expected: str | None = None
+) -> Callable[[str], int]:
+    """An argparse type for integers in [low, high] (either end open when None)."""
+    if expected is None:
+        if low is not None and high is not None:
+            expected = f"an integer from {low:,} to {high:,}"
+        elif low is not None:
+            expected = f"an integer of at least {low:,}"
+        elif high is not None:
+            expected = f"an integer of at most {high:,}"
+        else:
+            expected = "an integer"
+
+    def parse(text: str) -> int:
+        value = _integer(text, expected)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse
+
+
+positive_int = bounded_int(1, None, "a positive integer")
+non_negative_int = bounded_int(0, None, "a non-negative integer")
+seed = bounded_int(0, MAX_SEED, f"a seed from 0 to {MAX_SEED:,} (2**32 - 1)")
+
+
+def _float(text: str, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite float (no nan, no inf)."""
+    return _float(text, "a finite number")
+
+
+def positive_float(text: str) -> float:
+    """A finite float above zero: learning rates, step sizes."""
+    value = _float(text, "a finite positive number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {shown(text)}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite float of at least zero: weight decay, regularisation strengths."""
+    value = _float(text, "a finite non-negative number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite non-negative number, got {shown(text)}"
+        )
+    return value
+
+
+nonnegative_float = non_negative_float  # the name dws_theory.inr.cli imports
+
+
+def probability(text: str) -> float:
+    """A float in [0, 1): dropout rates."""
+    value = _float(text, "a number from 0 up to (not including) 1")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from 0 up to (not including) 1, got {shown(text)}"
+        )
+    return value
 
 
 class _DefaultDims(tuple):
@@ -41,58 +149,17 @@ def _mode(text: str) -> str:
 
 def _dims(text: str) -> tuple[int, ...]:
     try:
-        return parse_dims(text)
+        dims = parse_dims(text)
     except SpecError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed accepts up to this
-
-
-def seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
+    depth = len(dims) - 1
+    if depth > MAX_DEPTH:
         raise argparse.ArgumentTypeError(
-            f"expected a seed between 0 and 2**63 - 1, got {text[:40]!r}"
+            f"expected at most {MAX_DEPTH} layers (the engine keeps all 4 M^2 blocks: "
+            f"{4 * MAX_DEPTH**2:,} at depth {MAX_DEPTH}), got {depth:,} layers "
+            f"({4 * depth**2:,} blocks)"
         )
-    return value
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text[:40]!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text[:40]!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text[:40]!r}")
-    return value
+    return dims
 
 
 def add_shape_arguments(parser: argparse.ArgumentParser, optional_dims: bool = False) -> None:
@@ -138,10 +205,19 @@ def target_of(args: argparse.Namespace):
     if args.spec is not None:
         if args.symmetry is not None:
             raise SpecError("--symmetry has no meaning with --spec: the spec gives the set kinds")
-        return from_spec(args.spec)
-    if args.module is not None:
-        return from_module_file(args.module, args.symmetry or "hidden")
-    return from_dims(args.dims, args.symmetry or "hidden")
+        target = from_spec(args.spec)
+    elif args.module is not None:
+        target = from_module_file(args.module, args.symmetry or "hidden")
+    else:
+        return from_dims(args.dims, args.symmetry or "hidden")  # DIMS' depth checked above
+    tensors = len(target.space.tensors)
+    if tensors > MAX_TENSORS:
+        raise SpecError(
+            f"expected at most {MAX_TENSORS} tensors (the engine keeps all blocks: "
+            f"{MAX_TENSORS**2:,} at {MAX_TENSORS} tensors), got {tensors:,} tensors "
+            f"({tensors**2:,} blocks)"
+        )
+    return target
 
 
 def add_channel_arguments(parser: argparse.ArgumentParser, default: int = 16) -> None:
@@ -149,7 +225,7 @@ def add_channel_arguments(parser: argparse.ArgumentParser, default: int = 16) ->
     for side in ("in", "out"):
         parser.add_argument(
             f"--{side}-channels",
-            type=positive_int,
+            type=bounded_int(1, 1_000_000, "a positive integer of at most 1,000,000"),
             default=default,
             help=f"{side}put channels for the parameter count (default {default})",
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .orbits import Pattern, block_patterns
-from .spec import WeightSpace
+from .spec import WeightSpace, require_space
 
 __all__ = ["Basis", "Entries", "enumerate_basis", "pattern_entries"]
 
@@ -172,6 +172,7 @@ def pattern_entries(space: WeightSpace, p: Pattern, normalised: bool) -> Entries
 
 def enumerate_basis(space: WeightSpace) -> Basis:
     """All equivariant linear, bias and invariant patterns of a weight space."""
+    require_space(space, "enumerate_basis")
     names = [t.name for t in space.tensors]
     linear = tuple(p for a in names for b in names for p in block_patterns(space, a, b))
     bias = tuple(p for a in names for p in block_patterns(space, a, None))

@@ -2,7 +2,9 @@
 
 Each step is the pipeline's own function; `build` only sequences them, reports progress and
 times each step. A failed certificate stops the build before anything is written: a layer
-or a derivation is only emitted for a basis that passed every independent check.
+or a derivation is only emitted for a basis that passed every independent check. The files
+of a build appear together or not at all (`atomic.staged`): if any step fails, no module,
+page or figure reaches the output folders.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .arguments import add_channel_arguments, add_shape_arguments, target_of
+from .atomic import check_folder, staged
 from .basis import Basis, enumerate_basis
 from .certify import Certificate, certify
 from .docs import DEFAULT_DOCS_DIR
@@ -65,6 +68,8 @@ def build(
     say = progress or (lambda _msg: None)
     target = dims if isinstance(dims, Target) else from_dims(dims, mode)
     out_docs = DEFAULT_DOCS_DIR if out_docs is None else out_docs
+    for folder in (out_code, out_docs):  # fail before the work, not after it
+        check_folder(folder)
     space = target.space
     seconds: list[tuple[str, float]] = []
 
@@ -97,22 +102,26 @@ def build(
     if not cert.passed:
         say("      stopping: nothing is generated from a basis that failed its certificate")
         return result(cert)
-    say(f"[3/4] generate: writing the layer module to {out_code}/")
     plan = target_plan(target, basis)
-    module = timed("generate", lambda: write_source(target.stem, render(plan), out_code))
-    say(f"[4/4] docs: writing the derivation to {out_docs}/")
-    derivation = timed(
-        "docs",
-        lambda: write_page(
-            target,
-            out_docs,
-            channels,
-            basis=basis,
-            certificate=cert,
-            progress=lambda m: say(f"      {m}"),
-            plan=plan,
-        ),
-    )
+    # Both steps write into staging folders; their files are renamed into place only when
+    # both succeeded, so a failure (a read-only docs folder, a full disk) leaves no half build.
+    with staged(out_code, out_docs) as (code_stage, docs_stage):
+        say(f"[3/4] generate: writing the layer module to {out_code}/")
+        module = timed("generate", lambda: write_source(target.stem, render(plan), code_stage))
+        say(f"[4/4] docs: writing the derivation to {out_docs}/")
+        derivation = timed(
+            "docs",
+            lambda: write_page(
+                target,
+                docs_stage,
+                channels,
+                basis=basis,
+                certificate=cert,
+                progress=lambda m: say(f"      {m}"),
+                plan=plan,
+            ),
+        )
+    module, derivation = Path(out_code) / module.name, Path(out_docs) / derivation.name
     figures = tuple(sorted(Path(out_docs).glob(f"{target.stem}_*.png")))
     return result(cert, module, derivation, figures)
 

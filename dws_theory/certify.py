@@ -16,16 +16,21 @@ Each route computes the counts without the enumeration's code path:
 - `independence`: the dense basis elements of each block have full rank.
 
 Explicit routes need explicit index pairs. When the space is too large they run on a
-reduced copy (`reduce_space`), and the certificate says so. Why the count is unchanged:
-c_k(t) = sum_{j <= min(t, n)} S(t, j) depends on n only through min(t, n), and no block
-has more than t_max(k) axes on set k, so shrinking a permuted or signed set to
-min(n, t_max(k)) keeps every count. Fixed sets contribute n^t and are only shrunk when even
-the reduced copy would be too large; then the explicit routes check the reduced copy and
-the closed form the full shape.
+reduced copy (`reduce_space`), and the certificate says so. When it is too deep (more than
+MAX_WHOLE_SPACE_BLOCKS blocks) they run once per class of isomorphic blocks, each on a
+space holding only that block's tensors (`certify_blocks`, which gives the argument).
+
+Why a reduced copy keeps the count: c_k(t) = sum_{j <= min(t, n)} S(t, j) depends on n
+only through min(t, n), and no block has more than t_max(k) axes on set k, so shrinking a
+permuted or signed set to min(n, t_max(k)) keeps every count. Fixed sets contribute n^t
+and are only shrunk when even the reduced copy would be too large; then the explicit routes
+check the reduced copy and the closed form the full shape.
 """
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -37,7 +42,7 @@ from scipy.sparse.csgraph import connected_components
 
 from .basis import Basis, enumerate_basis, pattern_entries
 from .group import generators, representation, signed_permutation
-from .spec import Kind, WeightSpace
+from .spec import Kind, WeightSpace, require_space
 
 __all__ = ["Certificate", "RouteResult", "certify", "reduce_space", "ROUTES", "ROUTE_DESCRIPTIONS"]
 
@@ -47,6 +52,9 @@ MAX_PAIRS = 4_000_000
 MAX_TOTAL_PAIRS = 16_000_000  # all blocks together: about P^2 index pairs
 MAX_COMMUTANT_UNKNOWNS = 1600
 MAX_DENSE_P = 160
+# Above this many blocks (4 M^2 = 400: an MLP of depth 10) the explicit routes run once per
+# block class (certify_blocks) instead of on the whole space, whose cost grows as M^3.
+MAX_WHOLE_SPACE_BLOCKS = 400
 
 Counts = dict[tuple[str | None, str | None], int]
 
@@ -60,6 +68,7 @@ class RouteResult:
     expected: int  # total count of the enumeration on the same space
     mismatches: tuple[str, ...]  # blocks where route and enumeration disagree
     note: str = ""
+    classes: int = 0  # > 0: ran once per block class (certify_blocks), on that many classes
 
     @property
     def passed(self) -> bool:
@@ -100,6 +109,7 @@ class Certificate:
                     "passed": r.passed,
                     "mismatches": list(r.mismatches),
                     "note": r.note,
+                    "classes": r.classes,
                 }
                 for r in self.results
             ],
@@ -150,8 +160,9 @@ def set_factor(kind: Kind, n: int, t: int) -> int:
 def _closed_form_block(space: WeightSpace, out: str | None, inp: str | None) -> int:
     axes = list(space.tensor(out).axes if out else ()) + list(space.tensor(inp).axes if inp else ())
     count = 1
-    for s in space.sets:
-        count *= set_factor(s.kind, s.size, axes.count(s.name))
+    for name in dict.fromkeys(axes):  # a set on no axis contributes c_k(0) = 1
+        s = space.set(name)
+        count *= set_factor(s.kind, s.size, axes.count(name))
     return count
 
 
@@ -351,34 +362,14 @@ def explicit_space(space: WeightSpace, route: int) -> tuple[WeightSpace, str]:
     )
 
 
-def certify(
+def _explicit_routes(
     space: WeightSpace,
-    progress: Callable[[str], None] | None = None,
-    enumerator: Callable[[WeightSpace], Basis] = enumerate_basis,
-    basis: Basis | None = None,
-) -> Certificate:
-    """Run every route; each compares its counts block by block with the enumeration.
-
-    `enumerator` is the enumeration under test (tests pass deliberately broken ones to see
-    the certificate fail). `basis`, when given, is the enumeration of `space` already made
-    (by `build`): it is checked instead of enumerating again. Each reduced copy a route runs
-    on is enumerated once."""
-    say = progress or (lambda _msg: None)
-    if basis is None:
-        basis = enumerator(space)
-    elif basis.space != space:
-        raise ValueError(f"the basis is for {basis.space}, expected one for {space}")
-    bases = {space: basis}
-
-    def basis_of(target: WeightSpace) -> Basis:
-        if target not in bases:
-            bases[target] = enumerator(target)
-        return bases[target]
-
-    full_counts = enumeration_counts(basis)
+    basis_of: Callable[[WeightSpace], Basis],
+    say: Callable[[str], None],
+) -> list[RouteResult]:
+    """orbit_count, commutant, exact_commutation and independence on the whole space (or on
+    its reduced copy); `basis_of` enumerates each space a route runs on once."""
     results = []
-    say("closed form")
-    results.append(_compare("closed_form", space, space, closed_form_counts(space), full_counts))
     for index, (name, fn) in enumerate(
         (("orbit_count", orbit_count_counts), ("commutant", commutant_counts))
     ):
@@ -407,6 +398,49 @@ def certify(
             note,
         )
     )
+    return results
+
+
+def certify(
+    space: WeightSpace,
+    progress: Callable[[str], None] | None = None,
+    enumerator: Callable[[WeightSpace], Basis] = enumerate_basis,
+    basis: Basis | None = None,
+    per_block: bool | None = None,
+) -> Certificate:
+    """Run every route; each compares its counts block by block with the enumeration.
+
+    `enumerator` is the enumeration under test (tests pass deliberately broken ones to see
+    the certificate fail). `basis`, when given, is the enumeration of `space` already made
+    (by `build`): it is checked instead of enumerating again. Each reduced copy a route runs
+    on is enumerated once. `per_block` runs the explicit routes once per block class
+    (`certify_blocks`) instead of on the whole space; by default only above
+    MAX_WHOLE_SPACE_BLOCKS blocks, where the whole-space routes cost O(M^3)."""
+    say = progress or (lambda _msg: None)
+    require_space(space, "certify")
+    if basis is None:
+        basis = enumerator(space)
+    elif basis.space != space:
+        raise ValueError(f"the basis is for {basis.space}, expected one for {space}")
+    bases = {space: basis}
+
+    def basis_of(target: WeightSpace) -> Basis:
+        if target not in bases:
+            bases[target] = enumerator(target)
+        return bases[target]
+
+    full_counts = enumeration_counts(basis)
+    results = []
+    say("closed form")
+    results.append(_compare("closed_form", space, space, closed_form_counts(space), full_counts))
+    if per_block is None:
+        per_block = len(basis.block_counts()) > MAX_WHOLE_SPACE_BLOCKS
+    if per_block:
+        from .certify_blocks import explicit_routes_per_block
+
+        results += explicit_routes_per_block(space, full_counts, enumerator, say)
+    else:
+        results += _explicit_routes(space, basis_of, say)
     return Certificate(
         space,
         basis.equivariant_linear,
@@ -429,3 +463,14 @@ ROUTE_DESCRIPTIONS: dict[str, str] = {
     "integer arithmetic",
     "independence": "rank of the dense elements of each block equals their number",
 }
+
+
+class _CallableModule(types.ModuleType):
+    """`dws_theory.certify` names both this module and its main function; once the module is
+    imported the package attribute is the module, so calling it calls `certify`."""
+
+    def __call__(self, *args: object, **kwargs: object) -> Certificate:
+        return certify(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

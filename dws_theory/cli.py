@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +14,7 @@ from .build import add_build_parser
 from .certify import Certificate, certify
 from .codegen import add_generate_parser
 from .docs import add_docs_parser
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXPECTED, describe, strict_json
 from .spec import WeightSpace
 
 
@@ -22,6 +23,24 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"dws-theory: error: {message}\n")
+
+
+def dims_label(dims: Sequence[int]) -> str:
+    return ",".join(str(d) for d in dims)
+
+
+def short_widths(widths: str) -> str:
+    """`2,64,64,...,64,1` as `2,64x300,1` (runs of three or more equal widths folded)."""
+    runs: list[list] = []
+    for w in widths.split(","):
+        if runs and runs[-1][0] == w:
+            runs[-1][1] += 1
+        else:
+            runs.append([w, 1])
+    parts = []
+    for w, n in runs:
+        parts += [f"{w}x{n}"] if n >= 3 else [w] * n
+    return ",".join(parts)
 
 
 # -- basis -------------------------------------------------------------------------------------
@@ -85,7 +104,7 @@ def _run_basis(args: argparse.Namespace) -> int:
     target = target_of(args)
     basis = enumerate_basis(target.space)
     if args.json:
-        print(json.dumps(basis_json(target, basis), indent=2))
+        print(strict_json(basis_json(target, basis), indent=2))
     else:
         print(basis_table(target, basis, args.in_channels, args.out_channels))
     return 0
@@ -107,8 +126,10 @@ def certificate_text(cert: Certificate) -> str:
         "route               counted     enumerated  result  ran on",
     ]
     for r in cert.results:
-        sizes = WeightSpace.parse(r.ran_on).widths
+        sizes = short_widths(WeightSpace.parse(r.ran_on).widths)
         where = f"reduced copy (widths {sizes})" if r.reduced else f"full shape (widths {sizes})"
+        if r.classes:
+            where = f"once per block class ({r.classes:,} classes)"
         lines.append(
             f"{r.name:<18}  {r.value:>10,}  {r.expected:>10,}   "
             f"{'pass' if r.passed else 'FAIL'}    {where}"
@@ -123,10 +144,11 @@ def certificate_text(cert: Certificate) -> str:
 
 def _run_verify(args: argparse.Namespace) -> int:
     target = target_of(args)
-    print(f"verifying {target.title} ({target.mode or 'kinds from the spec'})", file=sys.stderr)
+    title = short_widths(dims_label(target.dims)) if target.dims is not None else target.title
+    print(f"verifying {title} ({target.mode or 'kinds from the spec'})", file=sys.stderr)
     cert = certify(target.space, progress=lambda m: print(f"  route: {m}", file=sys.stderr))
     if args.json:
-        print(json.dumps(cert.to_dict(), indent=2))
+        print(strict_json(cert.to_dict(), indent=2))
     else:
         print(certificate_text(cert))
     return 0 if cert.passed else 1
@@ -140,13 +162,29 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 
 # -- entry point ---------------------------------------------------------------------------------
-# Subcommands whose modules import torch (seconds to load): registered only when the command
-# line names none of the light ones (`data`, `train`, `--help`, a typo), so that
-# `dws-theory basis` starts without loading torch.
-_TORCH_COMMANDS = (
-    ("dws_theory.inr.cli", "add_data_parser"),
-    ("dws_theory.inr.cli", "add_train_parser"),
-)
+# Subcommands whose modules import torch (seconds to load): the real parser is registered only
+# when the command line names that command; otherwise a stub with the same name and help
+# keeps `--help` and the "invalid choice" message complete, so `dws-theory --help`, a typo
+# and `dws-theory basis` all start without loading torch.
+# The help texts are those of the real parsers in dws_theory/inr/cli.py (a test compares them).
+_TORCH_COMMANDS = {
+    "data": (
+        "dws_theory.inr.cli",
+        "add_data_parser",
+        "build or load an INR dataset and print its fit statistics",
+    ),
+    "train": (
+        "dws_theory.inr.cli",
+        "add_train_parser",
+        "train a model on a weight-space task or on your own collection of networks",
+    ),
+}
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -154,6 +192,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     args = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in args if not a.startswith("-")), None)
     parser = _Parser(prog="dws-theory", description="Equivariant layers for deep weight spaces.")
+    parser.add_argument("--version", action="version", version=f"dws-theory {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     # Each module registers its own parser and sets `func`.
     for register in (
@@ -164,19 +203,52 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         add_build_parser,
     ):
         register(sub)
-    if command not in sub.choices:
-        for module, name in _TORCH_COMMANDS:
-            getattr(importlib.import_module(module), name)(sub)
+    for name, (module, function, help_text) in _TORCH_COMMANDS.items():
+        if command == name:
+            getattr(importlib.import_module(module), function)(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser(argv).parse_args(argv)
+def _error(message: str, code: int = EXIT_ERROR) -> int:
+    print(f"dws-theory: error: {message}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush does
+    not print a second error."""
     try:
-        return args.func(args)
-    except (ValueError, MemoryError, OSError) as e:  # SpecError, bad data files, missing inputs
-        print(f"dws-theory: error: {e}", file=sys.stderr)
-        return 2
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests)
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The one error path: expected failures print one line and return 2 (130 for Ctrl-C);
+    anything else is a bug and keeps its traceback."""
+    args = None
+    try:
+        try:
+            args = build_parser(argv).parse_args(argv)
+            return args.func(args)
+        finally:  # a full disk or a closed pipe shows at the flush: report it here, too
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return _error("interrupted (Ctrl-C); nothing was left half-written", EXIT_INTERRUPTED)
+    except BrokenPipeError as e:
+        _silence_stdout()
+        return _error(describe(e))
+    except EXPECTED as e:
+        return _error(describe(e))
+    except ValueError as e:
+        # data and train still say a bad value (a data file, a task) with a ValueError; until
+        # they raise CommandError it is reported as one line for them (a bug elsewhere).
+        if args is not None and getattr(args, "command", None) in _TORCH_COMMANDS:
+            return _error(describe(e))
+        raise
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ its parameters in named_parameters() order, those with two or more axes as weigh
 `[B, C, *shape]` (a conv kernel `[B, C, out, in, *kernel]`), the one-axis ones as biases
 `[B, C, d]`. The rest of this docstring is about MLPs.
 
-Layout (DESIGN.md): `weights[m-1]` is `[B, C, d_m, d_{m-1}]` (the `nn.Linear.weight`
-orientation with batch and channel in front), `biases[m-1]` is `[B, C, d_m]`. Models come
-in as a `torch.nn.Sequential` of `nn.Linear` layers (activations, dropout, flatten and any
-other parameter-free module in between are ignored) or as its `state_dict`.
+Layout (the project-wide contract): `weights[m-1]` is `[B, C, d_m, d_{m-1}]` (the
+`nn.Linear.weight` orientation with batch and channel in front), `biases[m-1]` is
+`[B, C, d_m]`. Models come in as a `torch.nn.Sequential` of `nn.Linear` layers
+(activations, dropout, flatten and any other parameter-free module in between are ignored)
+or as its `state_dict`.
 
 A Linear without bias is rejected by default, because the weight space always carries
 biases and a silently invented zero bias would not round-trip (the rebuilt model would have

@@ -45,6 +45,15 @@ def default_activation(mode: str) -> nn.Module:
     return nn.Tanh() if parse_mode(mode) == "signed" else nn.ReLU()
 
 
+def _positive_int(name: str, value: object) -> int:
+    """A positive integer argument (int or any integer type, not bool), else a clear error."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"DWSNet: {name} must be a positive integer, got {value!r}")
+    if value.__index__() < 1:
+        raise ValueError(f"DWSNet: {name} must be a positive integer, got {value!r}")
+    return value.__index__()
+
+
 def _is_odd(activation: Callable[[torch.Tensor], torch.Tensor]) -> bool:
     x = torch.linspace(-3.0, 3.0, 13, dtype=torch.float64)
     with torch.no_grad():
@@ -61,7 +70,7 @@ def _space_of(target: object, mode: str) -> tuple[WeightSpace, str | None]:
 
         trace = trace_module(target, mode)
         return trace.space, trace.mode
-    dims = parse_dims(target if isinstance(target, str) else tuple(target))
+    dims = parse_dims(target)
     mode = parse_mode(mode)
     return mlp(dims, mode), mode
 
@@ -111,16 +120,26 @@ class DWSNet(nn.Module):
         self.space, self.mode = _space_of(dims, mode)
         shape = mlp_shape(self.space)
         self.dims = shape[0] if shape is not None else None
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
-        for name, value in (
-            ("hidden_channels", hidden_channels),
-            ("in_channels", in_channels),
-            ("out_features", out_features),
-            ("head_hidden", head_hidden),
+        num_layers = _positive_int("num_layers", num_layers)
+        hidden_channels = _positive_int("hidden_channels", hidden_channels)
+        in_channels = _positive_int("in_channels", in_channels)
+        out_features = _positive_int("out_features", out_features)
+        head_hidden = _positive_int("head_hidden", head_hidden)
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, int | float)
+            or not (0 <= dropout < 1)
         ):
-            if value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
+            raise ValueError(f"DWSNet: dropout must be a number in [0, 1), got {dropout!r}")
+        if not isinstance(equivariant_output, bool):
+            raise TypeError(
+                f"DWSNet: equivariant_output must be True or False, got {equivariant_output!r}"
+            )
+        if activation is not None and not callable(activation):
+            raise TypeError(
+                "DWSNet: activation must be a module or function applied pointwise, "
+                f"got {activation!r}"
+            )
         signed = any(s.kind is Kind.SIGNED for s in self.space.sets)
         self.activation = (
             activation
@@ -163,16 +182,27 @@ class DWSNet(nn.Module):
         return [self.activation(t) for t in tensors]
 
     def forward(
-        self, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]
+        self, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor] | None = None
     ) -> torch.Tensor | tuple[Tensors, Tensors]:
-        """`[B, out_features]`, or `(weights, biases)` with one channel when equivariant."""
+        """`[B, out_features]`, or `(weights, biases)` with one channel when equivariant.
+
+        Like the layers, it also takes one object with `.weights` and `.biases` (NFN's
+        `WeightSpaceFeatures`); an equivariant output is then an object of the same type."""
+        wrap = None
+        if biases is None:
+            if not (hasattr(weights, "weights") and hasattr(weights, "biases")):
+                raise TypeError(
+                    "DWSNet expects (weights, biases) or one object with .weights and "
+                    f".biases, got one argument of type {type(weights).__name__}"
+                )
+            weights, biases, wrap = weights.weights, weights.biases, type(weights)
         ws, bs = list(weights), list(biases)
         for i, layer in enumerate(self.layers):
             ws, bs = layer(ws, bs)
             if i < len(self.layers) - 1 or not self.equivariant_output:
                 ws, bs = self._act(ws), self._act(bs)
         if self.equivariant_output:
-            return ws, bs
+            return (ws, bs) if wrap is None else wrap(ws, bs)
         return self.head(self.invariant(*self._readout(ws, bs)))
 
     def _readout(self, ws: Tensors, bs: Tensors) -> tuple[Tensors, Tensors]:

@@ -17,7 +17,7 @@ import string
 from dataclasses import dataclass
 from functools import cache
 
-from .spec import Kind, WeightSpace
+from .spec import Kind, SpecError, WeightSpace
 
 __all__ = ["Pattern", "set_partitions", "block_patterns", "LABELS"]
 
@@ -113,7 +113,9 @@ def block_patterns(space: WeightSpace, out: str | None, inp: str | None) -> tupl
     grouped = _axes_by_set(space, out, inp)
     total_axes = sum(len(v) for v in grouped.values())
     if total_axes > len(LABELS):
-        raise ValueError(f"block {out} <- {inp} has {total_axes} axes; at most {len(LABELS)}")
+        raise SpecError(
+            f"expected at most {len(LABELS)} axes in a block, got {total_axes} in {out} <- {inp}"
+        )
     choices = []  # per set: list of partitions of its axis positions (fixed: singletons)
     for name, positions in grouped.items():
         s = space.set(name)

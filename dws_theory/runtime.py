@@ -3,21 +3,24 @@
 `layer_classes(dims_or_space, mode)` renders the same source `dws-theory generate` writes and
 executes it in a fresh module namespace, so the classes behave exactly as the checked-in
 modules do. It takes MLP widths (`2,32,32,1` or a sequence) or any `WeightSpace` (from
-`from_module`, `WeightSpace.parse`, ...). The source is registered with `linecache`, so
-tracebacks and `inspect` show the real lines.
+`from_module`, `WeightSpace.parse`, ...). The module is importable by name
+(`dws_theory._generated.dws_2_32_32_1_hidden`; see `dws_theory._generated`), so layers and
+models built on them pickle and `torch.save` / `torch.load` across processes. The source is
+registered with `linecache`, so tracebacks and `inspect` show the real lines.
 """
 
 from __future__ import annotations
 
-import linecache
-import sys
+import importlib
 import types
 from collections.abc import Sequence
 from functools import cache
 
-from .codegen.backends import DEFAULT_BACKEND
-from .codegen.files import source_for, space_stem
-from .spec import WeightSpace, mlp, parse_dims, parse_mode
+from ._generated import module_name as generated_module_name
+from ._generated import register
+from .codegen.backends import BACKENDS, DEFAULT_BACKEND
+from .codegen.lower import mlp_shape
+from .spec import SpecError, WeightSpace, mlp, parse_dims, parse_mode
 
 __all__ = ["layer_classes", "load_module"]
 
@@ -26,26 +29,20 @@ Shape = str | Sequence[int] | WeightSpace
 
 @cache
 def _module(spec: str, mode: str | None, backend: str) -> types.ModuleType:
+    # Imported by name, so that pickle and torch.load find the classes in any process.
     space = WeightSpace.parse(spec)
-    stem = space_stem(space, mode)
-    if backend != DEFAULT_BACKEND:
-        stem = f"{stem}_{backend}"
-    name = f"dws_theory._generated.{stem}"
-    source = source_for(space, mode, backend)
-    filename = f"<dws_theory generated {stem}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    module = types.ModuleType(name)
-    module.__file__ = filename
-    # Registered so that pickling and dataclass/typing introspection can find the module.
-    sys.modules[name] = module
-    exec(compile(source, filename, "exec"), module.__dict__)
-    return module
+    shape = mlp_shape(space)
+    if shape is not None and mlp(shape[0], mode or shape[1]) == space:
+        mode = mode or shape[1]  # an MLP's space: the MLP's module, however it was given
+        if backend == DEFAULT_BACKEND:
+            return importlib.import_module(generated_module_name(shape[0], mode))
+    return importlib.import_module(register(spec, mode, backend))
 
 
 def _space(shape: Shape, mode: str | None) -> tuple[WeightSpace, str | None]:
     if isinstance(shape, WeightSpace):
         return shape, parse_mode(mode) if mode is not None else None
-    dims = parse_dims(shape if isinstance(shape, str) else tuple(shape))
+    dims = parse_dims(shape)
     mode = parse_mode(mode or "hidden")
     return mlp(dims, mode), mode
 
@@ -57,6 +54,10 @@ def load_module(
     (cached). For a `WeightSpace`, `mode` only labels the module: the set kinds are the
     space's own (for an MLP's space it must be that space's mode)."""
     space, mode = _space(shape, mode)
+    if backend not in BACKENDS:
+        raise SpecError(
+            f"unknown backend {backend!r}; expected one of {', '.join(sorted(BACKENDS))}"
+        )
     return _module(str(space), mode, backend)
 
 

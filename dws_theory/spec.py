@@ -25,7 +25,23 @@ __all__ = [
     "mlp",
     "parse_dims",
     "parse_mode",
+    "shown",
+    "require_space",
+    "MAX_WIDTH",
 ]
+
+# The widest neuron set `parse_dims` accepts: far above any MLP a weight-space model reads,
+# low enough that every count and every emitted shape stays a machine integer.
+MAX_WIDTH = 1_000_000
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """`repr(value)` for an error message, cut to about `limit` characters (a 5,000-digit
+    number or a pasted file is not echoed back in full)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}... ({len(text):,} characters)"
 
 
 class SpecError(ValueError):
@@ -200,6 +216,16 @@ class WeightSpace:
         return cls(tuple(sets), tuple(tensors))
 
 
+def require_space(value: object, where: str) -> WeightSpace:
+    """`value` if it is a WeightSpace, else a TypeError that says what was expected."""
+    if not isinstance(value, WeightSpace):
+        raise TypeError(
+            f"{where} expects a WeightSpace (for an MLP: mlp('2,32,32,1', 'hidden')), got "
+            f"{type(value).__name__} {shown(value)}"
+        )
+    return value
+
+
 # -- MLP front end ---------------------------------------------------------------------------
 MODES = ("hidden", "all", "signed")
 _ALIASES = {"hidden": "hidden", "hnp": "hidden", "all": "all", "np": "all", "signed": "signed"}
@@ -215,26 +241,38 @@ def parse_mode(mode: str) -> str:
         ) from None
 
 
+def _joined(dims: tuple[int, ...]) -> str:
+    text = ",".join(map(str, dims))
+    return text if len(text) <= 60 else shown(text)
+
+
 def parse_dims(text: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
-    """Parse widths `2,32,32,1` into a tuple, with errors that say what was expected."""
+    """Parse widths `2,32,32,1` into a tuple, with errors that say what was expected.
+
+    Spaces around a width are allowed (`2, 32, 1`); spaces inside one are not (`"2 3 1"` is
+    an error, not the width 231)."""
+    expected = "expected comma-separated integer widths like 2,32,32,1"
     if isinstance(text, str):
-        items = [p.strip() for p in text.replace(" ", "").split(",")]
-        if any(not p for p in items):
-            raise SpecError(f"expected comma-separated integer widths like 2,32,32,1, got {text!r}")
-        try:
-            dims = tuple(int(p) for p in items)
-        except ValueError:
-            raise SpecError(
-                f"expected comma-separated integer widths like 2,32,32,1, got {text!r}"
-            ) from None
+        items = [p.strip() for p in text.split(",")]
+        if any(not re.fullmatch(r"[+-]?[0-9]+", p) for p in items):
+            raise SpecError(f"{expected}, got {shown(text)}")
+        if any(len(p) > len(str(MAX_WIDTH)) + 1 for p in items):
+            raise SpecError(f"every width must be at most {MAX_WIDTH:,}, got {shown(text)}")
+        dims = tuple(int(p) for p in items)
     else:
-        dims = tuple(text)
-        if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
-            raise SpecError(f"expected integer widths, got {text!r}")
+        try:
+            dims = tuple(text)
+        except TypeError:
+            raise SpecError(f"{expected} or a sequence of integers, got {shown(text)}") from None
+        if not all(hasattr(type(d), "__index__") and not isinstance(d, bool) for d in dims):
+            raise SpecError(f"expected integer widths, got {shown(text)}")
+        dims = tuple(d.__index__() for d in dims)  # numpy and other integer types too
     if len(dims) < 2:
         raise SpecError(f"an MLP needs at least two widths (input and output), got {len(dims)}")
     if any(d < 1 for d in dims):
-        raise SpecError(f"every width must be a positive integer, got {','.join(map(str, dims))}")
+        raise SpecError(f"every width must be a positive integer, got {_joined(dims)}")
+    if any(d > MAX_WIDTH for d in dims):
+        raise SpecError(f"every width must be at most {MAX_WIDTH:,}, got {shown(max(dims))}")
     return dims
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import sympy
 
+from .atomic import write_text
 from .basis import enumerate_basis
 from .certify import set_factor
 from .spec import MODES, Kind, mlp
@@ -513,7 +514,7 @@ def render_theory() -> str:
 def write_theory(path: str | Path = "docs/theory.md") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_theory(), encoding="utf-8")
+    write_text(path, render_theory())  # atomic: complete or absent
     return path
 
 

@@ -130,8 +130,8 @@ ARCHITECTURE = "an MLP with widths (1, 32, 32, 1)"
 
 def _mix(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """One channel mix [B, K, *S] -> [B, O, *S] for a weight [O, K]: one batched GEMM."""
-    batch = x.shape[0]
-    y = torch.bmm(weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], -1))
+    batch, size = x.shape[0], math.prod(x.shape[2:])  # no -1: B may be 0
+    y = torch.bmm(weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], size))
     return y.view(batch, weight.shape[0], *x.shape[2:])
 
 
@@ -149,10 +149,10 @@ class _MixAdd(torch.autograd.Function):
 
     @staticmethod
     def forward(weight, x, a, b):
-        batch, c_out = x.shape[0], weight.shape[0]
+        batch, c_out, size = x.shape[0], weight.shape[0], math.prod(x.shape[2:])
         acc = (a + b).expand(batch, c_out, *x.shape[2:]).contiguous()  # fresh: ours to write
-        x3 = x.reshape(batch, x.shape[1], -1)
-        acc.view(batch, c_out, -1).baddbmm_(weight.expand(batch, -1, -1), x3)
+        x3 = x.reshape(batch, x.shape[1], size)
+        acc.view(batch, c_out, size).baddbmm_(weight.expand(batch, -1, -1), x3)
         return acc
 
     @staticmethod
@@ -164,18 +164,18 @@ class _MixAdd(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         weight, x = ctx.saved_tensors
-        batch, c_in = x.shape[:2]
-        g3 = grad.reshape(batch, grad.shape[1], -1)
+        batch, c_in, size = x.shape[0], x.shape[1], math.prod(x.shape[2:])
+        g3 = grad.reshape(batch, grad.shape[1], size)
         grad_weight = grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_weight = torch.bmm(g3, x.reshape(batch, c_in, -1).transpose(1, 2)).sum(0)
+            grad_weight = torch.bmm(g3, x.reshape(batch, c_in, size).transpose(1, 2)).sum(0)
         if ctx.needs_input_grad[1]:
             w_t = weight.t().expand(batch, -1, -1)
             if torch.is_grad_enabled():  # double backward: stay differentiable
                 grad_x = torch.bmm(w_t, g3).view(x.shape)
             else:  # a base tensor, not a view, so autograd may add into it in place
                 grad_x = torch.empty(x.shape, dtype=grad.dtype, device=grad.device)
-                torch.bmm(w_t, g3, out=grad_x.view(batch, c_in, -1))
+                torch.bmm(w_t, g3, out=grad_x.view(batch, c_in, size))
         grad_terms = [
             grad.sum_to_size(shape) if needed else None
             for shape, needed in zip(ctx.term_shapes, ctx.needs_input_grad[2:], strict=True)
@@ -196,19 +196,69 @@ class _MixAdd(torch.autograd.Function):
         return out, 0
 
 
-def _check_inputs(weights, biases, channels: int, layer: str) -> int:
-    """Shapes against the layout contract (WEIGHT_LAYOUT, BIAS_LAYOUT); returns the batch size."""
+def _channels(value, name: str, layer: str) -> int:
+    """A channel count: a positive integer (int or any integer type, not bool)."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{layer}: {name} must be a positive integer, got {value!r}")
+    if value.__index__() < 1:
+        raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")
+    return value.__index__()
+
+
+def _pair(weights, biases):
+    return weights, biases
+
+
+def _features(weights, biases, layer: str):
+    """(weights, biases, wrap): forward(weights, biases) takes two sequences of tensors;
+    forward(features) one object with .weights and .biases (NFN's WeightSpaceFeatures),
+    whose type wrap(weights, biases) rebuilds for the result."""
+    if biases is not None:
+        return weights, biases, _pair
+    if hasattr(weights, "weights") and hasattr(weights, "biases"):
+        return weights.weights, weights.biases, type(weights)
+    raise TypeError(
+        f"{layer} expects (weights, biases) or one object with .weights and .biases (such "
+        f"as NFN's WeightSpaceFeatures), got one argument of type {type(weights).__name__}"
+    )
+
+
+def _check_tensor(name: str, got, like: torch.Tensor, layer: str) -> None:
+    """A tensor of the layer's dtype on the layer's device."""
+    if not isinstance(got, torch.Tensor):
+        raise TypeError(f"{layer}: {name} must be a torch.Tensor, got {type(got).__name__}")
+    if got.device != like.device:
+        raise ValueError(
+            f"{layer}: {name} is on {got.device}, expected {like.device} (where the layer's "
+            "parameters are); move the inputs or the layer with .to(device)"
+        )
+    if got.dtype != like.dtype:
+        fix = f"convert the inputs with .to({like.dtype})"
+        if got.is_floating_point():
+            fix += f" or the layer with .to({got.dtype})"
+        raise TypeError(
+            f"{layer}: {name} has dtype {got.dtype}, expected {like.dtype} (the dtype of "
+            f"the layer's parameters); {fix}"
+        )
+
+
+def _check_inputs(weights, biases, channels: int, layer: str, like: torch.Tensor) -> int:
+    """Shapes against the layout contract (WEIGHT_LAYOUT, BIAS_LAYOUT), dtype and device
+    against the layer's parameter `like`; returns the batch size (which may be 0)."""
     if len(weights) != len(WEIGHT_LAYOUT) or len(biases) != len(BIAS_LAYOUT):
         raise ValueError(
             f"{layer} expects {len(WEIGHT_LAYOUT)} weight and {len(BIAS_LAYOUT)} bias tensors "
             f"({ARCHITECTURE}), got {len(weights)} and {len(biases)}"
         )
-    batch = (list(weights) + list(biases))[0].shape[0]
+    first = ("weights[0]", weights[0]) if len(weights) else ("biases[0]", biases[0])
+    _check_tensor(*first, like, layer)
+    batch = first[1].shape[0]
     for kind, given, layout in (
         ("weights", weights, WEIGHT_LAYOUT),
         ("biases", biases, BIAS_LAYOUT),
     ):
         for i, (got, (name, axes, shape)) in enumerate(zip(given, layout, strict=True)):
+            _check_tensor(f"{kind}[{i}]", got, like, layer)
             want = (batch, channels, *shape)
             if tuple(got.shape) != want:
                 raise ValueError(
@@ -270,9 +320,9 @@ class EquivariantLayer(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        c_in, c_out = in_channels, out_channels
+        self.in_channels = _channels(in_channels, "in_channels", "EquivariantLayer")
+        self.out_channels = _channels(out_channels, "out_channels", "EquivariantLayer")
+        c_in, c_out = self.in_channels, self.out_channels
         self.mix_W1_on_n1_n0 = nn.Parameter(torch.empty(1 * c_out, 1 * c_in))
         self.mix_W1_on_n0 = nn.Parameter(torch.empty(1 * c_out, 1 * c_in))
         self.mix_W1_on_n1 = nn.Parameter(torch.empty(1 * c_out, 2 * c_in))
@@ -320,9 +370,13 @@ class EquivariantLayer(nn.Module):
         for name, start, f_out in BIASES:
             getattr(self, name).copy_(bias[start : start + f_out].T.reshape(-1))
 
-    def forward(self, weights, biases):
+    def forward(self, weights, biases=None):
+        """(weights, biases) -> (weights, biases) with out_channels; one object with
+        .weights and .biases (NFN's WeightSpaceFeatures) -> an object of its type.
+        """
         c_in, c_out = self.in_channels, self.out_channels
-        _check_inputs(weights, biases, c_in, "EquivariantLayer")
+        weights, biases, wrap = _features(weights, biases, "EquivariantLayer")
+        _check_inputs(weights, biases, c_in, "EquivariantLayer", self.mix_W1_on_n1_n0)
         W1, W2, W3 = weights
         b1, b2, b3 = biases
         # W1_on_n0: W1, mean over n1; read by W1[ab] <- W1[cb]
@@ -435,7 +489,7 @@ class EquivariantLayer(nn.Module):
         b3_out = self.bias_b3.view(c_out, 1)
         b3_out = b3_out + mix_on_none_2_b3[:, :, None]
         b3_out = b3_out + mix_on_n3_b3
-        return [W1_out, W2_out, W3_out], [b1_out, b2_out, b3_out]
+        return wrap([W1_out, W2_out, W3_out], [b1_out, b2_out, b3_out])
 
 
 class InvariantLayer(nn.Module):
@@ -447,11 +501,11 @@ class InvariantLayer(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        c_in, c_out = in_channels, out_channels
+        self.in_channels = _channels(in_channels, "in_channels", "InvariantLayer")
+        self.out_channels = _channels(out_channels, "out_channels", "InvariantLayer")
+        c_in, c_out = self.in_channels, self.out_channels
         self.mix_invariant = nn.Parameter(torch.empty(c_out, 6 * c_in))
-        self.bias = nn.Parameter(torch.empty(out_channels))
+        self.bias = nn.Parameter(torch.empty(c_out))
         self.reset_parameters()
 
     @torch.no_grad()
@@ -473,10 +527,11 @@ class InvariantLayer(nn.Module):
         if bias is not None:
             self.bias.copy_(torch.as_tensor(bias).reshape(c_out))
 
-    def features(self, weights, biases) -> torch.Tensor:
+    def features(self, weights, biases=None) -> torch.Tensor:
         """Invariant features [B, in_channels * INVARIANT_LINEAR] (dense_invariant)."""
         c_in = self.in_channels
-        _check_inputs(weights, biases, c_in, "InvariantLayer")
+        weights, biases, _ = _features(weights, biases, "InvariantLayer")
+        _check_inputs(weights, biases, c_in, "InvariantLayer", self.bias)
         W1, W2, W3 = weights
         b1, b2, b3 = biases
         # W1_on_none: W1, mean over n1, n0; read by [] <- W1[ab]
@@ -496,5 +551,5 @@ class InvariantLayer(nn.Module):
             1,
         )
 
-    def forward(self, weights, biases) -> torch.Tensor:
+    def forward(self, weights, biases=None) -> torch.Tensor:
         return F.linear(self.features(weights, biases), self.mix_invariant, self.bias)

@@ -18,7 +18,8 @@ from dws_theory.group import random_element, representation
 from dws_theory.orbits import set_partitions
 from dws_theory.spec import Kind, NeuronSet, Tensor, WeightSpace, mlp
 
-# THEORY.md section 4 (one channel in and out), and its remarks under the table.
+# The reference values (one channel in and out) of the DWSNets shapes, and the remarks on
+# narrow widths that go with them (docs/theory.md, section 4).
 REFERENCE = [
     ("2,32,32,1", "hidden", 75, 7, 7),
     ("2,32,32,1", "all", 57, 6, 6),

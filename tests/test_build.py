@@ -66,7 +66,8 @@ def test_build_command_default_shape(tmp_path: Path) -> None:
         ["build", "--out-code", str(tmp_path / "gen"), "--out-docs", str(tmp_path / "docs")]
     )
     assert code == 0, err
-    assert "equivariant linear 75, equivariant bias 7, invariant linear 7" in out  # THEORY.md
+    # The reference values of the DWSNets shape (docs/theory.md, section 4).
+    assert "equivariant linear 75, equivariant bias 7, invariant linear 7" in out
     assert "certificate: PASSED" in out
     stem = derivation_stem((2, 32, 32, 1), "hidden")
     assert f"module:     {tmp_path / 'gen' / stem}.py" in out

@@ -116,3 +116,18 @@ def test_torch_commands_are_registered_for_help_and_typos():
     assert "data" in run("--help").stdout and "train" in run("--help").stdout
     typo = run("bassis", "2,3,1")
     assert typo.returncode == 2 and "'train'" in typo.stderr
+
+
+def test_torch_command_stubs_carry_the_real_parsers_help():
+    """`dws-theory --help` lists data and train from lazy stubs (no torch); their help texts
+    are those the real parsers in dws_theory/inr/cli.py register."""
+    import argparse
+    import importlib
+
+    from dws_theory.cli import _TORCH_COMMANDS
+
+    for name, (module, function, help_text) in _TORCH_COMMANDS.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        getattr(importlib.import_module(module), function)(sub)
+        (real,) = [a.help for a in sub._choices_actions if a.dest == name]
+        assert help_text == real, name

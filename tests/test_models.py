@@ -195,3 +195,37 @@ def test_signed_readout_sees_more_than_the_output_bias() -> None:
         )
     assert (changed - out).abs().max() > 1e-3
     torch.testing.assert_close(flipped, out, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["hidden", "all", "signed"])
+def test_dwsnet_passes_the_packaged_equivariance_checks(mode):
+    """dws_theory.testing on the whole network: the prediction is invariant, the
+    weight-to-weight output equivariant."""
+    from dws_theory.testing import assert_equivariant
+
+    space = mlp("2,4,3,2", mode)
+    assert_equivariant(DWSNet("2,4,3,2", mode, hidden_channels=2, num_layers=2), space)
+    assert_equivariant(
+        DWSNet("2,4,3,2", mode, hidden_channels=2, num_layers=2, equivariant_output=True), space
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"hidden_channels": 2.5}, TypeError, "hidden_channels must be a positive integer"),
+        ({"num_layers": "3"}, TypeError, "num_layers must be a positive integer, got '3'"),
+        ({"in_channels": True}, TypeError, "in_channels must be a positive integer"),
+        ({"out_features": 0}, ValueError, "out_features must be a positive integer, got 0"),
+        ({"head_hidden": -4}, ValueError, "head_hidden must be a positive integer"),
+        ({"dropout": 1.0}, ValueError, r"dropout must be a number in \[0, 1\), got 1.0"),
+        ({"dropout": float("nan")}, ValueError, "dropout must be a number"),
+        ({"equivariant_output": "yes"}, TypeError, "equivariant_output must be True or False"),
+        ({"activation": 3}, TypeError, "activation must be a module or function"),
+        ({"mode": "hiden"}, ValueError, "unknown symmetry mode 'hiden'"),
+    ],
+)
+def test_constructor_arguments_are_validated(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        DWSNet("2,8,1", **kwargs)
+    assert DWSNet("2,8,1", hidden_channels=np.int64(3)).layers[0].out_channels == 3

@@ -87,7 +87,7 @@ def test_signed_forms_hold_for_hidden_width_one(depth: int) -> None:
 
 
 def test_reference_values_from_the_brief() -> None:
-    """THEORY.md section 4 and the 784-128-128-10 example, typed from the brief."""
+    """The reference values and the 784-128-128-10 example, typed in by hand (not computed)."""
     assert count(FORMS["hidden"].linear, 3, 2, 1) == 75
     assert count(FORMS["all"].linear, 3, 2, 1) == 57
     assert count(FORMS["signed"].linear, 3, 2, 1) == 15

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..atomic import write_text
 from ..basis import Basis, enumerate_basis
 from ..spec import WeightSpace, mlp, parse_dims, parse_mode
 from .backends import DEFAULT_BACKEND, render
@@ -115,7 +116,7 @@ def write_source(stem: str, source: str, out_dir: str | Path = "generated") -> P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stem}.py"
-    path.write_text(source, encoding="utf-8")
+    write_text(path, source)  # atomic: complete or absent
     return path
 
 

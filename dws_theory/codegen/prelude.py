@@ -24,8 +24,8 @@ ARCHITECTURE = "the weight space"
 
 def _mix(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """One channel mix [B, K, *S] -> [B, O, *S] for a weight [O, K]: one batched GEMM."""
-    batch = x.shape[0]
-    y = torch.bmm(weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], -1))
+    batch, size = x.shape[0], math.prod(x.shape[2:])  # no -1: B may be 0
+    y = torch.bmm(weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], size))
     return y.view(batch, weight.shape[0], *x.shape[2:])
 
 
@@ -43,10 +43,10 @@ class _MixAdd(torch.autograd.Function):
 
     @staticmethod
     def forward(weight, x, a, b):
-        batch, c_out = x.shape[0], weight.shape[0]
+        batch, c_out, size = x.shape[0], weight.shape[0], math.prod(x.shape[2:])
         acc = (a + b).expand(batch, c_out, *x.shape[2:]).contiguous()  # fresh: ours to write
-        x3 = x.reshape(batch, x.shape[1], -1)
-        acc.view(batch, c_out, -1).baddbmm_(weight.expand(batch, -1, -1), x3)
+        x3 = x.reshape(batch, x.shape[1], size)
+        acc.view(batch, c_out, size).baddbmm_(weight.expand(batch, -1, -1), x3)
         return acc
 
     @staticmethod
@@ -58,18 +58,18 @@ class _MixAdd(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         weight, x = ctx.saved_tensors
-        batch, c_in = x.shape[:2]
-        g3 = grad.reshape(batch, grad.shape[1], -1)
+        batch, c_in, size = x.shape[0], x.shape[1], math.prod(x.shape[2:])
+        g3 = grad.reshape(batch, grad.shape[1], size)
         grad_weight = grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_weight = torch.bmm(g3, x.reshape(batch, c_in, -1).transpose(1, 2)).sum(0)
+            grad_weight = torch.bmm(g3, x.reshape(batch, c_in, size).transpose(1, 2)).sum(0)
         if ctx.needs_input_grad[1]:
             w_t = weight.t().expand(batch, -1, -1)
             if torch.is_grad_enabled():  # double backward: stay differentiable
                 grad_x = torch.bmm(w_t, g3).view(x.shape)
             else:  # a base tensor, not a view, so autograd may add into it in place
                 grad_x = torch.empty(x.shape, dtype=grad.dtype, device=grad.device)
-                torch.bmm(w_t, g3, out=grad_x.view(batch, c_in, -1))
+                torch.bmm(w_t, g3, out=grad_x.view(batch, c_in, size))
         grad_terms = [
             grad.sum_to_size(shape) if needed else None
             for shape, needed in zip(ctx.term_shapes, ctx.needs_input_grad[2:], strict=True)
@@ -90,19 +90,69 @@ class _MixAdd(torch.autograd.Function):
         return out, 0
 
 
-def _check_inputs(weights, biases, channels: int, layer: str) -> int:
-    """Shapes against the layout contract (WEIGHT_LAYOUT, BIAS_LAYOUT); returns the batch size."""
+def _channels(value, name: str, layer: str) -> int:
+    """A channel count: a positive integer (int or any integer type, not bool)."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{layer}: {name} must be a positive integer, got {value!r}")
+    if value.__index__() < 1:
+        raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")
+    return value.__index__()
+
+
+def _pair(weights, biases):
+    return weights, biases
+
+
+def _features(weights, biases, layer: str):
+    """(weights, biases, wrap): forward(weights, biases) takes two sequences of tensors;
+    forward(features) one object with .weights and .biases (NFN's WeightSpaceFeatures),
+    whose type wrap(weights, biases) rebuilds for the result."""
+    if biases is not None:
+        return weights, biases, _pair
+    if hasattr(weights, "weights") and hasattr(weights, "biases"):
+        return weights.weights, weights.biases, type(weights)
+    raise TypeError(
+        f"{layer} expects (weights, biases) or one object with .weights and .biases (such "
+        f"as NFN's WeightSpaceFeatures), got one argument of type {type(weights).__name__}"
+    )
+
+
+def _check_tensor(name: str, got, like: torch.Tensor, layer: str) -> None:
+    """A tensor of the layer's dtype on the layer's device."""
+    if not isinstance(got, torch.Tensor):
+        raise TypeError(f"{layer}: {name} must be a torch.Tensor, got {type(got).__name__}")
+    if got.device != like.device:
+        raise ValueError(
+            f"{layer}: {name} is on {got.device}, expected {like.device} (where the layer's "
+            "parameters are); move the inputs or the layer with .to(device)"
+        )
+    if got.dtype != like.dtype:
+        fix = f"convert the inputs with .to({like.dtype})"
+        if got.is_floating_point():
+            fix += f" or the layer with .to({got.dtype})"
+        raise TypeError(
+            f"{layer}: {name} has dtype {got.dtype}, expected {like.dtype} (the dtype of "
+            f"the layer's parameters); {fix}"
+        )
+
+
+def _check_inputs(weights, biases, channels: int, layer: str, like: torch.Tensor) -> int:
+    """Shapes against the layout contract (WEIGHT_LAYOUT, BIAS_LAYOUT), dtype and device
+    against the layer's parameter `like`; returns the batch size (which may be 0)."""
     if len(weights) != len(WEIGHT_LAYOUT) or len(biases) != len(BIAS_LAYOUT):
         raise ValueError(
             f"{layer} expects {len(WEIGHT_LAYOUT)} weight and {len(BIAS_LAYOUT)} bias tensors "
             f"({ARCHITECTURE}), got {len(weights)} and {len(biases)}"
         )
-    batch = (list(weights) + list(biases))[0].shape[0]
+    first = ("weights[0]", weights[0]) if len(weights) else ("biases[0]", biases[0])
+    _check_tensor(*first, like, layer)
+    batch = first[1].shape[0]
     for kind, given, layout in (
         ("weights", weights, WEIGHT_LAYOUT),
         ("biases", biases, BIAS_LAYOUT),
     ):
         for i, (got, (name, axes, shape)) in enumerate(zip(given, layout, strict=True)):
+            _check_tensor(f"{kind}[{i}]", got, like, layer)
             want = (batch, channels, *shape)
             if tuple(got.shape) != want:
                 raise ValueError(

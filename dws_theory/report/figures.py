@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 import numpy as np
 
+from ..atomic import replacing
 from ..basis import Basis, enumerate_basis, pattern_entries
 from ..certify import reduce_space
 from ..spec import Kind, WeightSpace
@@ -67,7 +68,8 @@ def _save(fig: Figure, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png", metadata={"Software": None})
+    with replacing(path) as temporary:  # atomic: complete or absent
+        fig.savefig(temporary, format="png", metadata={"Software": None})
 
 
 def _layout(g: nx.MultiDiGraph) -> dict[str, tuple[float, float]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..atomic import write_text
 from ..basis import Basis, enumerate_basis
 from ..certify import Certificate, certify
 from ..codegen.files import module_name, target_plan
@@ -132,7 +133,7 @@ def write_page(
     plan = plan if plan is not None else target_plan(target, basis)
     text = render_page(target, basis, certificate, figures, plan, channels)
     path = out_dir / f"{target.stem}.md"
-    path.write_text(text, encoding="utf-8")
+    write_text(path, text)  # atomic: complete or absent
     return path
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..frontends.target import Target
 from .text import (
     block_tex,
+    block_text,
     factor_tex,
     factor_text,
     pattern_code,
@@ -361,7 +362,7 @@ def block_section(basis: Basis, plan: LayerPlan) -> list[str]:
             for name, t in set_counts(space, out, inp)
         )
         lines += [
-            f"### {relation.replace('<-', '←')}, {position}: ${block_tex(out, inp)}$",
+            f"### {relation.replace('<-', '←')}, {position}: {block_text(out, inp)}",
             "",
             f"Axes by neuron set: {by_set}. Count: ${factor_tex(space, out, inp)}$ "
             f"({len(patterns)} pattern{'s' if len(patterns) != 1 else ''}).",

@@ -12,6 +12,7 @@ from ..symbolic import display_label, display_labels, pattern_formula, set_tex, 
 __all__ = [
     "block_axes",
     "block_tex",
+    "block_text",
     "dims_text",
     "factor_tex",
     "factor_text",
@@ -88,6 +89,22 @@ def block_tex(out: str | None, inp: str | None) -> str:
     left = tensor_tex(out) if out else "z"
     right = tensor_tex(inp) if inp else "1"
     return f"{left} \\leftarrow {right}"
+
+
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def block_text(out: str | None, inp: str | None) -> str:
+    """A block in plain text, for headings (the table of contents shows no TeX): W₂ ← b₁;
+    a name that does not end in digits stays as it is (p8_weight ← p8_bias)."""
+
+    def one(name: str | None, missing: str) -> str:
+        if name is None:
+            return missing
+        stem = name.rstrip("0123456789")
+        return stem + name[len(stem) :].translate(_SUBSCRIPTS) if stem else name
+
+    return f"{one(out, 'z')} ← {one(inp, '1')}"
 
 
 def pattern_code(p: Pattern) -> str:

@@ -382,9 +382,9 @@ def _render_equivariant(plan: LayerPlan) -> list[str]:
         "",
         "    def __init__(self, in_channels: int, out_channels: int) -> None:",
         "        super().__init__()",
-        "        self.in_channels = in_channels",
-        "        self.out_channels = out_channels",
-        "        c_in, c_out = in_channels, out_channels",
+        '        self.in_channels = _channels(in_channels, "in_channels", "EquivariantLayer")',
+        '        self.out_channels = _channels(out_channels, "out_channels", "EquivariantLayer")',
+        "        c_in, c_out = self.in_channels, self.out_channels",
     ]
     for m in mixes.values():
         shape = f"torch.empty({m.rows} * c_out, {m.width} * c_in)"
@@ -426,10 +426,16 @@ def _render_equivariant(plan: LayerPlan) -> list[str]:
         "        for name, start, f_out in BIASES:",
         "            getattr(self, name).copy_(bias[start : start + f_out].T.reshape(-1))",
         "",
-        "    def forward(self, weights, biases):",
+        "    def forward(self, weights, biases=None):",
+        '        """(weights, biases) -> (weights, biases) with out_channels; one object with',
+        "        .weights and .biases (NFN's WeightSpaceFeatures) -> an object of its type.",
+        '        """',
         "        c_in, c_out = self.in_channels, self.out_channels",
-        '        batch = _check_inputs(weights, biases, c_in, "EquivariantLayer")',
+        '        weights, biases, wrap = _features(weights, biases, "EquivariantLayer")',
     ]
+    # A parameter of the layer: the inputs must share its dtype and device.
+    like = next(iter(mixes), None) or next(b.name for a in adds for b in a.biases)
+    check = ["weights", "biases", "c_in", '"EquivariantLayer"', f"self.{like}"]
     body = unpack(8, weights, "weights") + unpack(8, biases, "biases")
     for pool in pools.values():
         body += _render_pool(space, pool, pools, 8)
@@ -444,16 +450,16 @@ def _render_equivariant(plan: LayerPlan) -> list[str]:
             head = f"{a.terms[-1]} (varies along every axis of {a.out}): "
             body += patterns_comment(8, head, mixes[a.terms[-1]].patterns)
         body += _render_add(plan, a, mixes, 8)
-    if not any("batch" in line for line in body if not line.lstrip().startswith("#")):
-        lines[-1] = '        _check_inputs(weights, biases, c_in, "EquivariantLayer")'
+    uses_batch = any("batch" in line for line in body if not line.lstrip().startswith("#"))
+    lines += call(8, "batch" if uses_batch else "", "_check_inputs", check)
     lines += body
     w = ", ".join(f"{n}_out" for n in weights)
     b = ", ".join(f"{n}_out" for n in biases)
-    line = f"        return [{w}], [{b}]"
+    line = f"        return wrap([{w}], [{b}])"
     if fits(line):
         lines.append(line)
     else:
-        lines += ["        return ("]
+        lines += ["        return wrap("]
         for items in (weights, biases):
             lines += (
                 ["            ["]
@@ -481,11 +487,11 @@ def _render_invariant(plan: LayerPlan) -> list[str]:
         "",
         "    def __init__(self, in_channels: int, out_channels: int) -> None:",
         "        super().__init__()",
-        "        self.in_channels = in_channels",
-        "        self.out_channels = out_channels",
-        "        c_in, c_out = in_channels, out_channels",
+        '        self.in_channels = _channels(in_channels, "in_channels", "InvariantLayer")',
+        '        self.out_channels = _channels(out_channels, "out_channels", "InvariantLayer")',
+        "        c_in, c_out = self.in_channels, self.out_channels",
         f"        self.{mix.name} = nn.Parameter(torch.empty(c_out, {mix.width} * c_in))",
-        "        self.bias = nn.Parameter(torch.empty(out_channels))",
+        "        self.bias = nn.Parameter(torch.empty(c_out))",
         "        self.reset_parameters()",
         "",
         "    @torch.no_grad()",
@@ -507,16 +513,17 @@ def _render_invariant(plan: LayerPlan) -> list[str]:
         "        if bias is not None:",
         "            self.bias.copy_(torch.as_tensor(bias).reshape(c_out))",
         "",
-        "    def features(self, weights, biases) -> torch.Tensor:",
+        "    def features(self, weights, biases=None) -> torch.Tensor:",
         '        """Invariant features [B, in_channels * INVARIANT_LINEAR] (dense_invariant)."""',
         "        c_in = self.in_channels",
-        '        batch = _check_inputs(weights, biases, c_in, "InvariantLayer")',
+        '        weights, biases, _ = _features(weights, biases, "InvariantLayer")',
     ]
     body = []
     for pool in pools.values():
         body += _render_pool(space, pool, pools, 8)
-    if not any("batch" in line for line in body if not line.lstrip().startswith("#")):
-        lines[-1] = '        _check_inputs(weights, biases, c_in, "InvariantLayer")'
+    uses_batch = any("batch" in line for line in body if not line.lstrip().startswith("#"))
+    check = ["weights", "biases", "c_in", '"InvariantLayer"', "self.bias"]
+    lines += call(8, "batch" if uses_batch else "", "_check_inputs", check)
     lines += unpack(8, [w if w in used else "_" for w in weights], "weights")
     lines += unpack(8, [b if b in used else "_" for b in biases], "biases")
     lines += body
@@ -526,7 +533,7 @@ def _render_invariant(plan: LayerPlan) -> list[str]:
         lines += call(8, "", "return torch.cat", [list(mix.features), "1"])
     lines += [
         "",
-        "    def forward(self, weights, biases) -> torch.Tensor:",
+        "    def forward(self, weights, biases=None) -> torch.Tensor:",
         f"        return F.linear(self.features(weights, biases), self.{mix.name}, self.bias)",
     ]
     return lines
