@@ -31,7 +31,6 @@ __all__ = [
     "finite_float",
     "non_negative_float",
     "non_negative_int",
-    "nonnegative_float",
     "positive_float",
     "positive_int",
     "probability",
@@ -121,9 +120,6 @@ def non_negative_float(text: str) -> float:
             f"expected a finite non-negative number, got {shown(text)}"
         )
     return value
-
-
-nonnegative_float = non_negative_float  # the name dws_theory.inr.cli imports
 
 
 def probability(text: str) -> float:

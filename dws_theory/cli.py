@@ -229,7 +229,6 @@ def _silence_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """The one error path: expected failures print one line and return 2 (130 for Ctrl-C);
     anything else is a bug and keeps its traceback."""
-    args = None
     try:
         try:
             args = build_parser(argv).parse_args(argv)
@@ -243,12 +242,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(describe(e))
     except EXPECTED as e:
         return _error(describe(e))
-    except ValueError as e:
-        # data and train still say a bad value (a data file, a task) with a ValueError; until
-        # they raise CommandError it is reported as one line for them (a bug elsewhere).
-        if args is not None and getattr(args, "command", None) in _TORCH_COMMANDS:
-            return _error(describe(e))
-        raise
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXPECTED",
     "CommandError",
+    "InputError",
     "describe",
     "strict_json",
 ]
@@ -48,6 +49,11 @@ _PATH_EXPECTED = {
 
 class CommandError(Exception):
     """An expected failure of a command; the message says what was expected and what it got."""
+
+
+class InputError(CommandError, ValueError):
+    """A bad value from the caller (a task, a setting, a data file): a ValueError to Python
+    callers, one line on the command line."""
 
 
 EXPECTED = (CommandError, SpecError, OSError, MemoryError)

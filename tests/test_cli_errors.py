@@ -328,3 +328,64 @@ def test_data_and_train_go_through_the_generic_error_path(command, exception, co
     assert (got, out) == (code, "")
     assert err.splitlines() == [f"dws-theory: error: {err.splitlines()[-1][19:]}"]
     assert fragment in err and "Traceback" not in err
+
+
+# -- data and train: real bad inputs, end to end ---------------------------------------------
+_TINY = ["--n", "6", "--steps", "2"]
+_TINY_TRAIN = ["--n", "6", "--fit-steps", "2", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["data", "sine-inr", "--n", "2"], "n >= 3"),
+        (["data", "digits-inr", "--n", "5000"], "n <= 1797"),
+        (["data", "digits-inr", "--steps", "0"], "positive integer"),
+        (["data", "digits-inr", "--steps", "-3"], "positive integer"),
+        (["data", "digits-inr", "--lr", "inf"], "finite"),
+        (["data", "digits-inr", "--views", "0"], "positive integer"),
+        (["data", "digits-inr", "--seed", "1180591620717411303424"], "seed"),
+        (["data", "digits-inr", "--init", "xavier"], "invalid choice"),
+        (["data", "sine-inr", "--n", "100000000"], "smaller --n"),
+        (["data", "nope"], "invalid choice"),
+        (["train", "digits-inr", "--model", "mlp", "--epochs", "-1"], "positive integer"),
+        (["train", "digits-inr", "--model", "mlp", "--epochs", "0"], "positive integer"),
+        (["train", "digits-inr", "--model", "mlp", "--batch-size", "0"], "positive integer"),
+        (["train", "digits-inr", "--model", "mlp", "--lr", "inf"], "finite"),
+        (["train", "digits-inr", "--model", "mlp", "--lr", "nan"], "finite"),
+        (["train", "digits-inr", "--model", "mlp", "--weight-decay", "-1"], "number"),
+        (["train", "digits-inr", "--model", "mlp", "--fit-steps", "-1"], "positive integer"),
+        (["train", "digits-inr", "--model", "mlp", "--augment", "mirror"], "augmentations"),
+        (["train", "digits-inr", "--model", "nope"], "registered"),
+        (["train", "digits-inr"], "--model"),
+        (["train", "--model", "mlp"], "TASK or --data"),
+        (["train", "digits-inr", "--data", "x.pt", "--model", "mlp"], "TASK or --data"),
+        (["train", "--data", "missing.pt", "--model", "mlp"], "existing file"),
+    ],
+)
+def test_bad_data_and_train_inputs_give_one_line(argv, fragment, tmp_path):
+    code, out, err = _run([*argv, "--cache-dir", str(tmp_path)])
+    _assert_one_error_line(code, out, err, fragment)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "nothing is cached or left"
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["train", "digits-dilate", "--model", "pixels"], "pixels"),
+        (["train", "digits-inr", "--model", "mlp", "--n-train", "100000"], "n_train between"),
+        (["train", "digits-dilate", "--model", "mlp", "--augment", "rotate"], "geometric"),
+    ],
+)
+def test_bad_training_choices_fail_after_loading_with_one_line(extra, fragment, tmp_path):
+    code, out, err = _run([*extra, *_TINY_TRAIN, "--cache-dir", str(tmp_path)])
+    _assert_one_error_line(code, out, err, fragment)
+
+
+def test_malformed_data_file_gives_one_line(tmp_path):
+    import torch
+
+    path = tmp_path / "bad.pt"
+    torch.save({"weights": [torch.zeros(4, 3, 2)], "biases": [torch.zeros(4, 3)]}, path)
+    code, out, err = _run(["train", "--data", str(path), "--model", "mlp"])
+    _assert_one_error_line(code, out, err, "'targets'")

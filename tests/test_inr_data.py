@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from dws_theory.errors import CommandError
 from dws_theory.inr import datasets
 from dws_theory.inr.cli import add_data_parser
 from dws_theory.inr.datasets import (
@@ -317,7 +318,7 @@ def test_fit_too_large_for_memory_is_refused(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(datasets, "_available_bytes", lambda: 10 * 2**20)  # 10 MiB free
     recipe = default_recipe("sine-inr", n=100_000)
     assert estimate_bytes(recipe) > 8 * 2**20
-    with pytest.raises(MemoryError, match="smaller --n"):
+    with pytest.raises(CommandError, match="smaller --n"):
         load_dataset("sine-inr", tmp_path, n=100_000, progress=False)
     assert not list(tmp_path.iterdir())
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..errors import InputError
+
 __all__ = ["AUGMENTATIONS", "AugmentConfig", "augment", "flip_hidden_signs"]
 
 AUGMENTATIONS = ("rotate", "translate", "scale", "noise", "dropout")
@@ -84,7 +86,7 @@ def augment(
     """Apply the named augmentations (in :data:`AUGMENTATIONS` order) to a raw batch."""
     unknown = set(names) - set(AUGMENTATIONS)
     if unknown:
-        raise ValueError(f"expected augmentations from {AUGMENTATIONS}, got {sorted(unknown)}")
+        raise InputError(f"expected augmentations from {AUGMENTATIONS}, got {sorted(unknown)}")
     ws, bs = list(weights), list(biases)
     batch, d0 = ws[0].shape[0], ws[0].shape[-1]
     a: Tensor | None = None

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .normalize import Normalizer
 from .siren import DEFAULT_W0, render
 
@@ -108,7 +109,7 @@ class FlatMLP(nn.Module):
     ) -> None:
         super().__init__()
         if (out_dim is None) == (out_shapes is None):
-            raise ValueError("give exactly one of out_dim and out_shapes")
+            raise InputError("give exactly one of out_dim and out_shapes")
         self.out_shapes = out_shapes
         if out_shapes is not None:
             out_dim = sum(_numel(s) for s in (*out_shapes[0], *out_shapes[1]))

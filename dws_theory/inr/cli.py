@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import torch
 
-from ..arguments import nonnegative_float, positive_float, positive_int, seed
+from ..arguments import non_negative_float, positive_float, positive_int, seed
+from ..errors import InputError, strict_json
 from .augment import AUGMENTATIONS
 from .datasets import load_dataset
 from .normalize import NORMALIZATIONS
@@ -54,7 +54,7 @@ def _run_data(args: argparse.Namespace) -> int:
         progress=not args.json,
     )
     stats = ds.summary()
-    print(json.dumps(stats, allow_nan=False) if args.json else format_summary(stats))
+    print(strict_json(stats) if args.json else format_summary(stats))
     return 0
 
 
@@ -79,7 +79,7 @@ def _add_fit_options(p: argparse.ArgumentParser, steps_flag: str) -> None:
 
 def _check_device(device: str) -> None:
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but CUDA is not available")
+        raise InputError("--device cuda requested but CUDA is not available")
 
 
 def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -104,7 +104,7 @@ def _run_train(args: argparse.Namespace) -> int:
     _check_device(args.device)
     get_model(args.model)  # an unknown name fails before any data is loaded
     if (args.task is None) == (args.data is None):
-        raise ValueError("expected a TASK or --data FILE.pt (exactly one)")
+        raise InputError("expected a TASK or --data FILE.pt (exactly one)")
     config = RunConfig(
         task=args.task,
         model=args.model,
@@ -132,7 +132,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
-        print(json.dumps(result, allow_nan=False))
+        print(strict_json(result))
     else:
         print(
             f"{result['task']}  model={result['model']}  seed={result['seed']}  "
@@ -171,7 +171,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--epochs", type=positive_int, default=None, help="default: per task/model")
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--lr", type=positive_float, default=None)
-    p.add_argument("--weight-decay", type=nonnegative_float, default=None, help="AdamW decay")
+    p.add_argument("--weight-decay", type=non_negative_float, default=None, help="AdamW decay")
     p.add_argument(
         "--augment",
         type=_augment_list,

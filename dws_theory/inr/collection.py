@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from .datasets import INRDataset
 from .tasks import Task
 
@@ -88,7 +89,7 @@ class Collection:
         if n_train is None or n_train == len(train):
             return self
         if n_train < 1 or n_train > len(train):
-            raise ValueError(
+            raise InputError(
                 f"expected n_train between 1 and {len(train)} (the training split), got {n_train}"
             )
         keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n_train]

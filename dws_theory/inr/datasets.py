@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import CommandError, InputError
 from . import signals as sig
 from .siren import DEFAULT_W0, INIT_SCHEMES, FitResult, fit_sirens, psnr
 from .tasks import SOURCES, Source, Task, get_task
@@ -101,7 +102,7 @@ class Recipe:
 
 def _positive(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+        raise InputError(f"expected {name} to be a positive integer, got {value!r}")
     return value
 
 
@@ -123,7 +124,7 @@ def default_recipe(
     """
     source = _source(get_task(task))
     if init not in INIT_SCHEMES:
-        raise ValueError(f"expected an init scheme in {INIT_SCHEMES}, got {init!r}")
+        raise InputError(f"expected an init scheme in {INIT_SCHEMES}, got {init!r}")
     recipe = Recipe(
         source.name,
         source.n,
@@ -143,22 +144,22 @@ def default_recipe(
     if n is not None:
         _positive("n", n)
         if n < 3:
-            raise ValueError(f"expected n >= 3 (one INR per split at least), got {n}")
+            raise InputError(f"expected n >= 3 (one INR per split at least), got {n}")
         if source.a_range is None and n > source.n:
-            raise ValueError(f"expected n <= {source.n} for {task} ({source.description}), got {n}")
+            raise InputError(f"expected n <= {source.n} for {task} ({source.description}), got {n}")
         recipe = replace(recipe, n=n)
     if steps is not None:
         recipe = replace(recipe, steps=_positive("steps", steps))
     if lr is not None:
         if not (lr > 0 and lr < float("inf")):
-            raise ValueError(f"expected a finite positive fitting learning rate, got {lr}")
+            raise InputError(f"expected a finite positive fitting learning rate, got {lr}")
         recipe = replace(recipe, lr=lr)
     return replace(recipe, views=_positive("views", views))
 
 
 def _source(task: Task) -> Source:
     if task.source is None:
-        raise ValueError(f"task {task.name!r} has no INR source to fit")
+        raise InputError(f"task {task.name!r} has no INR source to fit")
     return SOURCES[task.source]
 
 
@@ -194,7 +195,7 @@ def make_splits(
     n_val = max(1, round(fractions[1] * n))
     n_test = max(1, round(fractions[2] * n))
     if n - n_val - n_test < 1:
-        raise ValueError(f"expected n >= 3 for three splits, got {n}")
+        raise InputError(f"expected n >= 3 for three splits, got {n}")
     order = _dealt(labels, n, seed)
     test, val, train = torch.split(order, [n_test, n_val, n - n_val - n_test])
     return {"train": train.sort().values, "val": val.sort().values, "test": test.sort().values}
@@ -338,7 +339,7 @@ def _available_bytes() -> int | None:
 def _check_memory(recipe: Recipe) -> None:
     need, have = estimate_bytes(recipe), _available_bytes()
     if have is not None and need > _MEMORY_SHARE * have:
-        raise MemoryError(
+        raise CommandError(
             f"fitting {recipe.n} INRs needs about {need / 2**30:.1f} GiB, but only "
             f"{have / 2**30:.1f} GiB is available; use a smaller --n"
         )

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..spec import Kind, mlp
 
 __all__ = ["NORMALIZATIONS", "Normalizer", "fit_normalizer"]
@@ -89,7 +90,7 @@ def fit_normalizer(
 ) -> Normalizer:
     """Statistics of a training batch (``weights[m-1]``: ``[N, C, d_m, d_{m-1}]``)."""
     if scheme not in NORMALIZATIONS:
-        raise ValueError(f"expected a normalisation in {NORMALIZATIONS}, got {scheme!r}")
+        raise InputError(f"expected a normalisation in {NORMALIZATIONS}, got {scheme!r}")
     dims = (weights[0].shape[-1], *(w.shape[-2] for w in weights))
     tensors = [*weights, *biases]
     names = [f"W{m}" for m in range(1, len(weights) + 1)] + [

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .normalize import Normalizer
 from .tasks import Task
 
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class UnsupportedTask(ValueError):
+class UnsupportedTask(InputError):
     """A registered model does not apply to the requested task."""
 
 
@@ -93,9 +94,9 @@ class Architecture:
         for name in ("hidden_channels", "num_layers", "head_hidden"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+                raise InputError(f"expected {name} to be a positive integer, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"expected dropout in [0, 1), got {self.dropout!r}")
+            raise InputError(f"expected dropout in [0, 1), got {self.dropout!r}")
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def register_model(
 ) -> ModelSpec:
     """Add a model to :data:`MODELS` (refuses to overwrite a different builder silently)."""
     if name in MODELS and MODELS[name].build is not build:
-        raise ValueError(f"model {name!r} is already registered")
+        raise InputError(f"model {name!r} is already registered")
     spec = ModelSpec(name, build, symmetry, description, permutation_augment, dict(defaults or {}))
     MODELS[name] = spec
     return spec
@@ -164,5 +165,5 @@ def get_model(name: str) -> ModelSpec:
     from . import models  # noqa: F401  (registers the built-in models)
 
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(MODELS))}")
+        raise InputError(f"unknown model {name!r}; registered: {', '.join(sorted(MODELS))}")
     return MODELS[name]

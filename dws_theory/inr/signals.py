@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import InputError
+
 __all__ = [
     "N_DIGITS",
     "N_MNIST",
@@ -71,7 +73,7 @@ def mnist_images(n: int | None = None) -> tuple[Tensor, Tensor]:
     with gzip.open(mnist_path(), "rt") as fh:
         table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
     if table.shape != (N_MNIST, 28 * 28 + 1):
-        raise ValueError(f"expected a {N_MNIST} x 785 MNIST table, got {table.shape}")
+        raise InputError(f"expected a {N_MNIST} x 785 MNIST table, got {table.shape}")
     images = torch.from_numpy(table[:, :-1] / 255.0).reshape(-1, 28, 28)
     labels = torch.from_numpy(table[:, -1].astype(np.int64))
     return (images, labels) if n is None else (images[:n], labels[:n])

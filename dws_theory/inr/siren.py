@@ -36,6 +36,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..errors import InputError
+
 __all__ = [
     "DEFAULT_W0",
     "INIT_SCHEMES",
@@ -64,7 +66,7 @@ def siren_init(
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Draw independent inits for ``n`` INRs with widths ``dims`` (CPU, float32)."""
     if scheme not in INIT_SCHEMES:
-        raise ValueError(f"expected an init scheme in {INIT_SCHEMES}, got {scheme!r}")
+        raise InputError(f"expected an init scheme in {INIT_SCHEMES}, got {scheme!r}")
     weights: list[Tensor] = []
     biases: list[Tensor] = []
     last = len(dims) - 1
@@ -123,7 +125,7 @@ def render(
     """
     if weights[0].dim() == 4:
         if weights[0].shape[1] != 1:
-            raise ValueError(f"render needs one channel, got {weights[0].shape[1]}")
+            raise InputError(f"render needs one channel, got {weights[0].shape[1]}")
         weights = [w.squeeze(1) for w in weights]
         biases = [b.squeeze(1) for b in biases]
     return siren_forward(weights, biases, coords.to(weights[0].dtype), w0)
@@ -185,11 +187,11 @@ def fit_sirens(
     warning if compiling fails. ``data_range`` only sets the PSNR shown on the progress bar.
     """
     if steps < 1:
-        raise ValueError(f"expected at least 1 fitting step, got {steps}")
+        raise InputError(f"expected at least 1 fitting step, got {steps}")
     if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"expected a finite positive learning rate, got {lr}")
+        raise InputError(f"expected a finite positive learning rate, got {lr}")
     if schedule not in SCHEDULES:
-        raise ValueError(f"expected a schedule in {SCHEDULES}, got {schedule!r}")
+        raise InputError(f"expected a schedule in {SCHEDULES}, got {schedule!r}")
     n = targets.shape[0]
     w_init, b_init = siren_init(dims, n, torch.Generator().manual_seed(seed), w0, init)
     coords, targets = coords.to(device), targets.to(device)

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
+
 __all__ = [
     "KINDS",
     "Source",
@@ -79,7 +81,7 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"expected a task kind in {KINDS}, got {self.kind!r}")
+            raise InputError(f"expected a task kind in {KINDS}, got {self.kind!r}")
 
     @property
     def metric(self) -> str:
@@ -204,7 +206,7 @@ TASKS: dict[str, Task] = {
 
 def get_task(name: str) -> Task:
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+        raise InputError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     return TASKS[name]
 
 

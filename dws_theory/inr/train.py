@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..errors import InputError
 from .augment import AUGMENTATIONS, augment
 from .baselines import flatten_weights, permute_hidden, unflatten_weights
 from .collection import Collection, from_dataset
@@ -82,28 +83,28 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if (self.task is None) == (self.data is None):
-            raise ValueError("expected exactly one of a task name and a data file")
+            raise InputError("expected exactly one of a task name and a data file")
         if self.normalize not in NORMALIZATIONS:
-            raise ValueError(
+            raise InputError(
                 f"expected a normalisation in {NORMALIZATIONS}, got {self.normalize!r}"
             )
         if self.preset not in PRESETS:
-            raise ValueError(f"expected a preset in {tuple(PRESETS)}, got {self.preset!r}")
+            raise InputError(f"expected a preset in {tuple(PRESETS)}, got {self.preset!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or value < 1):
-                raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+                raise InputError(f"expected {name} to be a positive integer, got {value!r}")
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"expected {name} to be finite and non-negative, got {value!r}")
+                raise InputError(f"expected {name} to be finite and non-negative, got {value!r}")
         if self.lr is not None and self.lr == 0:
-            raise ValueError("expected a positive learning rate, got 0")
+            raise InputError("expected a positive learning rate, got 0")
         if self.schedule is not None and self.schedule not in SCHEDULES:
-            raise ValueError(f"expected a schedule in {SCHEDULES}, got {self.schedule!r}")
+            raise InputError(f"expected a schedule in {SCHEDULES}, got {self.schedule!r}")
         unknown = set(self.augment or ()) - set(AUGMENTATIONS)
         if unknown:
-            raise ValueError(f"expected augmentations from {AUGMENTATIONS}, got {sorted(unknown)}")
+            raise InputError(f"expected augmentations from {AUGMENTATIONS}, got {sorted(unknown)}")
 
 
 @dataclass(frozen=True)
@@ -353,7 +354,7 @@ def run(config: RunConfig) -> dict[str, object]:
         task = data.task if config.task is None else get_task(config.task)
         settings = resolve(config, task.defaults_for(spec.name), spec)
         if task.kind == "weights" and set(settings.augment) - {"noise", "dropout"}:
-            raise ValueError(
+            raise InputError(
                 f"{task.name} is weight-to-weight: geometric augmentations would move the "
                 "target with the input; use noise or dropout only"
             )
@@ -444,7 +445,7 @@ def _scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step learning-rate factor: cosine from 1 to 0 over the run, or constant."""
     if schedule not in SCHEDULES:
-        raise ValueError(f"expected a schedule in {SCHEDULES}, got {schedule!r}")
+        raise InputError(f"expected a schedule in {SCHEDULES}, got {schedule!r}")
     if schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     return torch.optim.lr_scheduler.LambdaLR(

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..convert import ConversionError, weights_from_models
+from ..errors import InputError
 from .collection import Collection, standardise
 from .datasets import make_splits
 from .tasks import KINDS, user_task
@@ -38,7 +39,7 @@ __all__ = ["DataFileError", "load_collection", "save_collection", "read_file"]
 SPLITS = ("train", "val", "test")
 
 
-class DataFileError(ValueError):
+class DataFileError(InputError):
     """A ``--data`` file that does not follow the format; the message names what is wrong."""
 
 
