@@ -267,3 +267,20 @@ def test_fused_and_explicit_batch_statistics_agree(training: bool) -> None:
 
 def test_all_tasks_are_known() -> None:
     assert set(SMALL_TASKS) <= set(TASKS)
+
+
+@pytest.mark.parametrize("mode", ["hidden", "all", "signed"])
+def test_max_readout_keeps_the_model_invariant_and_is_read(datasets, mode: str) -> None:
+    p = _prepared(datasets, "digits-inr", "dws", torch.float64)
+    torch.manual_seed(11)
+    arch = Architecture(hidden_channels=4, num_layers=2, max_readout=True)
+    model = _perturbed(build_dws(p.info, arch, mode).double())
+    ws, bs = p.normalizer(*get_batch(p, p.data.splits["train"][:6]))
+    gw, gb = permute_hidden(ws, bs, torch.Generator().manual_seed(12))
+    if mode == "signed":
+        gw, gb = flip_hidden_signs(gw, gb, torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        out = model(ws, bs)
+        torch.testing.assert_close(model(gw, gb), out, atol=1e-9, rtol=1e-9)
+        model.max_proj.weight.mul_(2.0)  # the readout reaches the output
+        assert (model(ws, bs) - out).abs().max() > 1e-6

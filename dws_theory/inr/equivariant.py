@@ -18,6 +18,7 @@ does); otherwise the random last layer would add noise to every INR at step 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -140,10 +141,19 @@ def _distributed() -> bool:
 
 
 class NormedDWSNet(DWSNet):
-    """DWSNet with :class:`SymmetricBatchNorm` between each equivariant layer and its ReLU."""
+    """DWSNet with :class:`SymmetricBatchNorm` between each equivariant layer and its ReLU,
+    and (``max_readout``) a second invariant readout: each tensor's features maximised over
+    every axis the group moves, projected and added to the linear invariant layer's output
+    (max pooling is the DWSNets reference code's default reduction)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, max_readout: bool = False, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.max_pools = _max_pool_axes(self.space) if max_readout else None
+        if self.max_pools is not None and not self.equivariant_output:
+            channels = _out_channels(self.layers[-1])
+            n_features = channels * sum(size for _, size in self.max_pools)
+            head_in = self.head[2].in_features  # type: ignore[index]
+            self.max_proj = nn.Linear(n_features, head_in)
         n_tensors = len(self.space.tensors)
         center = not self.signed
         inner = [layer for layer in self.layers][: len(self.layers) - int(self.equivariant_output)]
@@ -167,7 +177,32 @@ class NormedDWSNet(DWSNet):
         if self.equivariant_output:
             return ws, bs
         assert self.invariant is not None and self.head is not None
-        return self.head(self.invariant(*self._readout(ws, bs)))
+        rw, rb = self._readout(ws, bs)
+        features = self.invariant(rw, rb)
+        if self.max_pools is not None:
+            pooled = [
+                x.amax(dim=axes).flatten(1) if axes else x.flatten(1)
+                for x, (axes, _) in zip(rw + rb, self.max_pools, strict=True)
+            ]
+            features = features + self.max_proj(torch.cat(pooled, dim=1))
+        return self.head(features)
+
+
+def _max_pool_axes(space: object) -> list[tuple[tuple[int, ...], int]]:
+    """Per tensor (weights first, then biases, as the layers order them): the batch-layout
+    axes on moved sets, and the number of entries left per channel after maximising."""
+    from ..spec import Kind
+
+    tensors = sorted(space.tensors, key=lambda t: len(t.axes) < 2)  # type: ignore[attr-defined]
+    out = []
+    for t in tensors:
+        kinds = [space.set(a).kind for a in t.axes]  # type: ignore[attr-defined]
+        axes = tuple(2 + i for i, k in enumerate(kinds) if k is not Kind.FIXED)
+        left = math.prod(
+            space.set(a).size for a, k in zip(t.axes, kinds, strict=True) if k is Kind.FIXED
+        )  # type: ignore[attr-defined]
+        out.append((axes, left))
+    return out
 
 
 def _freeze_cancelled_biases(layer: nn.Module) -> None:
@@ -202,9 +237,11 @@ def _zero_last(module: nn.Module) -> None:
 def build_dws(info: TaskInfo, arch: Architecture, mode: str = "hidden") -> DWSNet:
     """DWSNet for ``info``'s task in symmetry ``mode`` (hidden / all / signed)."""
     weights_task = info.kind == "weights"
+    extra = {"max_readout": arch.max_readout} if arch.norm else {}
     cls = NormedDWSNet if arch.norm else DWSNet
     net = cls(
         info.dims,
+        **extra,
         mode=mode,
         hidden_channels=arch.hidden_channels,
         num_layers=arch.num_layers,

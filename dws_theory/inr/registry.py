@@ -89,6 +89,7 @@ class Architecture:
     head_hidden: int = 64  # invariant features and width of the head
     dropout: float = 0.0  # in the head only
     norm: bool = True  # symmetric batch norm after every equivariant layer but the last
+    max_readout: bool = False  # add a max-pooled invariant readout (needs norm)
 
     def __post_init__(self) -> None:
         for name in ("hidden_channels", "num_layers", "head_hidden"):
