@@ -15,7 +15,8 @@ from .normalize import NORMALIZATIONS
 from .registry import MODELS, PRESETS, get_model
 from .siren import INIT_SCHEMES, SCHEDULES
 from .tasks import TASKS
-from .train import RunConfig, run
+from .train import RunConfig, run, zoo_recipe
+from .zoo import load_zoo
 
 __all__ = ["add_data_parser", "add_train_parser", "format_summary"]
 
@@ -39,7 +40,50 @@ def format_summary(stats: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def format_zoo_summary(stats: dict[str, object]) -> str:
+    q = stats["accuracy_quantiles"]
+    quantiles = "  ".join(f"{k} {v:.3f}" for k, v in q.items())  # type: ignore[union-attr]
+    return "\n".join(
+        [
+            f"task        {stats['task']}  ({stats['n']} CNNs, {stats['params_per_cnn']} params "
+            "each)",
+            f"splits      {stats['splits']}",
+            f"recipe      {stats['recipe']}",
+            f"accuracy    mean {stats['accuracy_mean']:.3f}  std {stats['accuracy_std']:.3f}  "
+            f"min {stats['accuracy_min']:.3f}  max {stats['accuracy_max']:.3f}",
+            f"quantiles   {quantiles}",
+            f"histogram   {stats['accuracy_histogram']} (CNNs per 0.1 of accuracy)",
+            f"cache       {stats['path']} ({'built' if stats['built'] else 'loaded'})",
+            f"seconds     {stats['seconds']}",
+        ]
+    )
+
+
+def _run_zoo_data(args: argparse.Namespace) -> int:
+    if args.lr is not None or args.device != "cpu":
+        raise InputError("digits-cnn-zoo: --lr and --device are INR fitting options")
+    config = RunConfig(
+        task=args.task,
+        model="dws",
+        n=args.n,
+        fit_steps=args.steps,
+        init=args.init,
+        views=args.views,
+    )
+    recipe = zoo_recipe(config)
+    if args.seed:
+        from dataclasses import replace
+
+        recipe = replace(recipe, seed=args.seed)
+    ds = load_zoo(args.cache_dir, recipe, rebuild=args.rebuild, progress=not args.json)
+    stats = ds.summary()
+    print(strict_json(stats) if args.json else format_zoo_summary(stats))
+    return 0
+
+
 def _run_data(args: argparse.Namespace) -> int:
+    if TASKS[args.task].is_zoo:
+        return _run_zoo_data(args)
     ds = load_dataset(
         args.task,
         args.cache_dir,

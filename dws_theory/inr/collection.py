@@ -1,8 +1,9 @@
 """A collection of networks with targets and splits: what the training loop reads.
 
-Built from a fitted INR dataset (:func:`from_dataset`) or a user's file
-(:func:`dws_theory.inr.userdata.load_collection`). Weights stay raw (unnormalised): the loop
-augments raw weights, then normalises them with the model's :class:`Normalizer`.
+Built from a fitted INR dataset (:func:`from_dataset`), the CNN zoo (:func:`from_zoo`) or a
+user's file (:func:`dws_theory.inr.userdata.load_collection`). Weights stay raw
+(unnormalised): the loop augments raw weights, then normalises them with the model's
+:class:`Normalizer`.
 
 Targets are stored in loss space:
 
@@ -19,20 +20,23 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import InputError
 from .datasets import INRDataset
-from .tasks import Task
+from .tasks import Task, get_task
+from .zoo import ZooDataset, zoo_cnn
 
-__all__ = ["Collection", "from_dataset", "standardise"]
+__all__ = ["Collection", "from_dataset", "from_zoo", "standardise"]
 
 
 @dataclass(frozen=True, eq=False)
 class Collection:
     task: Task
     dims: tuple[int, ...]
-    weights: list[Tensor]  # raw, [S, 1, d_m, d_{m-1}]: S = N networks, then any extra views
+    # raw, [S, 1, d_m, d_{m-1}]: S = N networks, then any extra views (an `example`'s
+    # parameters with two or more axes, [S, 1, *shape], e.g. conv kernels [S, 1, o, i, k, k])
+    weights: list[Tensor]
     biases: list[Tensor]  # raw, [S, 1, d_m]
     targets: Tensor  # loss space, one row per network (N rows)
     splits: dict[str, Tensor]  # indices into range(N)
@@ -42,6 +46,9 @@ class Collection:
     coords: Tensor | None = None  # [P, d_0] for INRs that can be rendered
     w0: float | None = None
     source: str = ""  # where the collection came from (cache file or user file)
+    # An instance of the networks' architecture when they are not MLPs (the CNN zoo): models
+    # and the normaliser read the weight space off it with `from_module`.
+    example: nn.Module | None = None
 
     @property
     def n(self) -> int:
@@ -148,4 +155,23 @@ def from_dataset(ds: INRDataset) -> Collection:
         coords=ds.coords.float(),
         w0=ds.w0,
         source=str(ds.path),
+    )
+
+
+def from_zoo(ds: ZooDataset) -> Collection:
+    """The collection of a CNN zoo: standardised test accuracies as a regression target."""
+    targets, mean, std = standardise(ds.accuracy, ds.splits["train"])
+    channels = (ds.weights[0].shape[3], *(w.shape[2] for w in ds.weights))
+    return Collection(
+        task=get_task("digits-cnn-zoo"),
+        dims=tuple(int(c) for c in channels),
+        weights=[w.float() for w in ds.weights],
+        biases=[b.float() for b in ds.biases],
+        targets=targets,
+        splits=ds.splits,
+        views=torch.arange(ds.n).unsqueeze(1),
+        target_mean=mean,
+        target_std=std,
+        source=str(ds.path),
+        example=zoo_cnn(),
     )

@@ -159,7 +159,8 @@ def default_recipe(
 
 def _source(task: Task) -> Source:
     if task.source is None:
-        raise InputError(f"task {task.name!r} has no INR source to fit")
+        where = " (a CNN zoo: dws_theory.inr.zoo.load_zoo builds it)" if task.is_zoo else ""
+        raise InputError(f"task {task.name!r} has no INR source to fit{where}")
     return SOURCES[task.source]
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models import DWSNet
-from .registry import Architecture, TaskInfo
+from .registry import Architecture, TaskInfo, UnsupportedTask
 
 __all__ = [
     "SymmetricBatchNorm",
@@ -240,7 +240,7 @@ def build_dws(info: TaskInfo, arch: Architecture, mode: str = "hidden") -> DWSNe
     extra = {"max_readout": arch.max_readout} if arch.norm else {}
     cls = NormedDWSNet if arch.norm else DWSNet
     net = cls(
-        info.dims,
+        info.dims if info.example is None else info.space(mode),
         **extra,
         mode=mode,
         hidden_channels=arch.hidden_channels,
@@ -279,7 +279,11 @@ class NFNNet(nn.Module):
         out_features: int = 10,
         head_hidden: int = 64,
         equivariant_output: bool = False,
+        shapes: tuple[Sequence[Sequence[int]], Sequence[Sequence[int]]] | None = None,
     ) -> None:
+        """``shapes`` (per-sample weight and bias shapes without the channel) for networks
+        other than the MLP of ``dims``: NFN reads a 2-D conv kernel ``[o, i, h, w]`` with its
+        kernel positions as extra channels (``network_spec_from_wsfeat``)."""
         super().__init__()
         try:
             from nfn.common import WeightSpaceFeatures, network_spec_from_wsfeat
@@ -288,9 +292,14 @@ class NFNNet(nn.Module):
             raise ImportError(NFN_MISSING) from exc
         self._features = WeightSpaceFeatures
         dims = tuple(dims)
+        if shapes is None:
+            shapes = (
+                [(dims[m], dims[m - 1]) for m in range(1, len(dims))],
+                [(dims[m],) for m in range(1, len(dims))],
+            )
         probe = WeightSpaceFeatures(
-            [torch.zeros(1, in_channels, dims[m], dims[m - 1]) for m in range(1, len(dims))],
-            [torch.zeros(1, in_channels, dims[m]) for m in range(1, len(dims))],
+            [torch.zeros(1, in_channels, *s) for s in shapes[0]],
+            [torch.zeros(1, in_channels, *s) for s in shapes[1]],
         )
         spec = network_spec_from_wsfeat(probe)
         self.equivariant_output = equivariant_output
@@ -332,6 +341,11 @@ def build_nfn(info: TaskInfo, arch: Architecture) -> NFNNet:
     """NFN-HNP model with the same channels/depth/head as the DWSNet defaults."""
     if not nfn_available():
         raise ImportError(NFN_MISSING)
+    shapes = None
+    if info.example is not None:
+        shapes = ([s[1:] for s in info.weight_shapes], [s[1:] for s in info.bias_shapes])
+        if any(len(s) not in (2, 4) for s in shapes[0]):
+            raise UnsupportedTask("nfn's layers read dense and 2-D conv weights only")
     return NFNNet(
         info.dims,
         in_channels=info.channels,
@@ -340,4 +354,5 @@ def build_nfn(info: TaskInfo, arch: Architecture) -> NFNNet:
         out_features=max(info.out_dim, 1),
         head_hidden=arch.head_hidden,
         equivariant_output=info.kind == "weights",
+        shapes=shapes,
     )

@@ -35,7 +35,7 @@ def _mlp(info: TaskInfo, arch: Architecture) -> nn.Module:
 def _stats(info: TaskInfo, arch: Architecture) -> nn.Module:
     if info.kind == "weights":
         raise UnsupportedTask("stats reads weight statistics; it cannot output weights")
-    return StatsNet(2 * (len(info.dims) - 1), info.channels, info.out_dim)
+    return StatsNet(len(info.weight_shapes) + len(info.bias_shapes), info.channels, info.out_dim)
 
 
 def _pixels(info: TaskInfo, arch: Architecture) -> nn.Module:

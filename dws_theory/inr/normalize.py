@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..spec import Kind, mlp
+from ..spec import Kind, WeightSpace, mlp
 
 __all__ = ["NORMALIZATIONS", "Normalizer", "fit_normalizer"]
 
@@ -87,16 +87,25 @@ def fit_normalizer(
     biases: Sequence[Tensor],
     scheme: str = "orbit",
     symmetry: str | None = "hidden",
+    space: WeightSpace | None = None,
 ) -> Normalizer:
-    """Statistics of a training batch (``weights[m-1]``: ``[N, C, d_m, d_{m-1}]``)."""
+    """Statistics of a training batch (``weights[m-1]``: ``[N, C, d_m, d_{m-1}]``).
+
+    ``space`` is the networks' weight space in mode ``symmetry`` when they are not MLPs
+    (weights: its tensors with two or more axes, e.g. conv kernels ``[N, C, o, i, k, k]``,
+    biases the others, both in the space's order); a kernel axis is a fixed set, so every
+    kernel position keeps its own statistics."""
     if scheme not in NORMALIZATIONS:
         raise InputError(f"expected a normalisation in {NORMALIZATIONS}, got {scheme!r}")
-    dims = (weights[0].shape[-1], *(w.shape[-2] for w in weights))
     tensors = [*weights, *biases]
-    names = [f"W{m}" for m in range(1, len(weights) + 1)] + [
-        f"b{m}" for m in range(1, len(biases) + 1)
-    ]
-    kinds = _axis_kinds(dims, scheme, symmetry, names)
+    if space is not None:
+        kinds = _space_kinds(space, scheme, symmetry, tensors)
+    else:
+        dims = (weights[0].shape[-1], *(w.shape[-2] for w in weights))
+        names = [f"W{m}" for m in range(1, len(weights) + 1)] + [
+            f"b{m}" for m in range(1, len(biases) + 1)
+        ]
+        kinds = _axis_kinds(dims, scheme, symmetry, names)
     stats = [_stats(t.double(), k, scheme) for t, k in zip(tensors, kinds, strict=True)]
     means = tuple(m.to(weights[0].dtype) for m, _ in stats)
     stds = tuple(s.to(weights[0].dtype) for _, s in stats)
@@ -114,6 +123,26 @@ def _axis_kinds(
         return [(Kind.SIGNED,) * (2 if n.startswith("W") else 1) for n in names]
     space = mlp(dims, symmetry)
     return [tuple(space.set(a).kind for a in space.tensor(n).axes) for n in names]
+
+
+def _space_kinds(
+    space: WeightSpace, scheme: str, symmetry: str | None, tensors: Sequence[Tensor]
+) -> list[tuple[Kind, ...]]:
+    """As :func:`_axis_kinds`, for a general space (weights before biases, as the layout)."""
+    ordered = [t for t in space.tensors if len(t.axes) >= 2] + [
+        t for t in space.tensors if len(t.axes) < 2
+    ]
+    shapes = [tuple(x.shape[2:]) for x in tensors]
+    if shapes != [space.shape(t.name) for t in ordered]:
+        raise InputError(
+            f"expected tensors of shapes {[space.shape(t.name) for t in ordered]} (the weight "
+            f"space's), got {shapes}"
+        )
+    if scheme == "entry" or (scheme == "orbit" and symmetry is None):
+        return [(Kind.FIXED,) * len(t.axes) for t in ordered]
+    if scheme == "scalar":
+        return [(Kind.SIGNED,) * len(t.axes) for t in ordered]
+    return [tuple(space.set(a).kind for a in t.axes) for t in ordered]
 
 
 def _stats(x: Tensor, kinds: tuple[Kind, ...], scheme: str) -> tuple[Tensor, Tensor]:

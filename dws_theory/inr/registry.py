@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from ..errors import InputError
+from ..spec import WeightSpace
 from .normalize import Normalizer
 from .tasks import Task
 
@@ -53,6 +54,15 @@ class TaskInfo:
     w0: float | None  # the INRs' w0, or None when the networks are not SIRENs
     coords: Tensor | None  # [P, d_0] grid the signals live on (None: no renderer)
     normalizer: Normalizer  # what the inputs went through (models that render undo it)
+    example: nn.Module | None = None  # the architecture when the networks are not MLPs
+
+    def space(self, mode: str = "hidden") -> WeightSpace:
+        """The networks' weight space in symmetry ``mode`` (``from_module`` of the example,
+        else the MLP of ``dims``)."""
+        from ..frontends.module import from_module
+        from ..spec import mlp
+
+        return mlp(self.dims, mode) if self.example is None else from_module(self.example, mode)
 
     @property
     def kind(self) -> str:
@@ -64,19 +74,28 @@ class TaskInfo:
         return 0 if self.kind == "weights" else self.task.out_dim
 
     @property
-    def weight_shapes(self) -> list[tuple[int, int, int]]:
-        """Per-sample shapes ``(C, d_m, d_{m-1})``."""
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        """Per-sample shapes ``(C, d_m, d_{m-1})`` (``(C, *shape)`` of an example's
+        parameters with two or more axes)."""
+        if self.example is not None:
+            return [(self.channels, *s) for s in _shapes(self.example) if len(s) >= 2]
         d = self.dims
         return [(self.channels, d[m], d[m - 1]) for m in range(1, len(d))]
 
     @property
-    def bias_shapes(self) -> list[tuple[int, int]]:
+    def bias_shapes(self) -> list[tuple[int, ...]]:
+        if self.example is not None:
+            return [(self.channels, *s) for s in _shapes(self.example) if len(s) == 1]
         return [(self.channels, d) for d in self.dims[1:]]
 
     @property
     def in_dim(self) -> int:
         """Length of the flattened weights and biases of one sample."""
         return sum(math.prod(s) for s in (*self.weight_shapes, *self.bias_shapes))
+
+
+def _shapes(module: nn.Module) -> list[tuple[int, ...]]:
+    return [tuple(p.shape) for p in module.parameters()]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,11 @@ Kinds: ``classification`` (integer targets, cross-entropy, accuracy), ``regressi
 (float targets ``[N]`` or ``[N, k]``, MSE in target units) and ``weights`` (weight-to-weight:
 the model returns a weight-space residual; the loss is the MSE of the rendered output
 against a target image for the INR tasks, or against target weights for a user's data).
+
+A task's ``rank_metric`` replaces the default metric with a rank correlation: the zoo task
+``digits-cnn-zoo`` (CNNs, not INRs: built by :mod:`dws_theory.inr.zoo`) trains a regression
+on each CNN's test accuracy and is scored by the Kendall tau between predicted and true
+accuracy on the test split.
 """
 
 from __future__ import annotations
@@ -71,25 +76,37 @@ class Task:
 
     name: str
     kind: str  # one of KINDS
-    source: str | None  # a key of SOURCES; None for a user's own collection
-    target: str  # "label", "frequency", "dilation", or "given" (read from the user's file)
+    source: str | None  # a key of SOURCES; None for a user's own collection or the CNN zoo
+    target: str  # "label", "frequency", "dilation", "accuracy" (the CNN zoo), or "given"
     defaults: TrainDefaults
     description: str
     out_dim: int = 1  # classes, or outputs of a regression; unused for weights
     # Per-model overrides of `defaults`, for models whose epochs cost much more or less.
     model_defaults: dict[str, dict[str, object]] = field(default_factory=dict)
+    rank_metric: str | None = None  # "kendall_tau": score a regression by rank correlation
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise InputError(f"expected a task kind in {KINDS}, got {self.kind!r}")
+        if self.rank_metric not in (None, "kendall_tau") or (
+            self.rank_metric is not None and self.kind != "regression"
+        ):
+            raise InputError(f"expected rank_metric kendall_tau on a regression, got {self!r}")
 
     @property
     def metric(self) -> str:
+        if self.rank_metric is not None:
+            return f"test_{self.rank_metric}"
         return "test_accuracy" if self.kind == "classification" else "test_mse"
 
     @property
     def higher_is_better(self) -> bool:
-        return self.kind == "classification"
+        return self.kind == "classification" or self.rank_metric is not None
+
+    @property
+    def is_zoo(self) -> bool:
+        """A CNN zoo task (built by :mod:`dws_theory.inr.zoo`, not fitted INRs)."""
+        return self.target == "accuracy"
 
     def better(self, new: float, best: float | None) -> bool:
         """Is ``new`` an improvement on ``best`` (None: nothing yet) for this task's metric?"""
@@ -111,6 +128,14 @@ class Task:
     def defaults_for(self, model: str) -> TrainDefaults:
         return replace(self.defaults, **self.model_defaults.get(model, {}))  # type: ignore[arg-type]
 
+
+# Per-model epochs that keep one run of the zoo task within about 3 minutes on one core.
+ZOO_MODEL_DEFAULTS: dict[str, dict[str, object]] = {
+    "dws": {"epochs": 30},
+    "nfn": {"epochs": 30},
+    "mlp": {"epochs": 100},
+    "stats": {"epochs": 100},
+}
 
 SOURCES: dict[str, Source] = {
     s.name: s
@@ -199,6 +224,16 @@ TASKS: dict[str, Task] = {
             "dilation",
             TrainDefaults(epochs=30),
             "edit a 28x28 MNIST digit's INR so that it draws the image dilated by a 3x3 max filter",
+        ),
+        Task(
+            "digits-cnn-zoo",
+            "regression",
+            None,
+            "accuracy",
+            TrainDefaults(epochs=30, batch_size=64, lr=1e-3),
+            "predict a small digits CNN's test accuracy from its weights (Kendall tau)",
+            model_defaults=ZOO_MODEL_DEFAULTS,
+            rank_metric="kendall_tau",
         ),
     )
 }

@@ -33,12 +33,14 @@ from tqdm.auto import tqdm
 from ..errors import InputError
 from .augment import AUGMENTATIONS, augment
 from .baselines import flatten_weights, permute_hidden, unflatten_weights
-from .collection import Collection, from_dataset
+from .collection import Collection, from_dataset, from_zoo
 from .datasets import load_dataset
+from .metrics import kendall_tau
 from .normalize import NORMALIZATIONS, Normalizer, fit_normalizer
 from .registry import PRESETS, Architecture, ModelSpec, TaskInfo, UnsupportedTask, get_model
 from .siren import SCHEDULES, render
 from .tasks import TrainDefaults, get_task
+from .zoo import ZooRecipe, load_zoo
 
 __all__ = [
     "RunConfig",
@@ -164,7 +166,12 @@ def prepare(
     """Fit the normaliser on the training split (view 0) and move everything to ``device``."""
     data = data.to(device)
     ws, bs = data.raw(data.rows(data.splits["train"]))
-    normalizer = fit_normalizer(ws, bs, scheme, symmetry)
+    space = None
+    if data.example is not None and symmetry is not None:
+        from ..frontends.module import from_module
+
+        space = from_module(data.example, symmetry)
+    normalizer = fit_normalizer(ws, bs, scheme, symmetry, space)
     info = TaskInfo(
         task=data.task,
         dims=data.dims,
@@ -172,6 +179,7 @@ def prepare(
         w0=data.w0,
         coords=data.coords,
         normalizer=normalizer,
+        example=data.example,
     )
     return Prepared(data, normalizer, info)
 
@@ -263,9 +271,14 @@ def train_step(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, p: Prepared, split: str, batch_size: int = 512) -> float:
-    """Accuracy, or MSE in target units (the target, pixel values, or raw weights)."""
+    """Accuracy, or MSE in target units (the target, pixel values, or raw weights), or the
+    task's rank metric (Kendall tau of predictions and targets over the whole split)."""
     model.eval()
     data, task = p.data, p.data.task
+    if task.rank_metric is not None:
+        idx = data.splits[split]
+        pred = torch.cat([predict(model, p, *get_batch(p, i)) for i in idx.split(batch_size)])
+        return kendall_tau(pred[:, 0].cpu(), data.targets[idx, 0].cpu())
     total, count = 0.0, 0
     for idx in data.splits[split].split(batch_size):
         pred = predict(model, p, *data.raw(data.rows(idx)))
@@ -331,6 +344,8 @@ def load_collection_for(config: RunConfig) -> Collection:
         from .userdata import load_collection
 
         return load_collection(config.data)
+    if get_task(config.task).is_zoo:  # type: ignore[arg-type]
+        return from_zoo(load_zoo(config.cache_dir, zoo_recipe(config), progress=config.progress))
     ds = load_dataset(
         config.task,  # type: ignore[arg-type]
         config.cache_dir,
@@ -341,6 +356,30 @@ def load_collection_for(config: RunConfig) -> Collection:
         progress=config.progress,
     )
     return from_dataset(ds)
+
+
+def zoo_recipe(config: RunConfig) -> ZooRecipe:
+    """The zoo a run reads: the default one, or ``n`` CNNs and at most ``fit_steps`` steps
+    each (the default ratio of shortest to longest training, 1:32)."""
+    if config.init != "dwsnets" or config.views != 1:
+        raise InputError("--init and --views are INR fitting options; the CNN zoo has neither")
+    recipe = ZooRecipe() if config.n is None else ZooRecipe(n=config.n)
+    if config.fit_steps is not None:
+        recipe = replace(recipe, steps=(max(1, config.fit_steps // 32), config.fit_steps))
+    return recipe
+
+
+def _check_general(data: Collection, spec: ModelSpec, augment: tuple[str, ...]) -> None:
+    """Refuse what only applies to MLPs on a collection of other networks."""
+    if data.example is None:
+        return
+    if spec.permutation_augment:
+        raise UnsupportedTask(f"{spec.name} permutes MLP neurons; this collection is not MLPs")
+    if set(augment) - {"noise", "dropout"}:
+        raise InputError(
+            f"{data.task.name}: only noise and dropout apply to these networks (the others "
+            "transform an INR's input coordinates)"
+        )
 
 
 def run(config: RunConfig) -> dict[str, object]:
@@ -358,6 +397,7 @@ def run(config: RunConfig) -> dict[str, object]:
                 f"{task.name} is weight-to-weight: geometric augmentations would move the "
                 "target with the input; use noise or dropout only"
             )
+        _check_general(data, spec, settings.augment)
         p = prepare(data.subsample_train(config.n_train), spec.symmetry, config.normalize, device)
         torch.manual_seed(config.seed)  # model inits use the global generator
         model = spec.build(p.info, settings.arch).to(device)
