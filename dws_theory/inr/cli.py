@@ -116,8 +116,10 @@ def _add_fit_options(p: argparse.ArgumentParser, steps_flag: str) -> None:
     p.add_argument(
         "--views",
         type=positive_int,
-        default=1,
-        help="INRs per training image from independent inits (default 1)",
+        default=None,
+        help="INRs per training image from independent inits (default: the task's: "
+        + ", ".join(f"{t.name} {t.views}" for t in TASKS.values() if t.views > 1)
+        + ", others 1)",
     )
 
 

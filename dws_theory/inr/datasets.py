@@ -114,15 +114,17 @@ def default_recipe(
     lr: float | None = None,
     seed: int = 0,
     init: str = "dwsnets",
-    views: int = 1,
+    views: int | None = None,
 ) -> Recipe:
     """The recipe ``load_dataset`` uses for ``task``, with optional overrides.
 
     ``init="siren"`` also selects :data:`SIREN_RECIPE`, the fit that came with that init.
 
     ``n`` above the source's size is an error (only the sines can be drawn in any number).
+    ``views=None`` is the task's own default (:attr:`Task.views`).
     """
-    source = _source(get_task(task))
+    spec = get_task(task)
+    source = _source(spec)
     if init not in INIT_SCHEMES:
         raise InputError(f"expected an init scheme in {INIT_SCHEMES}, got {init!r}")
     recipe = Recipe(
@@ -154,7 +156,7 @@ def default_recipe(
         if not (lr > 0 and lr < float("inf")):
             raise InputError(f"expected a finite positive fitting learning rate, got {lr}")
         recipe = replace(recipe, lr=lr)
-    return replace(recipe, views=_positive("views", views))
+    return replace(recipe, views=_positive("views", spec.views if views is None else views))
 
 
 def _source(task: Task) -> Source:
@@ -517,7 +519,7 @@ def load_dataset(
     lr: float | None = None,
     seed: int = 0,
     init: str = "dwsnets",
-    views: int = 1,
+    views: int | None = None,
     rebuild: bool = False,
     dilation_size: int = 3,
     device: str = "cpu",

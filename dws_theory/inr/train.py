@@ -78,7 +78,7 @@ class RunConfig:
     n: int | None = None  # INRs to fit (quick runs)
     fit_steps: int | None = None
     init: str = "dwsnets"
-    views: int = 1
+    views: int | None = None  # None: the task's default
     n_train: int | None = None
     save: str | None = None  # write the selected model's state_dict here
     progress: bool = True
