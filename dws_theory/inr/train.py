@@ -361,7 +361,7 @@ def load_collection_for(config: RunConfig) -> Collection:
 def zoo_recipe(config: RunConfig) -> ZooRecipe:
     """The zoo a run reads: the default one, or ``n`` CNNs and at most ``fit_steps`` steps
     each (the default ratio of shortest to longest training, 1:32)."""
-    if config.init != "dwsnets" or config.views != 1:
+    if config.init != "dwsnets" or config.views not in (None, 1):
         raise InputError("--init and --views are INR fitting options; the CNN zoo has neither")
     recipe = ZooRecipe() if config.n is None else ZooRecipe(n=config.n)
     if config.fit_steps is not None:
