@@ -423,5 +423,6 @@ def test_data_cli_prints_statistics(tmp_path, capsys) -> None:
     stats = json.loads(capsys.readouterr().out)
     assert stats["n"] == 5 and stats["built"] is False and 0 < stats["identity_mse"] < 1
     assert stats["recipe"]["init"] == "dwsnets"
-    assert set(TASKS) == {"digits-inr", "mnist-inr", "sine-inr", "digits-dilate", "mnist-dilate"}
+    inr_tasks = {"digits-inr", "mnist-inr", "sine-inr", "digits-dilate", "mnist-dilate"}
+    assert set(TASKS) == inr_tasks | {"digits-cnn-zoo"}
     assert set(SOURCES) == {"digits-inr", "mnist-inr", "sine-inr"}
