@@ -286,7 +286,13 @@ def test_a_closed_pipe_gives_one_line_and_exit_code_2():
 def test_ctrl_c_gives_one_line_and_exit_code_130():
     deep = ",".join(["2"] + ["64"] * 300 + ["1"])
     proc = subprocess.Popen(
-        _command("verify", deep), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _command("verify", deep),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell that starts the suite in the background (`cmd &`) ignores SIGINT, and the
+        # child would inherit that: restore the default so Python raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stderr.readline().startswith("verifying 2,64x300,1")  # it is running
     time.sleep(1.0)
