@@ -9,6 +9,7 @@ Candidates, all in the layout [B, C, d_m, d_{m-1}] / [B, C, d_m]:
             plan's GEMMs and the full-size passes of its fused tensors, without autograd,
             concatenations or small broadcasts; a lower bound for any eager PyTorch layer
             built from this plan (`--no-passes` leaves it out)
+  ours-*-compiled  (`--compile`) the same layer under torch.compile (inductor)
   nfn-hnp   NFN's HNPLinear (PyPI nfn==0.1.2), the same symmetry group
   nfn-np    NFN's NPLinear, the larger `all` group (fewer terms), for reference
 
@@ -43,6 +44,7 @@ allocation before the step. With `--device cuda` a device-to-device copy of one 
     python benchmarks/layer_speed.py                       # CPU, B=256, C=16, 2 threads
     python benchmarks/layer_speed.py --device cuda         # fp32 and bf16, B=1024
     python benchmarks/layer_speed.py --system-malloc       # glibc's default allocator
+    python benchmarks/layer_speed.py --compile --no-passes --shapes 2,32,32,1 2,32,32,32,32,1
 """
 
 from __future__ import annotations
@@ -254,6 +256,7 @@ def candidates(
     factory: Callable | None,
     modes: Sequence[str],
     passes: bool = True,
+    compiled: bool = False,
 ) -> list[Candidate]:
     like = weights[0]
     out = [floor_candidate(weights, biases, channels)]
@@ -262,6 +265,9 @@ def candidates(
             equivariant, _ = factory(dims, mode)
             layer = equivariant(channels, channels).to(like.device, like.dtype)
             out.append(module_candidate(f"ours-{mode}", layer, weights, biases))
+            if compiled:  # the same layer (same parameters) under torch.compile (inductor)
+                fast = torch.compile(layer)
+                out.append(module_candidate(f"ours-{mode}-compiled", fast, weights, biases))
     for mode in modes if passes else ():
         bound = passes_candidate(dims, mode, like)
         if bound is not None:
@@ -477,7 +483,7 @@ def measure_shape(
 ) -> list[Row]:
     weights, biases = random_weight_space(dims, args.batch, args.channels, args.device, dtype)
     cands = candidates(
-        dims, weights, biases, args.channels, factory, args.modes, not args.no_passes
+        dims, weights, biases, args.channels, factory, args.modes, not args.no_passes, args.compile
     )
     fns: dict[str, Callable[[], None]] = {}
     for c in cands:
@@ -524,7 +530,7 @@ def measure_shape(
     floor = rows[0].step_ms
     for r in rows:
         if r.impl.startswith("ours-"):
-            macs = plan_multiply_adds(dims, r.impl.removeprefix("ours-"))
+            macs = plan_multiply_adds(dims, r.impl.removeprefix("ours-").removesuffix("-compiled"))
             if macs is not None:
                 r.extra["macs_x_floor"] = macs / weight_space_size(dims)
         r.x_floor = r.step_ms / floor
@@ -581,6 +587,13 @@ def ratios(rows: list[Row]) -> str:
                 f"{paired_ratio(ours.extra['rounds_ms'], bound.extra['rounds_ms']):.2f}x "
                 "passes-hidden (paired): what fusing our eager ops could still gain"
             )
+        fast = by.get("ours-hidden-compiled")
+        if ours is not None and fast is not None:
+            lines.append(
+                f"- {shape} {dtype}: ours-hidden-compiled / ours-hidden = "
+                f"{paired_ratio(fast.extra['rounds_ms'], ours.extra['rounds_ms']):.2f}x "
+                f"(fwd+bwd paired), {fast.step_min_ms / ours.step_min_ms:.2f}x (fwd+bwd min)"
+            )
         for other in ("nfn-hnp", "nfn-np"):
             if ours is not None and other in by:
                 lines.append(
@@ -608,6 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=["hidden"], help="modes of our layer")
     parser.add_argument(
         "--no-passes", action="store_true", help="leave out the plan's lower bound (passes-*)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time our layer under torch.compile"
     )
     parser.add_argument("--repeats", type=int, default=15, help="timed blocks per candidate")
     parser.add_argument("--min-block", type=float, default=0.05, help="seconds per timed block")

@@ -196,6 +196,20 @@ class _MixAdd(torch.autograd.Function):
         return out, 0
 
 
+# torch.compiler.is_compiling (torch >= 2.3; dynamo traces it as True); older torch: eager only.
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+
+def _mix_add(weight: torch.Tensor, x: torch.Tensor, a, b) -> torch.Tensor:
+    """weight @ x + a + b: `_MixAdd` in eager mode; plain ops under torch.compile, where the
+    Function is opaque to inductor and blocks the fusion of the sums around it (forward +
+    backward, C=16, B=256, 2 CPU threads: compiled / eager 1.60x and 1.04x with the Function,
+    1.45x and 0.91x with plain ops, on 2,32,32,1 and 2,32,32,32,32,1)."""
+    if _compiling():
+        return _mix(weight, x) + a + b
+    return _MixAdd.apply(weight, x, a, b)
+
+
 def _channels(value, name: str, layer: str) -> int:
     """A channel count: a positive integer (int or any integer type, not bool)."""
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
@@ -450,7 +464,7 @@ class EquivariantLayer(nn.Module):
         W2_out = W2_out + mix_on_none_W2[:, :, None, None]
         W2_out = W2_out + mix_on_n1_W2[:, :, None]
         rest = mix_on_n2_W2[:, :, :, None]
-        W2_out = _MixAdd.apply(self.mix_W2_on_n2_n1, W2, W2_out, rest)
+        W2_out = _mix_add(self.mix_W2_on_n2_n1, W2, W2_out, rest)
         # b2_out: broadcast sum of mix_on_none, mix_on_n2 and the bias orbit b2[a] <- []
         b2_out = self.bias_b2.view(c_out, 1)
         b2_out = b2_out + mix_on_none_b2[:, :, None]

@@ -145,3 +145,15 @@ def test_adjoint_sketch_matches_autograd_and_times_all_three(capsys):
     assert sketch.main([*args, "--min-block", "0.001"]) == 0
     out = capsys.readouterr().out
     assert "| hand-written adjoint |" in out and "| emitted layer, autograd |" in out
+
+
+@pytest.mark.slow
+def test_layer_speed_times_the_compiled_layer_against_eager(tmp_path, capsys):
+    layer_speed = _load("layer_speed")
+    out = tmp_path / "rows.json"
+    args = ["--shapes", "2,3,3,1", "--batch", "4", "--channels", "2", "--threads", "1"]
+    args += ["--repeats", "3", "--min-block", "0.001", "--no-passes", "--compile"]
+    assert layer_speed.main(args + ["--json", str(out)]) == 0
+    impls = [r["impl"] for r in json.loads(out.read_text())]
+    assert impls[:3] == ["floor", "ours-hidden", "ours-hidden-compiled"]
+    assert "ours-hidden-compiled / ours-hidden = " in capsys.readouterr().out

@@ -232,7 +232,7 @@ def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -
     else:
         orbit = " and the bias orbit " if len(add.biases) == 1 else " and the bias orbits "
         lines = comment(indent, [str(b.pattern) for b in add.biases], head + orbit)
-    if add.fused:  # the two largest remaining terms are summed inside _MixAdd
+    if add.fused:  # the two largest remaining terms are summed inside _mix_add
         terms, rest = terms[:-2], terms[-2]
     lines += statement(indent, target, terms[0])
     for t in terms[1:]:
@@ -242,7 +242,7 @@ def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -
         lines += statement(indent, "rest", rest)
         feature = last.features[0] if len(last.features) == 1 else f"cat_{last.name[4:]}"
         args = [f"self.{last.name}", feature, target, "rest"]
-        lines += call(indent, target, "_MixAdd.apply", args)
+        lines += call(indent, target, "_mix_add", args)
     elif _needs_copy(terms, len(mixes[add.terms[-1]].blocks)):
         lines.append(f"{pad}{target} = {target}.contiguous()")
     for line in lines:
