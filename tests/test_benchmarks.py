@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -157,3 +158,27 @@ def test_layer_speed_times_the_compiled_layer_against_eager(tmp_path, capsys):
     impls = [r["impl"] for r in json.loads(out.read_text())]
     assert impls[:3] == ["floor", "ours-hidden", "ours-hidden-compiled"]
     assert "ours-hidden-compiled / ours-hidden = " in capsys.readouterr().out
+
+
+def test_model_speed_times_a_training_step_of_each_model(capsys):
+    model_speed = _load("model_speed")
+    args = ["--dims", "2,3,1", "--batch", "4", "--channels", "2", "--layers", "2"]
+    args += ["--threads", "1", "--repeats", "2", "--min-block", "0.001"]
+    assert model_speed.main(args) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert {"dws", "nfn"} <= set(rows)
+    assert rows["dws"].split("|")[5].strip() == "1.00"  # dws against itself, paired
+    assert "nfn step / dws step = " in out
+
+
+def test_model_speed_steps_change_the_parameters():
+    model_speed = _load("model_speed")
+    models = model_speed.make_models((2, 3, 1), 2, 2, compiled=False)
+    weights = [torch.randn(4, 1, 3, 2), torch.randn(4, 1, 1, 3)]
+    biases = [torch.randn(4, 1, 3), torch.randn(4, 1, 1)]
+    labels = torch.randint(10, (4,))
+    for model in models.values():
+        before = [p.detach().clone() for p in model.parameters()]
+        model_speed.train_step(model, weights, biases, labels)()
+        assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))

@@ -1,0 +1,127 @@
+"""One AdamW training step of a weight-space classifier: DWSNet against the same-size NFN model.
+
+Both models take a batch of MLPs (default 2,32,32,1, as the INR tasks' networks) with one
+input channel and predict 10 classes, with the DWSNets paper's classifier sizes: 32 hidden
+channels, 5 equivariant layers, a 64-wide head, batch 512.
+  dws            DWSNet: emitted `hidden` EquivariantLayers + ReLU, InvariantLayer, MLP head
+  dws-compiled   the same model under torch.compile (inductor)      (`--compile`)
+  nfn            NFN's HNPLinear + ReLU, HNPPool and an MLP head: the project's `nfn` model
+                 (dws_theory.inr.equivariant.NFNNet), same channels, layers and head width
+A step is forward, cross-entropy against fixed labels, backward and `AdamW.step()`. Times are
+medians over interleaved timed blocks and paired ratios against dws in the same rounds (the
+machinery of layer_speed.py, whose docstring says why); `peak MB` is the highest net
+allocation during one step (CPU: profiler memory timeline; CUDA: max_memory_allocated).
+
+    python benchmarks/model_speed.py                  # CPU, 2 threads, B=512
+    python benchmarks/model_speed.py --compile        # also the compiled DWSNet
+    python benchmarks/model_speed.py --device cuda    # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import layer_speed  # noqa: E402  (timing, pairing, allocator and memory helpers)
+
+from dws_theory.models import DWSNet  # noqa: E402
+
+
+def make_models(
+    dims: tuple[int, ...], channels: int, layers: int, compiled: bool
+) -> dict[str, nn.Module]:
+    """The candidates, each from its own seed-0 init (their speed does not depend on it)."""
+    models: dict[str, nn.Module] = {}
+    torch.manual_seed(0)
+    dws = DWSNet(dims, hidden_channels=channels, num_layers=layers, out_features=10)
+    models["dws"] = dws
+    if compiled:
+        models["dws-compiled"] = torch.compile(dws)
+    try:
+        from dws_theory.inr.equivariant import NFNNet
+
+        models["nfn"] = NFNNet(dims, hidden_channels=channels, num_layers=layers, out_features=10)
+    except ImportError as exc:
+        print(f"nfn is not available ({exc}); timing the rest", file=sys.stderr)
+    return models
+
+
+def train_step(
+    model: nn.Module, weights: list[torch.Tensor], biases: list[torch.Tensor], labels: torch.Tensor
+) -> Callable[[], None]:
+    """forward + cross-entropy + backward + AdamW step, with the optimiser made once."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(weights, biases), labels)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--dims", default="2,32,32,1")
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also the compiled DWSNet")
+    parser.add_argument("--repeats", type=int, default=9, help="timed blocks per candidate")
+    parser.add_argument("--min-block", type=float, default=0.2, help="seconds per timed block")
+    parser.add_argument("--system-malloc", action="store_true", help="glibc's default allocator")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device available", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    dims = layer_speed.parse_shape(args.dims)
+    weights, biases = layer_speed.random_weight_space(
+        dims, args.batch, 1, args.device, torch.float32
+    )
+    labels = torch.randint(10, (args.batch,), generator=torch.Generator().manual_seed(0))
+    labels = labels.to(args.device)
+    models = make_models(dims, args.channels, args.layers, args.compile)
+    steps = {
+        name: train_step(m.to(args.device), weights, biases, labels) for name, m in models.items()
+    }
+    timed = layer_speed.interleaved_medians(steps, args.device, args.repeats, args.min_block)
+    peak = layer_speed.cuda_peak_bytes if args.device == "cuda" else layer_speed.cpu_peak_bytes
+    device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor()
+    print(
+        f"device={args.device} ({device or platform.machine()}), torch {torch.__version__}, "
+        f"threads={args.threads}, dims={args.dims}, B={args.batch}, C={args.channels}, "
+        f"layers={args.layers}, repeats={args.repeats}, "
+        f"allocator={layer_speed.allocator(dict(os.environ))}"
+    )
+    print("| model | parameters | step ms (median) | min ms | x dws (paired) | peak MB |")
+    print("|---|---|---|---|---|---|")
+    base = timed["dws"].rounds
+    for name, model in models.items():
+        t = timed[name]
+        count = sum(p.numel() for p in model.parameters())
+        ratio = layer_speed.paired_ratio(t.rounds, base)
+        print(
+            f"| {name} | {count:,} | {t.median * 1e3:.1f} | {t.minimum * 1e3:.1f} | "
+            f"{ratio:.2f} | {peak(steps[name]) / 2**20:.1f} |"
+        )
+    if "nfn" in models:
+        ratio = layer_speed.paired_ratio(timed["nfn"].rounds, base)
+        print(f"\nnfn step / dws step = {ratio:.2f}x (paired)")
+    return 0
+
+
+if __name__ == "__main__":
+    layer_speed.rerun_under_steady_malloc()
+    raise SystemExit(main())
