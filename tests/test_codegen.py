@@ -350,3 +350,13 @@ def test_ops_describe_what_the_plan_holds():
             assert text == f"broadcast sum into `{op.out}`"
         else:
             assert all(f"`{out}`" in text for out, _, _ in op.outs if out is not None)
+
+
+def test_a_folded_pool_reads_the_folded_copy_of_its_tensor():
+    """W1's mean over n1 (n0 folded into channels) is computed from W1_on_n1, the folded
+    copy the n1 mix already reads, so that it reduces a contiguous last axis (which
+    torch.compile's CPU code runs far faster than a reduction over W1's middle axis)."""
+    plan = lower(enumerate_basis(mlp((2, 32, 32, 1), "hidden")), mode="hidden")
+    pools = {op.name: op for op in plan.equivariant_ops if isinstance(op, Pool)}
+    assert pools["W1_on_none"].source == "W1_on_n1" and pools["W1_on_n1"].fold_axes
+    assert pools["W3_on_none"].source == "W3_on_n2"

@@ -171,7 +171,8 @@ def _make_pool(
 
 
 def _pools(space: WeightSpace, layer: str, uses: dict[Reading, list[Pattern]]) -> list[Pool]:
-    """One Pool per reading, averaged from the cheapest unfolded parent where one exists."""
+    """One Pool per reading, averaged from the cheapest parent feature where one exists: an
+    unfolded one that pooled part of its axes, else one that folded the same fixed axes."""
     order = {t.name: i for i, t in enumerate(space.tensors)}
     made: dict[Reading, Pool] = {}
     # Most kept axes first, so that parents exist before their children.
@@ -188,8 +189,23 @@ def _pools(space: WeightSpace, layer: str, uses: dict[Reading, list[Pattern]]) -
             and not pool.diagonal
             and {a for c in f.pool_axes for a in c} < pooled
         ]
-        if parents:
-            source = min(parents, key=lambda f: _fold(space, f.kept)).name
+        # Else a feature that folded the same fixed axes (the transposed copy a fold makes):
+        # reducing its contiguous last axes is faster than reducing a middle axis of the
+        # tensor, and under torch.compile markedly so (inductor parallelises a reduction
+        # over a middle axis of a narrow tensor one output row at a time).
+        folded_parents = [
+            f
+            for f in made.values()
+            if f.tensor == pool.tensor
+            and f.fold_axes
+            and f.fold_axes == pool.fold_axes
+            and not f.diagonal
+            and not pool.diagonal
+            and {a for c in f.pool_axes for a in c} < pooled
+        ]
+        if parents or folded_parents:
+            chosen = parents or folded_parents
+            source = min(chosen, key=lambda f: _fold(space, f.kept)).name
             pool = _make_pool(space, layer, key, uses[key], source)
         made[key] = pool
     return list(made.values())

@@ -64,8 +64,9 @@ class Pool:
     The feature has shape [B, C * fold, *kept sizes]: channel index c * fold + f, where f runs
     over the folded axes' values in C order, and one dimension per kept class in the order
     of its first axis. A class of several axes (`keep_axes` or `pool_axes`) is read on its
-    diagonal (`T[a, a]`). The feature is computed from `source`: the tensor itself or an
-    unfolded feature of it that already pooled part of `pool_axes` (cheaper to read). A
+    diagonal (`T[a, a]`). The feature is computed from `source`: the tensor itself, an
+    unfolded feature of it that already pooled part of `pool_axes` (cheaper to read), or a
+    feature that folded the same fixed axes (already in the folded channel layout). A
     feature that pools, folds and diagonalises nothing is the input itself and not an op
     (`is_identity`).
     """
@@ -77,7 +78,7 @@ class Pool:
     pooled: tuple[str, ...]  # neuron set of each pooled class
     folded: tuple[str, ...]  # fixed neuron sets folded into the channel axis, in axis order
     fold: int  # product of the folded sizes
-    source: str  # the tensor, or the feature this one is pooled further from
+    source: str  # the tensor, or the feature (unfolded, or folded alike) pooled further
     patterns: tuple[Pattern, ...]  # every pattern that reads this feature
     keep_axes: Classes = ()  # per kept class: its axes of the tensor
     pool_axes: Classes = ()  # per pooled class: its axes

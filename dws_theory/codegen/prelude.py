@@ -96,9 +96,8 @@ _compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: F
 
 def _mix_add(weight: torch.Tensor, x: torch.Tensor, a, b) -> torch.Tensor:
     """weight @ x + a + b: `_MixAdd` in eager mode; plain ops under torch.compile, where the
-    Function is opaque to inductor and blocks the fusion of the sums around it (forward +
-    backward, C=16, B=256, 2 CPU threads: compiled / eager 1.60x and 1.04x with the Function,
-    1.45x and 0.91x with plain ops, on 2,32,32,1 and 2,32,32,32,32,1)."""
+    Function is opaque to inductor and blocks the fusion of the sums around it (measured in
+    the project's docs/benchmarks.md, section torch.compile)."""
     if _compiling():
         return _mix(weight, x) + a + b
     return _MixAdd.apply(weight, x, a, b)

@@ -33,7 +33,7 @@ from ..plan import Add, Bias, Block, LayerPlan, Mix, Pool, local_name
 
 __all__ = ["GENERATOR_VERSION", "prelude_source", "render"]
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 _PRELUDE = Path(__file__).resolve().parent.parent / "prelude.py"
 _MARKER = "# -- emitted from here on "
 
@@ -87,12 +87,14 @@ def _step_lines(name: str, source: str, steps: list[Step], indent: int) -> list[
 def _plain_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool]) -> tuple[str, list[Step]]:
     """Sum over the pooled axes (from the tensor or a parent feature), then fold."""
     sizes = space.shape(pool.tensor)
+    refold = True  # False when the source already has the folded channel layout
     if pool.source == local_name(pool.tensor):
         axes, done = list(range(len(sizes))), set()
     else:
         parent = pools[pool.source]
         axes = [c[0] for c in parent.keep_axes]
         done = {a for c in parent.pool_axes for a in c}
+        refold = not parent.fold_axes
     todo = [c[0] for c in pool.pool_axes if c[0] not in done]
     steps: list[Step] = []
     if todo:
@@ -103,7 +105,7 @@ def _plain_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool]) -> tuple
         else:  # a vector: mean is one op, and its gradient is small anyway
             steps.append((f"{{x}}.mean({arg})", False))
     rest = [a for a in axes if a not in todo]
-    if pool.fold_axes:
+    if pool.fold_axes and refold:
         folded = set(pool.fold_axes)
         want = [a for a in rest if a in folded] + [a for a in rest if a not in folded]
         perm = permutation(rest, want, 2)
