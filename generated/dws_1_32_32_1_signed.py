@@ -341,8 +341,8 @@ class EquivariantLayer(nn.Module):
         # mix_b3_on_none (to b3; varies along no permuted set): b3[a] <- b3[b]
         mix_b3_on_none = F.linear(b3_on_none, self.mix_b3_on_none)
         # W1_out: broadcast sum of mix_on_n1
-        W1_out = mix_on_n1_W1.view(batch, c_out, 1, 32).transpose(2, 3)
-        W1_out = W1_out.contiguous()
+        W1_out = mix_on_n1_W1.view(batch, c_out, 1, 32)
+        W1_out = W1_out.transpose(2, 3).contiguous()
         # b1_out: broadcast sum of mix_on_n1
         b1_out = mix_on_n1_b1
         b1_out = b1_out.contiguous()

@@ -448,10 +448,10 @@ class EquivariantLayer(nn.Module):
         mix_on_n2 = _mix(self.mix_on_n2, cat_on_n2)
         mix_on_n2_W2, mix_on_n2_b2, mix_on_n2_W3 = mix_on_n2.split(c_out * 1, 1)
         # W1_out: broadcast sum of mix_on_none, mix_on_n1 and the bias orbit W1[ab] <- []
-        W1_out = self.bias_W1.view(c_out, 1, 2)
-        W1_out = W1_out + mix_on_none_W1.view(batch, c_out, 2)[:, :, None]
-        W1_out = W1_out + mix_on_n1_W1.view(batch, c_out, 2, 32).transpose(2, 3)
-        W1_out = W1_out.contiguous()
+        W1_out = self.bias_W1.view(c_out, 2, 1)
+        W1_out = W1_out + mix_on_none_W1.view(batch, c_out, 2)[:, :, :, None]
+        W1_out = W1_out + mix_on_n1_W1.view(batch, c_out, 2, 32)
+        W1_out = W1_out.transpose(2, 3).contiguous()
         # b1_out: broadcast sum of mix_on_none, mix_on_n1 and the bias orbit b1[a] <- []
         b1_out = self.bias_b1.view(c_out, 1)
         b1_out = b1_out + mix_on_none_b1[:, :, None]

@@ -603,11 +603,11 @@ class EquivariantLayer(nn.Module):
         ) = mix_tied_weight_on_n1_n1.split(c_out * 1, 1)
         # inp_weight_out: broadcast sum of mix_on_none, mix_on_n1 and the bias orbit
         #   inp_weight[ab] <- []
-        inp_weight_out = self.bias_inp_weight.view(c_out, 1, 2)
-        inp_weight_out = inp_weight_out + mix_on_none_inp_weight.view(batch, c_out, 2)[:, :, None]
-        term = mix_on_n1_inp_weight.view(batch, c_out, 2, 32).transpose(2, 3)
+        inp_weight_out = self.bias_inp_weight.view(c_out, 2, 1)
+        term = mix_on_none_inp_weight.view(batch, c_out, 2)[:, :, :, None]
         inp_weight_out = inp_weight_out + term
-        inp_weight_out = inp_weight_out.contiguous()
+        inp_weight_out = inp_weight_out + mix_on_n1_inp_weight.view(batch, c_out, 2, 32)
+        inp_weight_out = inp_weight_out.transpose(2, 3).contiguous()
         # inp_bias_out: broadcast sum of mix_on_none, mix_on_n1 and the bias orbit inp_bias[a] <- []
         inp_bias_out = self.bias_inp_bias.view(c_out, 1)
         inp_bias_out = inp_bias_out + mix_on_none_inp_bias[:, :, None]

@@ -611,44 +611,41 @@ class EquivariantLayer(nn.Module):
         ) = mix_on_n3.split([c_out * f for f in rows], 1)
         # p0_weight_out: broadcast sum of mix_on_none, mix_on_n1 and the bias orbit
         #   p0_weight[abcd] <- []
-        p0_weight_out = self.bias_p0_weight.view(c_out, 1, 1, 3, 3)
-        term = mix_on_none_p0_weight.view(batch, c_out, 1, 3, 3)[:, :, None]
+        p0_weight_out = self.bias_p0_weight.view(c_out, 1, 3, 3, 1)
+        term = mix_on_none_p0_weight.view(batch, c_out, 1, 3, 3)[:, :, :, :, :, None]
         p0_weight_out = p0_weight_out + term
-        term = mix_on_n1_p0_weight.view(batch, c_out, 1, 3, 3, 8).permute(0, 1, 5, 2, 3, 4)
-        p0_weight_out = p0_weight_out + term
-        p0_weight_out = p0_weight_out.contiguous()
+        p0_weight_out = p0_weight_out + mix_on_n1_p0_weight.view(batch, c_out, 1, 3, 3, 8)
+        p0_weight_out = p0_weight_out.permute(0, 1, 5, 2, 3, 4).contiguous()
         # p0_bias_out: broadcast sum of mix_on_none, mix_on_n1 and the bias orbit p0_bias[a] <- []
         p0_bias_out = self.bias_p0_bias.view(c_out, 1)
         p0_bias_out = p0_bias_out + mix_on_none_p0_bias[:, :, None]
         p0_bias_out = p0_bias_out + mix_on_n1_p0_bias
         # p2_weight_out: broadcast sum of mix_on_none, mix_on_n1, mix_on_n2, mix_p2_weight_on_n2_n1
         #   and the bias orbit p2_weight[abcd] <- []
-        p2_weight_out = self.bias_p2_weight.view(c_out, 1, 1, 3, 3)
-        term = mix_on_none_p2_weight.view(batch, c_out, 3, 3)[:, :, None, None]
+        p2_weight_out = self.bias_p2_weight.view(c_out, 3, 3, 1, 1)
+        term = mix_on_none_p2_weight.view(batch, c_out, 3, 3)[:, :, :, :, None, None]
         p2_weight_out = p2_weight_out + term
-        term = mix_on_n1_p2_weight.view(batch, c_out, 3, 3, 8).permute(0, 1, 4, 2, 3)[:, :, None]
+        term = mix_on_n1_p2_weight.view(batch, c_out, 3, 3, 8)[:, :, :, :, None]
         p2_weight_out = p2_weight_out + term
-        term = mix_on_n2_p2_weight.view(batch, c_out, 3, 3, 8).permute(0, 1, 4, 2, 3)[:, :, :, None]
+        term = mix_on_n2_p2_weight.view(batch, c_out, 3, 3, 8)[:, :, :, :, :, None]
         p2_weight_out = p2_weight_out + term
-        term = mix_p2_weight_on_n2_n1.view(batch, c_out, 3, 3, 8, 8).permute(0, 1, 4, 5, 2, 3)
-        p2_weight_out = p2_weight_out + term
-        p2_weight_out = p2_weight_out.contiguous()
+        p2_weight_out = p2_weight_out + mix_p2_weight_on_n2_n1.view(batch, c_out, 3, 3, 8, 8)
+        p2_weight_out = p2_weight_out.permute(0, 1, 4, 5, 2, 3).contiguous()
         # p2_bias_out: broadcast sum of mix_on_none, mix_on_n2 and the bias orbit p2_bias[a] <- []
         p2_bias_out = self.bias_p2_bias.view(c_out, 1)
         p2_bias_out = p2_bias_out + mix_on_none_p2_bias[:, :, None]
         p2_bias_out = p2_bias_out + mix_on_n2_p2_bias
         # p4_weight_out: broadcast sum of mix_on_none, mix_on_n2, mix_on_n3, mix_p4_weight_on_n3_n2
         #   and the bias orbit p4_weight[abcd] <- []
-        p4_weight_out = self.bias_p4_weight.view(c_out, 1, 1, 3, 3)
-        term = mix_on_none_p4_weight.view(batch, c_out, 3, 3)[:, :, None, None]
+        p4_weight_out = self.bias_p4_weight.view(c_out, 3, 3, 1, 1)
+        term = mix_on_none_p4_weight.view(batch, c_out, 3, 3)[:, :, :, :, None, None]
         p4_weight_out = p4_weight_out + term
-        term = mix_on_n2_p4_weight.view(batch, c_out, 3, 3, 8).permute(0, 1, 4, 2, 3)[:, :, None]
+        term = mix_on_n2_p4_weight.view(batch, c_out, 3, 3, 8)[:, :, :, :, None]
         p4_weight_out = p4_weight_out + term
-        term = mix_on_n3_p4_weight.view(batch, c_out, 3, 3, 8).permute(0, 1, 4, 2, 3)[:, :, :, None]
+        term = mix_on_n3_p4_weight.view(batch, c_out, 3, 3, 8)[:, :, :, :, :, None]
         p4_weight_out = p4_weight_out + term
-        term = mix_p4_weight_on_n3_n2.view(batch, c_out, 3, 3, 8, 8).permute(0, 1, 4, 5, 2, 3)
-        p4_weight_out = p4_weight_out + term
-        p4_weight_out = p4_weight_out.contiguous()
+        p4_weight_out = p4_weight_out + mix_p4_weight_on_n3_n2.view(batch, c_out, 3, 3, 8, 8)
+        p4_weight_out = p4_weight_out.permute(0, 1, 4, 5, 2, 3).contiguous()
         # p4_bias_out: broadcast sum of mix_on_none, mix_on_n3 and the bias orbit p4_bias[a] <- []
         p4_bias_out = self.bias_p4_bias.view(c_out, 1)
         p4_bias_out = p4_bias_out + mix_on_none_p4_bias[:, :, None]

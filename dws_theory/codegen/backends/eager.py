@@ -182,11 +182,14 @@ def _diagonals(space: WeightSpace, out: str, classes, like: str, lead: int) -> l
     return pieces
 
 
-def _placed(plan: LayerPlan, mix: Mix, block: Block) -> list[str]:
-    """Pieces of the expression for one block of a mix result, broadcastable to its tensor."""
+def _placed(
+    plan: LayerPlan, mix: Mix, block: Block, order: Sequence[int] | None = None
+) -> list[str]:
+    """Pieces of the expression for one block of a mix result, broadcastable to its tensor
+    with its axes in `order` (default: the tensor's own order)."""
     space = plan.space
     out = block.out
-    rank = len(space.tensor(out).axes)
+    order = list(order) if order is not None else list(range(len(space.tensor(out).axes)))
     name = block.name
     pieces = [name]
     first = [c[0] for c in block.kept_axes]
@@ -195,18 +198,22 @@ def _placed(plan: LayerPlan, mix: Mix, block: Block) -> list[str]:
         shape = ["batch", "c_out", *_sizes(space, fixed), *_sizes(space, mix.kept)]
         pieces.append(f".view({', '.join(shape)})")
         first = list(block.fixed_axes) + first
-    pieces.append(permutation(first, sorted(first), 2))
-    pieces.append(index([a in first for a in range(rank)]))
+    pieces.append(permutation(first, [a for a in order if a in first], 2))
+    pieces.append(index([a in first for a in order]))
     pieces += _diagonals(space, out, block.kept_axes + block.broadcast_axes, name, 2)
     return [p for p in pieces if p]
 
 
-def _placed_bias(plan: LayerPlan, bias: Bias, out: str) -> list[str]:
-    """A bias vector [c_out * f_out] as a [c_out, *axes] view (1 on permuted axes)."""
+def _placed_bias(
+    plan: LayerPlan, bias: Bias, out: str, order: Sequence[int] | None = None
+) -> list[str]:
+    """A bias vector [c_out * f_out] as a [c_out, *axes] view (1 on permuted axes), axes in
+    `order` (default: the tensor's own order)."""
     space = plan.space
     axes = space.tensor(out).axes
+    order = list(order) if order is not None else list(range(len(axes)))
     shape = ["c_out"] + [
-        str(space.set(a).size) if i in bias.fixed_axes else "1" for i, a in enumerate(axes)
+        str(space.set(axes[i]).size) if i in bias.fixed_axes else "1" for i in order
     ]
     param = f"self.{bias.name}"
     return [param, f".view({', '.join(shape)})"] + _diagonals(
@@ -221,13 +228,33 @@ def _needs_copy(terms: list[list[str]], blocks: int) -> bool:
     return transposed or (len(terms) == 1 and blocks > 1)
 
 
+def _working_order(plan: LayerPlan, add: Add, blocks: dict[str, tuple[Mix, Block]]) -> list[int]:
+    """The axis order the broadcast sum of `add` is built in: the output's fixed axes first,
+    as the mixes produce them (folded into channels), then the others; the sum is permuted
+    into the tensor's order once at the end. Then every term is a plain view and the
+    gradient of each broadcast term is a reduction over trailing axes, which torch.compile's
+    CPU code runs far faster than one over a middle axis of a narrow tensor. The tensor's own
+    order where that changes nothing, for a fused add (`_mix_add` writes the tensor's
+    layout) and where a term sits on a diagonal."""
+    rank = len(plan.space.tensor(add.out).axes)
+    own = list(range(rank))
+    used = [blocks[name][1] for name in add.blocks]
+    classes = [c for b in used for c in b.kept_axes + b.broadcast_axes]
+    classes += [c for b in add.biases for c in b.broadcast_axes]
+    if add.fused or any(len(c) > 1 for c in classes):
+        return own
+    fixed = {a for b in used for a in b.fixed_axes} | {a for b in add.biases for a in b.fixed_axes}
+    return sorted(fixed) + [a for a in own if a not in fixed]
+
+
 def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -> list[str]:
     """The broadcast sum of one output; with `fused`, the last GEMM adds the rest."""
     pad = " " * indent
     target = add.name
     blocks = {b.name: (m, b) for m in mixes.values() for b in m.blocks}
-    placed = [_placed(plan, *blocks[name]) for name in add.blocks]
-    terms = [_placed_bias(plan, b, add.out) for b in add.biases] + placed
+    order = _working_order(plan, add, blocks)
+    placed = [_placed(plan, *blocks[name], order) for name in add.blocks]
+    terms = [_placed_bias(plan, b, add.out, order) for b in add.biases] + placed
     head = f"{target}: broadcast sum of {', '.join(add.terms)}"
     if not add.biases:
         lines = comment(indent, [], head)
@@ -245,6 +272,8 @@ def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -
         feature = last.features[0] if len(last.features) == 1 else f"cat_{last.name[4:]}"
         args = [f"self.{last.name}", feature, target, "rest"]
         lines += call(indent, target, "_mix_add", args)
+    elif order != sorted(order):  # built in the working order: into the tensor's, once
+        lines.append(f"{pad}{target} = {target}{permutation(order, sorted(order), 2)}.contiguous()")
     elif _needs_copy(terms, len(mixes[add.terms[-1]].blocks)):
         lines.append(f"{pad}{target} = {target}.contiguous()")
     for line in lines:
