@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dws_theory.errors import CommandError
-from dws_theory.inr import datasets
+from dws_theory.inr import cache, datasets
 from dws_theory.inr.cli import add_data_parser
 from dws_theory.inr.datasets import (
     default_recipe,
@@ -355,7 +355,7 @@ def test_changed_or_non_finite_cache_is_rebuilt(tmp_path, capsys) -> None:
 
     def poison(blob):
         blob["weights"][0][1, 0, 0] = float("nan")
-        blob["checksum"] = datasets._checksum(blob)  # a consistent but non-finite file
+        blob["checksum"] = cache.checksum(blob)  # a consistent but non-finite file
 
     _tamper(first.path, poison)
     third = load_dataset("digits-inr", tmp_path, n=4, steps=3, progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 
 import torch
 
@@ -71,9 +72,7 @@ def _run_zoo_data(args: argparse.Namespace) -> int:
         views=args.views,
     )
     recipe = zoo_recipe(config)
-    if args.seed:
-        from dataclasses import replace
-
+    if args.seed:  # `data --seed` fixes the zoo itself, as it fixes the INRs of a task
         recipe = replace(recipe, seed=args.seed)
     ds = load_zoo(args.cache_dir, recipe, rebuild=args.rebuild, progress=not args.json)
     stats = ds.summary()

@@ -33,7 +33,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CommandError, InputError
+from . import cache
 from . import signals as sig
 from .siren import DEFAULT_W0, INIT_SCHEMES, FitResult, fit_sirens, psnr
 from .tasks import SOURCES, Source, Task, get_task
@@ -376,7 +376,7 @@ def _build(
         "raw_targets": raw_targets,
         "labels": labels,
     }
-    blob["checksum"] = _checksum(blob)
+    blob["checksum"] = cache.checksum(blob)
     return blob
 
 
@@ -411,11 +411,11 @@ def _base_blob(
     base: Recipe, device: str, progress: bool, cache_dir: Path | None
 ) -> dict[str, object]:
     path = None if cache_dir is None else cache_dir / base.filename()
-    blob = None if path is None else _read_cache(path, base)
+    blob = None if path is None else cache.read(path, asdict(base), "refitting")
     if blob is None:
         blob = _build(base, device, progress)
         if path is not None:
-            _write_cache(path, blob)
+            cache.write(path, blob, "the fitted INRs are")
     return blob
 
 
@@ -443,71 +443,8 @@ def _add_views(
     blob["view_weights"] = [torch.cat(ws) for ws in zip(*(e.weights for e in extra), strict=True)]
     blob["view_biases"] = [torch.cat(bs) for bs in zip(*(e.biases for e in extra), strict=True)]
     blob["view_image"] = train.repeat(recipe.views - 1)
-    blob["checksum"] = _checksum(blob)
+    blob["checksum"] = cache.checksum(blob)
     return blob
-
-
-def _tensors_of(blob: dict[str, object]) -> list[Tensor]:
-    out: list[Tensor] = []
-    for key in sorted(k for k in blob if k not in ("recipe", "checksum")):
-        value = blob[key]
-        if isinstance(value, Tensor):
-            out.append(value)
-        elif isinstance(value, list):
-            out += [v for v in value if isinstance(v, Tensor)]
-    return out
-
-
-def _checksum(blob: dict[str, object]) -> str:
-    h = hashlib.sha256(json.dumps(blob["recipe"], sort_keys=True).encode())
-    for t in _tensors_of(blob):
-        h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _read_cache(path: Path, recipe: Recipe) -> dict[str, object] | None:
-    """The cached blob for ``recipe``, or None (with a message when a file was rejected)."""
-    if not path.exists():
-        return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a truncated or foreign file
-        return _reject(path, "it is not a readable torch file")
-    if not isinstance(blob, dict) or "checksum" not in blob:
-        return _reject(path, "it has no checksum (written by an older version)")
-    # JSON round trip so tuples and lists compare equal.
-    if json.loads(json.dumps(blob.get("recipe"))) != json.loads(json.dumps(asdict(recipe))):
-        return _reject(path, "its recipe differs")
-    if blob["checksum"] != _checksum(blob):
-        return _reject(path, "its checksum does not match its contents (corrupted)")
-    if not all(torch.isfinite(t).all() for t in _tensors_of(blob) if t.is_floating_point()):
-        return _reject(path, "it holds non-finite values")
-    return blob
-
-
-def _reject(path: Path, why: str) -> None:
-    print(f"dws-theory: cache {path} is not used: {why}; refitting", file=sys.stderr)
-    return None
-
-
-def _write_cache(path: Path, blob: dict[str, object]) -> bool:
-    """Write atomically (temporary file in the same directory, then rename); False on failure."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-        return True
-    except OSError as exc:
-        warnings.warn(
-            f"could not write the cache {path} ({exc.strerror or exc}); the fitted INRs are "
-            "kept in memory for this run only",
-            stacklevel=3,
-        )
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_dataset(
@@ -535,11 +472,11 @@ def load_dataset(
     spec = get_task(task)
     recipe = default_recipe(task, n=n, steps=steps, lr=lr, seed=seed, init=init, views=views)
     path = resolve_cache_dir(cache_dir) / recipe.filename()
-    blob = None if rebuild else _read_cache(path, recipe)
+    blob = None if rebuild else cache.read(path, asdict(recipe), "refitting")
     built = blob is None
     if blob is None:
         blob = _build(recipe, device, progress, None if rebuild else path.parent)
-        _write_cache(path, blob)
+        cache.write(path, blob, "the fitted INRs are")
     seconds = time.perf_counter() - start
     if built and progress:
         print(

@@ -14,8 +14,7 @@ Every CNN's randomness (init and minibatches) comes from its own generator, so a
 the same alone as in any chunk (``tests/test_zoo.py`` checks it against ``torch.optim.AdamW``).
 
 Cache: ``<cache_dir>/digits-cnn-zoo-<hash>.pt`` with the whole :class:`ZooRecipe` hashed into
-the name, a checksum of the tensors, a finiteness check, and an atomic write
-(:mod:`dws_theory.atomic`), as for the INR datasets.
+the name, checked and written by :mod:`dws_theory.inr.cache` as the INR datasets are.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,9 +35,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
-from .. import atomic
 from ..errors import InputError
+from ..examples import zoo_cnn
 from ..spec import WeightSpace
+from . import cache
 from .datasets import make_splits, resolve_cache_dir
 
 __all__ = [
@@ -65,21 +64,6 @@ _BETAS = (0.9, 0.999)
 _EPS = 1e-8
 _CONFIG_SALT = 104_729
 _INIT_SALT = 1_299_709
-
-
-def zoo_cnn() -> nn.Sequential:
-    """The zoo's architecture (parameters in the order the weight space lists them)."""
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 10),
-    )
 
 
 def zoo_space(symmetry: str = "hidden") -> WeightSpace:
@@ -294,60 +278,8 @@ def build_zoo(recipe: ZooRecipe, progress: bool = True) -> dict[str, object]:
             dtype=torch.float64,
         ),
     }
-    blob["checksum"] = _checksum(blob)
+    blob["checksum"] = cache.checksum(blob)
     return blob
-
-
-def _tensors_of(blob: dict[str, object]) -> list[Tensor]:
-    out: list[Tensor] = []
-    for key in sorted(k for k in blob if k not in ("recipe", "checksum", "names")):
-        value = blob[key]
-        out += value if isinstance(value, list) else [value]  # type: ignore[list-item]
-    return out
-
-
-def _checksum(blob: dict[str, object]) -> str:
-    h = hashlib.sha256(json.dumps([blob["recipe"], blob["names"]], sort_keys=True).encode())
-    for t in _tensors_of(blob):
-        h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _reject(path: Path, why: str) -> None:
-    print(f"dws-theory: cache {path} is not used: {why}; rebuilding", file=sys.stderr)
-    return None
-
-
-def _read(path: Path, recipe: ZooRecipe) -> dict[str, object] | None:
-    if not path.exists():
-        return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a truncated or foreign file
-        return _reject(path, "it is not a readable torch file")
-    if not isinstance(blob, dict) or "checksum" not in blob:
-        return _reject(path, "it has no checksum")
-    if json.loads(json.dumps(blob.get("recipe"))) != json.loads(json.dumps(asdict(recipe))):
-        return _reject(path, "its recipe differs")
-    if blob["checksum"] != _checksum(blob):
-        return _reject(path, "its checksum does not match its contents (corrupted)")
-    if not all(torch.isfinite(t).all() for t in _tensors_of(blob)):
-        return _reject(path, "it holds non-finite values")
-    return blob
-
-
-def _write(path: Path, blob: dict[str, object]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic.replacing(path) as tmp:
-            torch.save(blob, tmp)
-    except OSError as exc:
-        warnings.warn(
-            f"could not write the cache {path} ({exc.strerror or exc}); the zoo is kept in "
-            "memory for this run only",
-            stacklevel=3,
-        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -405,11 +337,11 @@ def load_zoo(
     start = time.perf_counter()
     recipe = recipe or ZooRecipe()
     path = resolve_cache_dir(cache_dir) / recipe.filename()
-    blob = None if rebuild else _read(path, recipe)
+    blob = None if rebuild else cache.read(path, asdict(recipe), "rebuilding")
     built = blob is None
     if blob is None:
         blob = build_zoo(recipe, progress)
-        _write(path, blob)
+        cache.write(path, blob, "the zoo is")
     seconds = time.perf_counter() - start
     if built and progress:
         print(f"trained {recipe.n} zoo CNNs in {seconds:.1f} s -> {path}", file=sys.stderr)
