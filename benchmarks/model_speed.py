@@ -5,6 +5,11 @@ input channel and predict 10 classes, with the DWSNets paper's classifier sizes:
 channels, 5 equivariant layers, a 64-wide head, batch 512.
   dws            DWSNet: emitted `hidden` EquivariantLayers + ReLU, InvariantLayer, MLP head
   dws-compiled   the same model under torch.compile (inductor)      (`--compile`)
+  dws-compiled-layers  DWSNet(backend="compiled"): each layer's forward compiled on its own,
+                 the activations and head eager                     (`--compile`)
+  bound          not a model: DWSNet with each equivariant layer cut down to the one term
+                 every equivariant layer has, the channel mix of each entry (one batched
+                 GEMM per tensor); what no layer of the complete basis can undercut
   nfn            NFN's HNPLinear + ReLU, HNPPool and an MLP head: the project's `nfn` model
                  (dws_theory.inr.equivariant.NFNNet), same channels, layers and head width
 A step is forward, cross-entropy against fixed labels, backward and `AdamW.step()`. Times are
@@ -20,6 +25,7 @@ allocation during one step (CPU: profiler memory timeline; CUDA: max_memory_allo
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import sys
@@ -35,20 +41,50 @@ import layer_speed  # noqa: E402  (timing, pairing, allocator and memory helpers
 from dws_theory.models import DWSNet  # noqa: E402
 
 
+class IdentityMix(nn.Module):
+    """The identity term alone: every weight and bias tensor's channels mixed by one [C_out,
+    C_in] matrix (one batched GEMM per tensor, as the emitted layers run it). Not
+    equivariant-complete; a lower bound on any layer that has the identity term."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels) / in_channels**0.5)
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        y = torch.bmm(self.weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], -1))
+        return y.view(batch, self.weight.shape[0], *x.shape[2:])
+
+    def forward(self, weights, biases):
+        return [self._mix(w) for w in weights], [self._mix(b) for b in biases]
+
+
+def bound_model(dws: DWSNet) -> DWSNet:
+    """A copy of `dws` whose equivariant layers are `IdentityMix` (same channels)."""
+    bound = copy.deepcopy(dws)
+    bound.layers = nn.ModuleList(
+        IdentityMix(layer.in_channels, layer.out_channels) for layer in dws.layers
+    )
+    return bound
+
+
 def make_models(
     dims: tuple[int, ...], channels: int, layers: int, compiled: bool
 ) -> dict[str, nn.Module]:
     """The candidates, each from its own seed-0 init (their speed does not depend on it)."""
     models: dict[str, nn.Module] = {}
     torch.manual_seed(0)
-    dws = DWSNet(dims, hidden_channels=channels, num_layers=layers, out_features=10)
+    sizes = {"hidden_channels": channels, "num_layers": layers, "out_features": 10}
+    dws = DWSNet(dims, **sizes)
     models["dws"] = dws
     if compiled:
         models["dws-compiled"] = torch.compile(dws)
+        models["dws-compiled-layers"] = DWSNet(dims, **sizes, backend="compiled")
+    models["bound"] = bound_model(dws)
     try:
         from dws_theory.inr.equivariant import NFNNet
 
-        models["nfn"] = NFNNet(dims, hidden_channels=channels, num_layers=layers, out_features=10)
+        models["nfn"] = NFNNet(dims, **sizes)
     except ImportError as exc:
         print(f"nfn is not available ({exc}); timing the rest", file=sys.stderr)
     return models
@@ -119,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "nfn" in models:
         ratio = layer_speed.paired_ratio(timed["nfn"].rounds, base)
         print(f"\nnfn step / dws step = {ratio:.2f}x (paired)")
+        bound = layer_speed.paired_ratio(timed["nfn"].rounds, timed["bound"].rounds)
+        print(f"nfn step / bound step = {bound:.2f}x (paired): the most any layer can gain")
     return 0
 
 

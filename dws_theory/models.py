@@ -101,6 +101,9 @@ class DWSNet(nn.Module):
         dropout: dropout probability inside the head (the equivariant trunk has none, so
             equivariance holds sample by sample in training mode too).
         in_channels: channels of the input features (1 for raw weights).
+        backend: the layers' backend (`runtime.layer_classes`): `eager` (default) or
+            `compiled` (each layer's forward compiled on its own, eager where that cannot
+            be built); the parameters and `state_dict` are the same.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class DWSNet(nn.Module):
         activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
         dropout: float = 0.0,
         in_channels: int = 1,
+        backend: str = "eager",
     ) -> None:
         super().__init__()
         self.space, self.mode = _space_of(dims, mode)
@@ -153,14 +157,14 @@ class DWSNet(nn.Module):
                 stacklevel=2,
             )
         self.equivariant_output = equivariant_output
-        equivariant, invariant = layer_classes(self.space, self.mode)
+        equivariant, invariant = layer_classes(self.space, self.mode, backend)
         self.signed = signed
         if signed:
             # Linear maps and odd activations keep every signed entry odd, and an invariant
             # linear map can read no odd entry (in 2-32-32-1 only the output bias is left).
             # So the readout takes |x| entrywise, invariant to every sign flip, and pools
             # it with the invariant layer of the permutation group alone.
-            _, invariant = layer_classes(_unsigned(self.space), "hidden")
+            _, invariant = layer_classes(_unsigned(self.space), "hidden", backend)
         last = 1 if equivariant_output else hidden_channels
         channels = [in_channels] + [hidden_channels] * (num_layers - 1) + [last]
         self.layers = nn.ModuleList(equivariant(c_in, c_out) for c_in, c_out in pairwise(channels))

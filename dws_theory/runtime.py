@@ -18,9 +18,9 @@ from functools import cache
 
 from ._generated import module_name as generated_module_name
 from ._generated import register
-from .codegen.backends import BACKENDS, DEFAULT_BACKEND
+from .codegen.backends import DEFAULT_BACKEND, check_backend
 from .codegen.lower import mlp_shape
-from .spec import SpecError, WeightSpace, mlp, parse_dims, parse_mode
+from .spec import WeightSpace, mlp, parse_dims, parse_mode
 
 __all__ = ["layer_classes", "load_module"]
 
@@ -54,10 +54,7 @@ def load_module(
     (cached). For a `WeightSpace`, `mode` only labels the module: the set kinds are the
     space's own (for an MLP's space it must be that space's mode)."""
     space, mode = _space(shape, mode)
-    if backend not in BACKENDS:
-        raise SpecError(
-            f"unknown backend {backend!r}; expected one of {', '.join(sorted(BACKENDS))}"
-        )
+    check_backend(backend)
     return _module(str(space), mode, backend)
 
 

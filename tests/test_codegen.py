@@ -334,7 +334,7 @@ def test_unknown_backend_lists_the_registered_ones():
 
     plan = plan_of((2, 3, 1), "hidden")
     assert render(plan, backend="eager") == render(plan)
-    with pytest.raises(SpecError, match="expected one of eager"):
+    with pytest.raises(SpecError, match="expected one of compiled, eager"):
         render(plan, backend="fused-typo")
     assert "eager" in BACKENDS
 

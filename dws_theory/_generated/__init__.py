@@ -31,7 +31,7 @@ import sys
 import types
 from collections.abc import Sequence
 
-from ..codegen.backends import DEFAULT_BACKEND
+from ..codegen.backends import DEFAULT_BACKEND, backend_stem
 
 __all__ = ["module_name", "register", "spec_of"]
 
@@ -55,9 +55,7 @@ def register(spec: str, mode: str | None, backend: str = DEFAULT_BACKEND) -> str
     from ..codegen.files import space_stem
     from ..spec import WeightSpace
 
-    stem = space_stem(WeightSpace.parse(spec), mode)
-    if backend != DEFAULT_BACKEND:
-        stem += "_" + re.sub(r"\W", "_", backend)
+    stem = backend_stem(space_stem(WeightSpace.parse(spec), mode), backend)
     name = f"{__name__}.{stem}"
     _REGISTERED[name] = (spec, mode, backend)
     return name

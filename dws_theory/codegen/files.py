@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..atomic import write_text
 from ..basis import Basis, enumerate_basis
 from ..spec import WeightSpace, mlp, parse_dims, parse_mode
-from .backends import DEFAULT_BACKEND, render
+from .backends import DEFAULT_BACKEND, backend_stem, render
 from .lower import lower, mlp_shape
 from .plan import LayerPlan
 
@@ -130,8 +130,10 @@ def target_plan(target: Target, basis: Basis | None = None) -> LayerPlan:
 def write_target(
     target: Target, out_dir: str | Path = "generated", backend: str = DEFAULT_BACKEND
 ) -> Path:
-    """Write the module of a target (`<target.stem>.py`) under out_dir; return its path."""
-    return write_source(target.stem, render(target_plan(target), backend), out_dir)
+    """Write the module of a target (`<target.stem>.py`, `<target.stem>_<backend>.py` for a
+    backend other than the default) under out_dir; return its path."""
+    source = render(target_plan(target), backend)
+    return write_source(backend_stem(target.stem, backend), source, out_dir)
 
 
 def write_module(dims: str | Sequence[int], mode: str = "hidden", out_dir="generated") -> Path:

@@ -1,24 +1,35 @@
 """Backends: printers that turn one `LayerPlan` into module source.
 
 `eager` (the default) is the reference: plain PyTorch ops, one per pool, mix and add of the
-plan. A fast path (fused or compiled) registers here with `register_backend(name, printer)`
-and is tested against the eager module; `render(plan, backend)` looks the name up, and an
-unknown name gets an error listing the registered ones.
+plan. `compiled` is the same module with both layers' forward run through torch.compile
+(falling back to eager where that cannot be built). A fast path registers here with
+`register_backend(name, printer)` and is tested against the eager module;
+`render(plan, backend)` looks the name up, and an unknown name gets an error listing the
+registered ones.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from ...spec import SpecError
 from ..plan import LayerPlan
-from . import eager
+from . import compiled, eager
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Printer", "register_backend", "render"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Printer", "backend_stem", "register_backend", "render"]
 
 Printer = Callable[[LayerPlan], str]
 DEFAULT_BACKEND = "eager"
-BACKENDS: dict[str, Printer] = {"eager": eager.render}
+BACKENDS: dict[str, Printer] = {"eager": eager.render, "compiled": compiled.render}
+
+
+def backend_stem(stem: str, backend: str) -> str:
+    """The file and module stem of a backend's module: `stem` for the default backend,
+    `<stem>_<backend>` (non-word characters as `_`) for another."""
+    if backend == DEFAULT_BACKEND:
+        return stem
+    return stem + "_" + re.sub(r"\W", "_", backend)
 
 
 def register_backend(name: str, printer: Printer) -> None:
@@ -28,12 +39,15 @@ def register_backend(name: str, printer: Printer) -> None:
     BACKENDS[name] = printer
 
 
-def render(plan: LayerPlan, backend: str = DEFAULT_BACKEND) -> str:
-    """Standalone Python source of EquivariantLayer and InvariantLayer for the plan."""
-    try:
-        printer = BACKENDS[backend]
-    except KeyError:
+def check_backend(backend: str) -> None:
+    """Raise a SpecError naming the registered backends unless `backend` is one."""
+    if backend not in BACKENDS:
         raise SpecError(
             f"unknown backend {backend!r}; expected one of {', '.join(sorted(BACKENDS))}"
-        ) from None
-    return printer(plan)
+        )
+
+
+def render(plan: LayerPlan, backend: str = DEFAULT_BACKEND) -> str:
+    """Standalone Python source of EquivariantLayer and InvariantLayer for the plan."""
+    check_backend(backend)
+    return BACKENDS[backend](plan)

@@ -1,0 +1,259 @@
+"""The `compiled` backend against the eager reference.
+
+A compiled module is the eager module plus a wrapper around each layer's forward; these tests
+build it from the generator's source in a fresh namespace each time (so the torch.compile
+backend can be swapped for a counting or failing one), and check that it computes what the
+eager module computes (values, input and parameter gradients, gradcheck; double backward
+needs the eager backend, as torch.compile's autograd does not support it),
+that it really runs compiled where it should and eager where it should (an outer
+torch.compile, torch.func transforms, a build failure with one warning), and the `generate`
+and `DWSNet` ends of the choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import types
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch._dynamo.testing import CompileCounter
+
+from dws_theory.cli import main
+from dws_theory.codegen.backends import BACKENDS
+from dws_theory.codegen.files import source_for
+from dws_theory.models import DWSNet
+from dws_theory.runtime import layer_classes
+from dws_theory.spec import SpecError, WeightSpace
+
+DIMS = (2, 3, 3, 1)  # a plan with a fused identity GEMM (`_mix_add`), the path that differs
+CONV = WeightSpace.parse(
+    "sets[c0:2:fixed c1:3:permuted c2:2:fixed k:3:fixed] "
+    "tensors[W1(c1,c0,k) b1(c1) W2(c2,c1) b2(c2)]"
+)
+Tensors = list[torch.Tensor]
+
+
+def fresh(shape, mode: str | None = "hidden", backend: str = "compiled") -> types.ModuleType:
+    """The module `generate --backend` writes, executed in a new namespace."""
+    module = types.ModuleType(f"fresh_{backend}")
+    exec(compile(source_for(shape, mode, backend), module.__name__, "exec"), module.__dict__)
+    return module
+
+
+def inputs(space: WeightSpace, batch: int, channels: int, seed: int, dtype=torch.float32):
+    """Random (weights, biases) for any space: tensors of two or more axes, then vectors."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(t):
+        return torch.randn(batch, channels, *space.shape(t.name), generator=gen, dtype=dtype)
+
+    weights = [draw(t) for t in space.tensors if len(t.axes) >= 2]
+    biases = [draw(t) for t in space.tensors if len(t.axes) == 1]
+    return weights, biases
+
+
+def space_of(shape) -> WeightSpace:
+    from dws_theory.spec import mlp
+
+    return shape if isinstance(shape, WeightSpace) else mlp(shape, "hidden")
+
+
+def outputs_and_grads(layer, weights: Tensors, biases: Tensors) -> Tensors:
+    """Outputs, then gradients of a fixed random scalar w.r.t. the inputs and parameters."""
+    leaves = [t.clone().requires_grad_() for t in weights + biases]
+    out = layer(leaves[: len(weights)], leaves[len(weights) :])
+    flat = list(out[0]) + list(out[1]) if isinstance(out, tuple) else [out]
+    gen = torch.Generator().manual_seed(7)
+    loss = sum((t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in flat)
+    grads = torch.autograd.grad(loss, leaves + list(layer.parameters()))
+    return [t.detach() for t in flat] + list(grads)
+
+
+def pair(module: types.ModuleType, shape, c_in: int = 2, c_out: int = 3):
+    """(compiled-backend layers, eager layers) with the same parameters."""
+    mode = None if isinstance(shape, WeightSpace) else "hidden"
+    eager_e, eager_i = layer_classes(shape, mode)
+    torch.manual_seed(0)
+    compiled = (module.EquivariantLayer(c_in, c_out), module.InvariantLayer(c_in, c_out))
+    eager = (eager_e(c_in, c_out), eager_i(c_in, c_out))
+    for a, b in zip(compiled, eager, strict=True):
+        b.load_state_dict(a.state_dict())  # same names: the eager module's parameters
+    return compiled, eager
+
+
+def test_compiled_is_registered_and_is_the_eager_module_plus_a_wrapper():
+    assert {"eager", "compiled"} <= set(BACKENDS)
+    eager, compiled = source_for(DIMS, "hidden"), source_for(DIMS, "hidden", "compiled")
+    assert "torch.compile(" not in eager and "BACKEND" not in eager
+    assert 'BACKEND = "compiled"' in compiled and "--backend compiled" in compiled
+    # The eager classes are printed unchanged; the wrapper only follows them.
+    start = eager.index("class EquivariantLayer")
+    assert eager[start:].rstrip() in compiled
+    assert compiled.index(eager[start:].rstrip()) < compiled.index("_compiled_forward(")
+
+
+@pytest.mark.parametrize("shape", [DIMS, CONV], ids=["mlp", "conv"])
+def test_compiled_matches_eager_values_and_gradients(shape):
+    module = fresh(shape, None if isinstance(shape, WeightSpace) else "hidden")
+    counter = CompileCounter()
+    module.COMPILE_BACKEND = counter
+    compiled, eager = pair(module, shape)
+    x = inputs(space_of(shape), 4, 2, seed=1)
+    for got_layer, want_layer in zip(compiled, eager, strict=True):
+        got, want = outputs_and_grads(got_layer, *x), outputs_and_grads(want_layer, *x)
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    assert counter.frame_count >= 2  # both forwards went through torch.compile
+    assert "compiled" in module.EquivariantLayer.forward.compile_state
+    assert "failed" not in module.EquivariantLayer.forward.compile_state
+
+
+@pytest.mark.slow
+def test_compiled_with_inductor_matches_eager():
+    module = fresh(DIMS)
+    assert module.COMPILE_BACKEND == "inductor"  # the default the user gets
+    compiled, eager = pair(module, DIMS)
+    x = inputs(space_of(DIMS), 4, 2, seed=2)
+    got, want = outputs_and_grads(compiled[0], *x), outputs_and_grads(eager[0], *x)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    assert "failed" not in module.EquivariantLayer.forward.compile_state
+
+
+def test_gradcheck_through_the_compiled_forward_and_double_backward_needs_eager():
+    # gradcheck runs backward several times through one graph (retain_graph=True), which
+    # torch's compiled autograd allows only without donated buffers (the module docstring).
+    with torch._functorch.config.patch(donated_buffer=False):
+        gradcheck_and_double_backward()
+
+
+def gradcheck_and_double_backward() -> None:
+    module = fresh(DIMS)
+    module.COMPILE_BACKEND = "aot_eager"
+    compiled, eager = pair(module, DIMS)
+    for layer in (*compiled, *eager):
+        layer.double()
+    weights, biases = inputs(space_of(DIMS), 2, 2, seed=3, dtype=torch.float64)
+
+    def every_output(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = compiled[0](list(tensors[: len(weights)]), list(tensors[len(weights) :]))
+        return (*out[0], *out[1])
+
+    leaves = tuple(t.clone().requires_grad_() for t in weights + biases)
+    assert torch.autograd.gradcheck(every_output, leaves)
+    assert "compiled" in module.EquivariantLayer.forward.compile_state  # not the eager forward
+
+    x = weights[0].clone().requires_grad_()
+
+    def second(layer) -> torch.Tensor:
+        out = layer([x, *weights[1:]], biases)
+        flat = list(out[0]) + list(out[1]) if isinstance(out, tuple) else [out]
+        (g,) = torch.autograd.grad(sum((t**2).sum() for t in flat), x, create_graph=True)
+        (gg,) = torch.autograd.grad((g * g.detach().sin()).sum(), x)
+        return gg
+
+    # The eager layers support double backward; torch.compile's autograd does not (torch
+    # says so), which the module docstring states: backend "eager" is the one for it.
+    assert second(eager[0]).abs().sum() > 0 and second(eager[1]).abs().sum() > 0
+    with pytest.raises(RuntimeError, match="double backward"):
+        second(compiled[0])
+
+
+def test_a_build_failure_warns_once_and_runs_eager():
+    module = fresh(DIMS)
+
+    def no_compiler(graph, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    module.COMPILE_BACKEND = no_compiler
+    compiled, eager = pair(module, DIMS)
+    x = inputs(space_of(DIMS), 3, 2, seed=4)
+    message = "compiled forward cannot be built.*no C\\+\\+ compiler"
+    with pytest.warns(RuntimeWarning, match=message):
+        got = outputs_and_grads(compiled[0], *x)
+    for g, w in zip(got, outputs_and_grads(eager[0], *x), strict=True):
+        torch.testing.assert_close(g, w)
+    assert isinstance(module.EquivariantLayer.forward.compile_state["failed"], Exception)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second call neither warns nor tries again
+        compiled[0](*x)
+
+
+def test_bad_input_raises_the_eager_error():
+    module = fresh(DIMS)
+    module.COMPILE_BACKEND = "aot_eager"
+    layer = module.EquivariantLayer(2, 3)
+    weights, biases = inputs(space_of(DIMS), 3, 2, seed=5)
+    with pytest.raises(ValueError, match=r"weights\[0\] must have shape \[B, C, d_1, d_0\]"):
+        layer([weights[0].transpose(2, 3), *weights[1:]], biases)
+
+
+def test_outer_compile_and_vmap_see_the_eager_forward():
+    module = fresh(DIMS)
+    counter = CompileCounter()
+    module.COMPILE_BACKEND = counter  # counts the layer's own compilations
+    compiled, eager = pair(module, DIMS)
+    weights, biases = inputs(space_of(DIMS), 3, 2, seed=6)
+    outer = torch.compile(compiled[0], backend="aot_eager", fullgraph=True)
+    got, want = outer(weights, biases), eager[0](weights, biases)
+    torch.testing.assert_close(list(got[0]) + list(got[1]), list(want[0]) + list(want[1]))
+
+    def one(ws: Tensors, bs: Tensors) -> torch.Tensor:  # one sample, as a batch of one
+        return compiled[1]([w[None] for w in ws], [b[None] for b in bs])[0]
+
+    mapped = torch.func.vmap(one)(weights, biases)
+    torch.testing.assert_close(mapped, eager[1](weights, biases))
+    assert counter.frame_count == 0  # neither call compiled the layer on its own
+
+
+def test_generate_backend_writes_a_standalone_module_beside_the_eager_one(tmp_path):
+    def run(args: list[str]) -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(args) == 0
+        return out.getvalue().strip()
+
+    eager = Path(run(["generate", "2,3,1", "--out", str(tmp_path)]))
+    compiled = Path(run(["generate", "2,3,1", "--out", str(tmp_path), "--backend", "compiled"]))
+    assert eager.name == "dws_2_3_1_hidden.py" and compiled.name == "dws_2_3_1_hidden_compiled.py"
+    text = compiled.read_text()
+    assert text == source_for((2, 3, 1), "hidden", "compiled")
+    assert "#   regenerate: dws-theory generate 2,3,1 --symmetry hidden --backend compiled" in text
+    heads = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
+    imports = {line.split()[1].split(".")[0] for line in heads}
+    assert imports == {"__future__", "functools", "math", "torch", "warnings"}  # standalone
+    namespace: dict = {"__name__": "standalone"}
+    exec(compile(text, str(compiled), "exec"), namespace)
+    namespace["COMPILE_BACKEND"] = "aot_eager"
+    torch.manual_seed(0)
+    layer = namespace["EquivariantLayer"](1, 2)
+    reference = layer_classes((2, 3, 1))[0](1, 2)
+    reference.load_state_dict(layer.state_dict())
+    x = inputs(space_of((2, 3, 1)), 2, 1, seed=9)
+    got, want = layer(*x), reference(*x)
+    torch.testing.assert_close(list(got[0]) + list(got[1]), list(want[0]) + list(want[1]))
+    state = namespace["EquivariantLayer"].forward.compile_state
+    assert "compiled" in state and "failed" not in state
+    with pytest.raises(SystemExit):
+        main(["generate", "2,3,1", "--backend", "fused-typo"])
+
+
+def test_dwsnet_backend_shares_parameters_with_eager(monkeypatch):
+    torch.manual_seed(0)
+    net = DWSNet((2, 3, 1), hidden_channels=2, num_layers=2, backend="compiled")
+    ref = DWSNet((2, 3, 1), hidden_channels=2, num_layers=2)
+    ref.load_state_dict(net.state_dict())
+    module = sys.modules[type(net.layers[0]).__module__]
+    assert module.__name__.endswith("_compiled")
+    monkeypatch.setattr(module, "COMPILE_BACKEND", "aot_eager")  # inductor: tested above
+    weights, biases = inputs(space_of((2, 3, 1)), 3, 1, seed=8)
+    with torch.no_grad():
+        torch.testing.assert_close(net(weights, biases), ref(weights, biases))
+    with pytest.raises(SpecError, match="unknown backend 'fused'.*compiled"):
+        DWSNet((2, 3, 1), backend="fused")
