@@ -167,9 +167,23 @@ def test_model_speed_times_a_training_step_of_each_model(capsys):
     assert model_speed.main(args) == 0
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
-    assert {"dws", "nfn"} <= set(rows)
+    assert {"dws", "bound", "nfn"} <= set(rows)
     assert rows["dws"].split("|")[5].strip() == "1.00"  # dws against itself, paired
-    assert "nfn step / dws step = " in out
+    assert "nfn step / dws step = " in out and "nfn step / bound step = " in out
+
+
+def test_the_bound_model_mixes_channels_only_with_the_layer_shapes():
+    model_speed = _load("model_speed")
+    dws = model_speed.make_models((2, 3, 1), 2, 2, compiled=False)["dws"]
+    bound = model_speed.bound_model(dws)
+    weights = [torch.randn(4, 2, 3, 2), torch.randn(4, 2, 1, 3)]
+    biases = [torch.randn(4, 2, 3), torch.randn(4, 2, 1)]
+    for ours, mix in zip(dws.layers[1:], bound.layers[1:], strict=True):  # 2 -> 2 channels
+        got_w, got_b = mix(weights, biases)
+        want_w, want_b = ours(weights, biases)
+        assert [t.shape for t in got_w + got_b] == [t.shape for t in want_w + want_b]
+        for got, x in zip(got_w + got_b, weights + biases, strict=True):
+            torch.testing.assert_close(got, torch.einsum("oc,bc...->bo...", mix.weight, x))
 
 
 def test_model_speed_steps_change_the_parameters():
