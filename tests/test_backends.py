@@ -114,16 +114,52 @@ def test_compiled_matches_eager_values_and_gradients(shape):
     assert "failed" not in module.EquivariantLayer.forward.compile_state
 
 
-@pytest.mark.slow
-def test_compiled_with_inductor_matches_eager():
+def has_cpp_compiler() -> bool:
+    """Whether inductor finds a C++ compiler here (it needs one for CPU code)."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception:  # noqa: BLE001 - torch raises its own InvalidCxxCompiler
+        return False
+    return True
+
+
+def inductor_against_eager(seed: int) -> types.ModuleType:
+    """Compare an inductor-compiled layer with eager, under whatever warnings it gives."""
     module = fresh(DIMS)
     assert module.COMPILE_BACKEND == "inductor"  # the default the user gets
     compiled, eager = pair(module, DIMS)
-    x = inputs(space_of(DIMS), 4, 2, seed=2)
+    x = inputs(space_of(DIMS), 4, 2, seed=seed)
     got, want = outputs_and_grads(compiled[0], *x), outputs_and_grads(eager[0], *x)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
-    assert "failed" not in module.EquivariantLayer.forward.compile_state
+    return module
+
+
+@pytest.mark.slow
+def test_compiled_with_inductor_matches_eager():
+    if has_cpp_compiler():
+        module = inductor_against_eager(seed=2)
+        assert "failed" not in module.EquivariantLayer.forward.compile_state
+    else:  # the machine this runs on has none: then the fallback is what a user gets
+        with pytest.warns(RuntimeWarning, match="compiled forward cannot be built"):
+            module = inductor_against_eager(seed=2)
+        assert "failed" in module.EquivariantLayer.forward.compile_state
+
+
+@pytest.mark.slow
+def test_inductor_without_a_cpp_compiler_falls_back_with_one_warning():
+    from torch._inductor import config as inductor_config
+
+    no_compiler = {"cpp.cxx": ("no-such-c++",), "fx_graph_cache": False}
+    with (
+        inductor_config.patch(no_compiler),
+        torch._functorch.config.patch(enable_autograd_cache=False),  # no cached build
+        pytest.warns(RuntimeWarning, match="cannot be built.*C\\+\\+ compiler"),
+    ):
+        module = inductor_against_eager(seed=10)
+    assert "failed" in module.EquivariantLayer.forward.compile_state
 
 
 def test_gradcheck_through_the_compiled_forward_and_double_backward_needs_eager():

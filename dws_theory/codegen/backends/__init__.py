@@ -17,7 +17,15 @@ from ...spec import SpecError
 from ..plan import LayerPlan
 from . import compiled, eager
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Printer", "backend_stem", "register_backend", "render"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "Printer",
+    "backend_stem",
+    "check_backend",
+    "register_backend",
+    "render",
+]
 
 Printer = Callable[[LayerPlan], str]
 DEFAULT_BACKEND = "eager"
