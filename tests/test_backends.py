@@ -163,13 +163,6 @@ def test_inductor_without_a_cpp_compiler_falls_back_with_one_warning():
 
 
 def test_gradcheck_through_the_compiled_forward_and_double_backward_needs_eager():
-    # gradcheck runs backward several times through one graph (retain_graph=True), which
-    # torch's compiled autograd allows only without donated buffers (the module docstring).
-    with torch._functorch.config.patch(donated_buffer=False):
-        gradcheck_and_double_backward()
-
-
-def gradcheck_and_double_backward() -> None:
     module = fresh(DIMS)
     module.COMPILE_BACKEND = "aot_eager"
     compiled, eager = pair(module, DIMS)
@@ -181,10 +174,6 @@ def gradcheck_and_double_backward() -> None:
         out = compiled[0](list(tensors[: len(weights)]), list(tensors[len(weights) :]))
         return (*out[0], *out[1])
 
-    leaves = tuple(t.clone().requires_grad_() for t in weights + biases)
-    assert torch.autograd.gradcheck(every_output, leaves)
-    assert "compiled" in module.EquivariantLayer.forward.compile_state  # not the eager forward
-
     x = weights[0].clone().requires_grad_()
 
     def second(layer) -> torch.Tensor:
@@ -194,11 +183,17 @@ def gradcheck_and_double_backward() -> None:
         (gg,) = torch.autograd.grad((g * g.detach().sin()).sum(), x)
         return gg
 
-    # The eager layers support double backward; torch.compile's autograd does not (torch
-    # says so), which the module docstring states: backend "eager" is the one for it.
-    assert second(eager[0]).abs().sum() > 0 and second(eager[1]).abs().sum() > 0
-    with pytest.raises(RuntimeError, match="double backward"):
-        second(compiled[0])
+    leaves = tuple(t.clone().requires_grad_() for t in weights + biases)
+    # gradcheck runs backward several times through one graph (retain_graph=True), which
+    # torch's compiled autograd allows only without donated buffers (the module docstring).
+    with torch._functorch.config.patch(donated_buffer=False):
+        assert torch.autograd.gradcheck(every_output, leaves)
+        assert "compiled" in module.EquivariantLayer.forward.compile_state  # not eager
+        # The eager layers support double backward; torch.compile's autograd does not (torch
+        # says so), which the module docstring states: backend "eager" is the one for it.
+        assert second(eager[0]).abs().sum() > 0 and second(eager[1]).abs().sum() > 0
+        with pytest.raises(RuntimeError, match="double backward"):
+            second(compiled[0])
 
 
 def test_a_build_failure_warns_once_and_runs_eager():
