@@ -114,6 +114,29 @@ def test_compiled_matches_eager_values_and_gradients(shape):
     assert "failed" not in module.EquivariantLayer.forward.compile_state
 
 
+@pytest.mark.parametrize("sizes", [(2,), (3, 3), (4, 4), (1,)], ids=["2", "3x3", "4x4", "1"])
+def test_fixed_last_matches_a_permuted_copy_eager_and_compiled(sizes):
+    """`_fixed_last` moves the fixed axes built first behind the permuted ones: in eager
+    mode one permuted copy, under torch.compile (fewer than 16 fixed entries) a stack of
+    slices. Both give the permuted copy's values and gradients, contiguous."""
+    module = fresh(DIMS)
+    fixed = len(sizes)
+    x = torch.randn(3, 2, *sizes, 5, 4, dtype=torch.float64)
+    order = (0, 1, fixed + 2, fixed + 3, *range(2, fixed + 2))
+    want = x.permute(order)
+    upstream = torch.randn(want.shape, dtype=torch.float64)
+    compiled = torch.compile(module._fixed_last, backend="aot_eager", fullgraph=True)
+    for run in (module._fixed_last, compiled):
+        leaf = x.clone().requires_grad_()
+        got = run(leaf, fixed)
+        assert got.is_contiguous() and got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        (grad,) = torch.autograd.grad(got, leaf, upstream)
+        torch.testing.assert_close(
+            grad, upstream.permute(torch.argsort(torch.tensor(order)).tolist())
+        )
+
+
 def has_cpp_compiler() -> bool:
     """Whether inductor finds a C++ compiler here (it needs one for CPU code)."""
     from torch._inductor.cpp_builder import get_cpp_compiler

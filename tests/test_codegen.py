@@ -364,9 +364,10 @@ def test_a_folded_pool_reads_the_folded_copy_of_its_tensor():
 
 def test_a_broadcast_sum_is_built_with_fixed_axes_first_and_permuted_once():
     """W1 [d_1, d_0] (d_0 fixed): its terms come out of the mixes as [B, C, d_0, d_1]; the sum
-    is built in that order, every term a plain view, and transposed once into W1's order."""
+    is built in that order, every term a plain view, and moved once into W1's order (its
+    fixed axis last: `_fixed_last`)."""
     source = source_for((2, 32, 32, 1), "hidden")
     forward = source[source.index("class EquivariantLayer") : source.index("class InvariantLayer")]
     lines = [line.strip() for line in forward.splitlines() if line.strip().startswith("W1_out")]
-    assert lines[-1] == "W1_out = W1_out.transpose(2, 3).contiguous()"
+    assert lines[-1] == "W1_out = _fixed_last(W1_out, 1)"
     assert not any(".transpose(" in line or ".permute(" in line for line in lines[:-1])

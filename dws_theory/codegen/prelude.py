@@ -44,7 +44,10 @@ class _MixAdd(torch.autograd.Function):
     @staticmethod
     def forward(weight, x, a, b):
         batch, c_out, size = x.shape[0], weight.shape[0], math.prod(x.shape[2:])
-        acc = (a + b).expand(batch, c_out, *x.shape[2:]).contiguous()  # fresh: ours to write
+        # A fresh base tensor (not a view), so that callers may modify the output in place;
+        # `a` expanded, so that the sum has the full shape even where a and b do not.
+        shape = (batch, c_out, *x.shape[2:])
+        acc = torch.add(a.expand(shape), b, out=x.new_empty(shape))
         x3 = x.reshape(batch, x.shape[1], size)
         acc.view(batch, c_out, size).baddbmm_(weight.expand(batch, -1, -1), x3)
         return acc
@@ -101,6 +104,23 @@ def _mix_add(weight: torch.Tensor, x: torch.Tensor, a, b) -> torch.Tensor:
     if _compiling():
         return _mix(weight, x) + a + b
     return _MixAdd.apply(weight, x, a, b)
+
+
+def _fixed_last(x: torch.Tensor, fixed: int) -> torch.Tensor:
+    """[B, C, *F, *P] -> [B, C, *P, *F], contiguous, for the `fixed` axes F built first.
+
+    Eager: one permuted copy. Under torch.compile, when F has fewer entries than a float32
+    vector register (16), the fixed entries are split off and stacked last instead: the
+    gradient of the copy is then F strided slices, whose reductions inductor runs in
+    parallel over the outer axes; from the permuted copy it runs a serial loop that opens
+    a parallel region per output (2,32,32,1: 10 ms against 0.9 ms for W1's output)."""
+    lead, inner = x.shape[:2], x.shape[2 + fixed :]
+    sizes = x.shape[2 : 2 + fixed]
+    if _compiling() and math.prod(sizes) < 16:
+        parts = x.reshape(*lead, math.prod(sizes), *inner).unbind(2)
+        return torch.stack(parts, -1).reshape(*lead, *inner, *sizes)
+    order = [*range(2 + fixed, x.dim()), *range(2, 2 + fixed)]
+    return x.permute(0, 1, *order).contiguous()
 
 
 def _channels(value, name: str, layer: str) -> int:

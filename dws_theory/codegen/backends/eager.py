@@ -33,7 +33,7 @@ from ..plan import Add, Bias, Block, LayerPlan, Mix, Pool, local_name
 
 __all__ = ["GENERATOR_VERSION", "PRELUDE", "prelude_source", "render"]
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 PRELUDE = Path(__file__).resolve().parent.parent / "prelude.py"
 _MARKER = "# -- emitted from here on "
 
@@ -248,6 +248,17 @@ def _working_order(plan: LayerPlan, add: Add, blocks: dict[str, tuple[Mix, Block
     return sorted(fixed) + [a for a in own if a not in fixed]
 
 
+def _into_own_order(target: str, order: list[int]) -> str:
+    """The copy of a sum built in the working `order` into the tensor's own axis order:
+    `_fixed_last` where the fixed axes moved first are the tensor's last ones (an MLP's
+    first weight, a convolution's kernel), else one permuted copy."""
+    own = sorted(order)
+    first = order.index(own[0])  # how many axes were moved in front of the tensor's first
+    if first and order == own[-first:] + own[:-first]:
+        return f"_fixed_last({target}, {first})"
+    return f"{target}{permutation(order, own, 2)}.contiguous()"
+
+
 def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -> list[str]:
     """The broadcast sum of one output; with `fused`, the last GEMM adds the rest."""
     pad = " " * indent
@@ -274,7 +285,7 @@ def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -
         args = [f"self.{last.name}", feature, target, "rest"]
         lines += call(indent, target, "_mix_add", args)
     elif order != sorted(order):  # built in the working order: into the tensor's, once
-        lines.append(f"{pad}{target} = {target}{permutation(order, sorted(order), 2)}.contiguous()")
+        lines.append(f"{pad}{target} = {_into_own_order(target, order)}")
     elif _needs_copy(terms, len(mixes[add.terms[-1]].blocks)):
         lines.append(f"{pad}{target} = {target}.contiguous()")
     for line in lines:
