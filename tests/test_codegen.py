@@ -362,6 +362,28 @@ def test_a_folded_pool_reads_the_folded_copy_of_its_tensor():
     assert pools["W3_on_none"].source == "W3_on_n2"
 
 
+def test_fixed_axes_are_moved_last_by_fixed_last_only_where_they_are_the_tensors_last():
+    """A kernel-like W1(c1, c0, k): both fixed axes last, one `_fixed_last(W1_out, 2)`; in
+    W1(c0, c1, k) the fixed axes are not all last, so the copy is a plain transpose."""
+    last = WeightSpace.parse(
+        "sets[c0:2:fixed c1:3:permuted c2:2:fixed k:3:fixed] "
+        "tensors[W1(c1,c0,k) b1(c1) W2(c2,c1) b2(c2)]"
+    )
+    split = WeightSpace.parse(
+        "sets[c0:2:fixed c1:3:permuted k:3:fixed] tensors[W1(c0,c1,k) b1(c1)]"
+    )
+    for space, want in (
+        (last, "W1_out = _fixed_last(W1_out, 2)"),
+        (split, "W1_out = W1_out.transpose(3, 4).contiguous()"),
+    ):
+        source = source_for(space, None)
+        forward = source[
+            source.index("class EquivariantLayer") : source.index("class InvariantLayer")
+        ]
+        lines = [line.strip() for line in forward.splitlines() if line.strip().startswith("W1_out")]
+        assert lines[-1] == want
+
+
 def test_a_broadcast_sum_is_built_with_fixed_axes_first_and_permuted_once():
     """W1 [d_1, d_0] (d_0 fixed): its terms come out of the mixes as [B, C, d_0, d_1]; the sum
     is built in that order, every term a plain view, and moved once into W1's order (its

@@ -391,6 +391,26 @@ def test_gradcheck_float64(mode):
     assert torch.autograd.gradgradcheck(fn, tuple(inputs))
 
 
+def test_outputs_may_be_modified_in_place():
+    """Every output, the fused identity GEMM's (_MixAdd) included, is a fresh tensor that a
+    following in-place op (ReLU) may overwrite: the gradients equal those of the
+    out-of-place op."""
+    dims = (2, 3, 3, 1)
+    gen = torch.Generator().manual_seed(3)
+    layer = layer64(dims, "hidden", 2, 2, gen)
+    weights, biases = random_inputs(dims, 2, 2, gen)
+    grads = []
+    for inplace in (False, True):
+        leaves = [t.clone().requires_grad_() for t in weights + biases]
+        out_w, out_b = layer(leaves[:3], leaves[3:])
+        outs = [t.relu_() if inplace else t.relu() for t in out_w + out_b]
+        loss = sum((t * (k + 1)).sum() for k, t in enumerate(outs))
+        grads.append(torch.autograd.grad(loss, leaves + list(layer.parameters())))
+    assert any(g.abs().sum() > 0 for g in grads[0])
+    for got, want in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, want)
+
+
 @pytest.mark.parametrize("mode", ["hidden", "all"])
 def test_torch_func_vmap_over_inputs_and_over_parameters(mode):
     """vmap over a stack of inputs, and over a stack of parameter sets (an ensemble)."""
