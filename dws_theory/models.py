@@ -31,6 +31,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from .codegen.backends import DEFAULT_BACKEND
 from .codegen.lower import mlp_shape
 from .runtime import layer_classes
 from .spec import Kind, NeuronSet, WeightSpace, mlp, parse_dims, parse_mode
@@ -118,7 +119,7 @@ class DWSNet(nn.Module):
         activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
         dropout: float = 0.0,
         in_channels: int = 1,
-        backend: str = "eager",
+        backend: str = DEFAULT_BACKEND,
     ) -> None:
         super().__init__()
         self.space, self.mode = _space_of(dims, mode)

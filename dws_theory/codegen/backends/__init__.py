@@ -28,8 +28,8 @@ __all__ = [
 ]
 
 Printer = Callable[[LayerPlan], str]
-DEFAULT_BACKEND = "eager"
-BACKENDS: dict[str, Printer] = {"eager": eager.render, "compiled": compiled.render}
+DEFAULT_BACKEND = eager.NAME
+BACKENDS: dict[str, Printer] = {eager.NAME: eager.render, "compiled": compiled.render}
 
 
 def backend_stem(stem: str, backend: str) -> str:

@@ -31,8 +31,9 @@ from ..emit import (
 )
 from ..plan import Add, Bias, Block, LayerPlan, Mix, Pool, local_name
 
-__all__ = ["GENERATOR_VERSION", "PRELUDE", "prelude_source", "render"]
+__all__ = ["GENERATOR_VERSION", "NAME", "PRELUDE", "prelude_source", "render"]
 
+NAME = "eager"  # this backend's name, the default one
 GENERATOR_VERSION = "4"
 PRELUDE = Path(__file__).resolve().parent.parent / "prelude.py"
 _MARKER = "# -- emitted from here on "
@@ -301,7 +302,7 @@ def _header(plan: LayerPlan, backend: str) -> list[str]:
         subsequent_indent="#         ",
         break_long_words=False,
     )
-    flag = "" if backend == "eager" else f" --backend {backend}"
+    flag = "" if backend == NAME else f" --backend {backend}"
     regenerate = f"#   regenerate: dws-theory generate {plan.origin}{flag}"
     if not fits(regenerate) and plan.dims is not None:
         regenerate = f"#   regenerate: dws-theory generate DIMS --symmetry {plan.mode}{flag}"
@@ -314,7 +315,7 @@ def _header(plan: LayerPlan, backend: str) -> list[str]:
         *spec,
         *dims,
         f"#   mode: {_mode_text(plan)}",
-        *([] if backend == "eager" else [f"#   backend: {backend}"]),
+        *([] if backend == NAME else [f"#   backend: {backend}"]),
         *textwrap.wrap(
             regenerate, width=LINE_LENGTH, subsequent_indent="#     ", break_on_hyphens=False
         ),
@@ -585,7 +586,7 @@ def _render_invariant(plan: LayerPlan) -> list[str]:
 
 
 def render(
-    plan: LayerPlan, backend: str = "eager", appendix: str = "", imports: Sequence[str] = ()
+    plan: LayerPlan, backend: str = NAME, appendix: str = "", imports: Sequence[str] = ()
 ) -> str:
     """Standalone Python source of EquivariantLayer and InvariantLayer for the plan.
 
@@ -617,7 +618,7 @@ def render(
         f'MODE = "{plan.mode}"' if plan.mode is not None else "MODE = None",
         *string_lines("SPEC = ", str(plan.space)),
         f'GENERATOR_VERSION = "{GENERATOR_VERSION}"',
-        *([] if backend == "eager" else [f'BACKEND = "{backend}"']),
+        *([] if backend == NAME else [f'BACKEND = "{backend}"']),
         f"EQUIVARIANT_LINEAR = {plan.equivariant_linear}",
         f"EQUIVARIANT_BIAS = {plan.equivariant_bias}",
         f"INVARIANT_LINEAR = {plan.invariant_linear}",
