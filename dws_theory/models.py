@@ -31,6 +31,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from .activations import ReLU
 from .codegen.backends import DEFAULT_BACKEND
 from .codegen.lower import mlp_shape
 from .runtime import layer_classes
@@ -42,8 +43,11 @@ Tensors = list[torch.Tensor]
 
 
 def default_activation(mode: str) -> nn.Module:
-    """ReLU for permutation modes; tanh (odd, so it commutes with sign flips) for signed."""
-    return nn.Tanh() if parse_mode(mode) == "signed" else nn.ReLU()
+    """ReLU for permutation modes; tanh (odd, so it commutes with sign flips) for signed.
+
+    The ReLU is `activations.ReLU`: `nn.ReLU` in eager mode, and a form whose gradient
+    torch.compile runs fast when the model is compiled."""
+    return nn.Tanh() if parse_mode(mode) == "signed" else ReLU()
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -175,10 +179,10 @@ class DWSNet(nn.Module):
         else:
             self.invariant = invariant(hidden_channels, head_hidden)
             self.head = nn.Sequential(
-                nn.ReLU(),
+                ReLU(),
                 nn.Dropout(dropout),
                 nn.Linear(head_hidden, head_hidden),
-                nn.ReLU(),
+                ReLU(),
                 nn.Dropout(dropout),
                 nn.Linear(head_hidden, out_features),
             )
