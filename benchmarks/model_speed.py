@@ -4,7 +4,8 @@ Both models take a batch of MLPs (default 2,32,32,1, as the INR tasks' networks)
 input channel and predict 10 classes, with the DWSNets paper's classifier sizes: 32 hidden
 channels, 5 equivariant layers, a 64-wide head, batch 512.
   dws            DWSNet: emitted `hidden` EquivariantLayers + ReLU, InvariantLayer, MLP head
-  dws-compiled   the same model under torch.compile (inductor)      (`--compile`)
+  dws-compiled   the same model under torch.compile (inductor)      (`--compile`); its
+                 ReLUs are `activations.ReLU`, whose compiled gradient reads the output
   dws-compiled-layers  DWSNet(backend="compiled"): each layer's forward compiled on its own,
                  the activations and head eager                     (`--compile`)
   bound          not a model: DWSNet with each equivariant layer cut down to the one term
@@ -153,8 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{ratio:.2f} | {peak(steps[name]) / 2**20:.1f} |"
         )
     if "nfn" in models:
-        ratio = layer_speed.paired_ratio(timed["nfn"].rounds, base)
-        print(f"\nnfn step / dws step = {ratio:.2f}x (paired)")
+        print()
+        for name in (n for n in models if n.startswith("dws")):
+            ratio = layer_speed.paired_ratio(timed["nfn"].rounds, timed[name].rounds)
+            print(f"nfn step / {name} step = {ratio:.2f}x (paired)")
         bound = layer_speed.paired_ratio(timed["nfn"].rounds, timed["bound"].rounds)
         print(f"nfn step / bound step = {bound:.2f}x (paired): the most any layer can gain")
     return 0
