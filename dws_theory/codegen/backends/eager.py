@@ -34,7 +34,7 @@ from ..plan import Add, Bias, Block, LayerPlan, Mix, Pool, local_name
 __all__ = ["GENERATOR_VERSION", "NAME", "PRELUDE", "prelude_source", "render"]
 
 NAME = "eager"  # this backend's name, the default one
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"
 PRELUDE = Path(__file__).resolve().parent.parent / "prelude.py"
 _MARKER = "# -- emitted from here on "
 
@@ -67,7 +67,41 @@ def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent:
     parts += ["on a diagonal"] if pool.diagonal else []
     head = f"{pool.name}: {', '.join([pool.tensor, *parts])}"
     lines = patterns_comment(indent, head + "; read by ", pool.patterns)
-    return lines + _step_lines(pool.name, source, steps, indent)
+    compiled_steps = None if pool.diagonal else _fold_first_pool(space, pool)
+    if compiled_steps is None:
+        return lines + _step_lines(pool.name, source, steps, indent)
+    pad = " " * indent
+    return [
+        *lines,
+        f"{pad}# compiled: fold, then reduce the last axes (inductor reduces a middle axis with",
+        f"{pad}# a small inner size in a serial loop that opens a parallel region per output)",
+        f"{pad}if _compiling():",
+        *_step_lines(pool.name, source, compiled_steps, indent + 4),
+        f"{pad}else:",
+        *_step_lines(pool.name, source, steps, indent + 4),
+    ]
+
+
+def _fold_first_pool(space: WeightSpace, pool: Pool) -> list[Step] | None:
+    """For a pool of the tensor itself that folds a fixed axis lying inside a pooled one
+    (an MLP's first weight [B, C, n1, n0] pooled over n1): the steps that fold first and
+    then reduce over the trailing axes, for torch.compile; None for any other pool.
+
+    Eager keeps the reduce-then-fold steps (the fold then copies the smaller result)."""
+    sizes = space.shape(pool.tensor)
+    if pool.source != local_name(pool.tensor) or not pool.fold_axes or not pool.pool_axes:
+        return None
+    axes = list(range(len(sizes)))
+    todo = [c[0] for c in pool.pool_axes]
+    if max(pool.fold_axes) < min(todo):  # the reduced axes are already the last ones
+        return None
+    folded = set(pool.fold_axes)
+    unfolded = [a for a in axes if a not in folded]
+    perm = permutation(axes, [*pool.fold_axes, *unfolded], 2)
+    shape = ", ".join(["batch", f"c_in * {pool.fold}", *(str(sizes[a]) for a in unfolded)])
+    dims = [str(unfolded.index(a) + 2) for a in todo]
+    arg = dims[0] if len(dims) == 1 else f"({', '.join(dims)})"
+    return [(f"{{x}}{perm}.reshape({shape})", False), (f"{{x}}.mean({arg})", False)]
 
 
 def _step_lines(name: str, source: str, steps: list[Step], indent: int) -> list[str]:
