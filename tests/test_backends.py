@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import sys
 import types
 import warnings
@@ -135,6 +136,49 @@ def test_fixed_last_matches_a_permuted_copy_eager_and_compiled(sizes):
         torch.testing.assert_close(
             grad, upstream.permute(torch.argsort(torch.tensor(order)).tolist())
         )
+
+
+@pytest.mark.parametrize(
+    ("shape", "pooled", "folded"),
+    [
+        ((3, 2, 5, 2), (2,), (3,)),
+        ((3, 2, 4, 5, 3, 3), (2, 3), (4, 5)),
+        ((2, 3, 2, 4, 3), (3,), (2, 4)),
+    ],
+    ids=["mlp-W1", "kernel", "outer-and-inner"],
+)
+def test_pool_folded_matches_a_loop_over_folded_entries_eager_and_compiled(shape, pooled, folded):
+    """`_pool_folded`: mean over the pooled axes, the folded ones moved into channels (channel
+    c * F + f), eager (reduce, then fold) and under torch.compile (fold, then reduce): the
+    values and gradients of a loop over the folded entries."""
+    module = fresh(DIMS)
+    x = torch.randn(shape, dtype=torch.float64)
+    kept = [shape[a] for a in range(2, len(shape)) if a not in pooled and a not in folded]
+
+    def reference(t: torch.Tensor) -> torch.Tensor:
+        means = t.mean(pooled, keepdim=True)
+        blocks = []
+        for entry in itertools.product(*(range(shape[a]) for a in folded)):
+            index = [slice(None)] * len(shape)
+            for a, i in zip(folded, entry, strict=True):
+                index[a] = i
+            blocks.append(means[tuple(index)].reshape(shape[0], shape[1], *kept))
+        return torch.stack(blocks, 2).reshape(shape[0], shape[1] * len(blocks), *kept)
+
+    leaf = x.clone().requires_grad_()
+    want = reference(leaf)
+    upstream = torch.randn(want.shape, dtype=torch.float64)
+    (want_grad,) = torch.autograd.grad(want, leaf, upstream)
+    # dynamic=False: the axes are literals in the emitted call, never traced as inputs
+    compiled = torch.compile(
+        module._pool_folded, backend="aot_eager", fullgraph=True, dynamic=False
+    )
+    for run in (module._pool_folded, compiled):
+        leaf = x.clone().requires_grad_()
+        got = run(leaf, pooled, folded)
+        torch.testing.assert_close(got, want)
+        (grad,) = torch.autograd.grad(got, leaf, upstream)
+        torch.testing.assert_close(grad, want_grad)
 
 
 def has_cpp_compiler() -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ...spec import WeightSpace
@@ -67,41 +67,28 @@ def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent:
     parts += ["on a diagonal"] if pool.diagonal else []
     head = f"{pool.name}: {', '.join([pool.tensor, *parts])}"
     lines = patterns_comment(indent, head + "; read by ", pool.patterns)
-    compiled_steps = None if pool.diagonal else _fold_first_pool(space, pool)
-    if compiled_steps is None:
-        return lines + _step_lines(pool.name, source, steps, indent)
-    pad = " " * indent
-    return [
-        *lines,
-        f"{pad}# compiled: fold, then reduce the last axes (inductor reduces a middle axis with",
-        f"{pad}# a small inner size in a serial loop that opens a parallel region per output)",
-        f"{pad}if _compiling():",
-        *_step_lines(pool.name, source, compiled_steps, indent + 4),
-        f"{pad}else:",
-        *_step_lines(pool.name, source, steps, indent + 4),
-    ]
+    if not pool.diagonal and _inner_fold(pool):
+        pooled = _axes_tuple(c[0] + 2 for c in pool.pool_axes)
+        line = f"{' ' * indent}{pool.name} = _pool_folded({source}, {pooled}, "
+        line += f"{_axes_tuple(a + 2 for a in pool.fold_axes)})"
+        assert fits(line), f"a pool does not fit in {LINE_LENGTH} columns: {line}"
+        return [*lines, line]
+    return lines + _step_lines(pool.name, source, steps, indent)
 
 
-def _fold_first_pool(space: WeightSpace, pool: Pool) -> list[Step] | None:
-    """For a pool of the tensor itself that folds a fixed axis lying inside a pooled one
-    (an MLP's first weight [B, C, n1, n0] pooled over n1): the steps that fold first and
-    then reduce over the trailing axes, for torch.compile; None for any other pool.
+def _axes_tuple(axes: Iterable[int]) -> str:
+    """`(2,)` or `(2, 3)`: a Python tuple literal of axis numbers."""
+    items = [str(a) for a in axes]
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
-    Eager keeps the reduce-then-fold steps (the fold then copies the smaller result)."""
-    sizes = space.shape(pool.tensor)
+
+def _inner_fold(pool: Pool) -> bool:
+    """A pool of the tensor itself that folds a fixed axis lying inside a pooled one (an
+    MLP's first weight [B, C, n1, n0] pooled over n1): emitted as `_pool_folded`, which
+    folds first under torch.compile (see its docstring in the module)."""
     if pool.source != local_name(pool.tensor) or not pool.fold_axes or not pool.pool_axes:
-        return None
-    axes = list(range(len(sizes)))
-    todo = [c[0] for c in pool.pool_axes]
-    if max(pool.fold_axes) < min(todo):  # the reduced axes are already the last ones
-        return None
-    folded = set(pool.fold_axes)
-    unfolded = [a for a in axes if a not in folded]
-    perm = permutation(axes, [*pool.fold_axes, *unfolded], 2)
-    shape = ", ".join(["batch", f"c_in * {pool.fold}", *(str(sizes[a]) for a in unfolded)])
-    dims = [str(unfolded.index(a) + 2) for a in todo]
-    arg = dims[0] if len(dims) == 1 else f"({', '.join(dims)})"
-    return [(f"{{x}}{perm}.reshape({shape})", False), (f"{{x}}.mean({arg})", False)]
+        return False
+    return max(pool.fold_axes) > min(c[0] for c in pool.pool_axes)
 
 
 def _step_lines(name: str, source: str, steps: list[Step], indent: int) -> list[str]:
