@@ -9,7 +9,7 @@ AVX-512) stores and loads such masks very slowly; written from the output it kee
 output, which the next layer saves anyway. On a [512, 32, 32, 32] broadcast sum and ReLU,
 forward and backward, 2 threads (`python benchmarks/activation_compile.py`), the compiled
 built-in took 3.26x eager's time and this form 0.54x; a compiled DWSNet training step
-(B=512, 32 channels) went from 2.12x eager's time to 0.73x (docs/benchmarks.md).
+(B=512, 32 channels) went from 2.12x eager's time to 0.73x (docs/benchmarks.md, Model speed).
 """
 
 from __future__ import annotations
