@@ -17,10 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ReLU", "relu_from_output"]
+from .codegen.prelude import _compiling  # the emitted layers' own test, one definition
 
-# torch.compiler.is_compiling (torch >= 2.3; dynamo traces it as True); older torch: eager.
-_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+__all__ = ["ReLU", "relu_from_output"]
 
 
 class _ReLUFromOutput(torch.autograd.Function):

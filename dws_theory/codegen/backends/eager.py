@@ -57,11 +57,9 @@ Step = tuple[str, bool]
 
 
 def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent: int) -> list[str]:
-    """`name = source.sum(dims) / n[.transpose(...)].reshape(batch, c_in * fold, *kept)`, or
-    one einsum when the pool reads a diagonal; step by step when that is too long a line."""
-    source, steps = (
-        _diagonal_pool(space, pool) if pool.diagonal else _plain_pool(space, pool, pools)
-    )
+    """`name = source.sum(dims) / n[.transpose(...)].reshape(batch, c_in * fold, *kept)`, one
+    einsum when the pool reads a diagonal, or one `_pool_folded` call where a folded axis lies
+    inside a pooled one; step by step when that is too long a line."""
     parts = [f"mean over {', '.join(pool.pooled)}"] if pool.pooled else []
     parts += [f"{', '.join(pool.folded)} folded into channels"] if pool.folded else []
     parts += ["on a diagonal"] if pool.diagonal else []
@@ -69,10 +67,13 @@ def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent:
     lines = patterns_comment(indent, head + "; read by ", pool.patterns)
     if not pool.diagonal and _inner_fold(pool):
         pooled = _axes_tuple(c[0] + 2 for c in pool.pool_axes)
-        line = f"{' ' * indent}{pool.name} = _pool_folded({source}, {pooled}, "
+        line = f"{' ' * indent}{pool.name} = _pool_folded({pool.source}, {pooled}, "
         line += f"{_axes_tuple(a + 2 for a in pool.fold_axes)})"
         assert fits(line), f"a pool does not fit in {LINE_LENGTH} columns: {line}"
         return [*lines, line]
+    source, steps = (
+        _diagonal_pool(space, pool) if pool.diagonal else _plain_pool(space, pool, pools)
+    )
     return lines + _step_lines(pool.name, source, steps, indent)
 
 
