@@ -4,10 +4,12 @@ Both models take a batch of MLPs (default 2,32,32,1, as the INR tasks' networks)
 input channel and predict 10 classes, with the DWSNets paper's classifier sizes: 32 hidden
 channels, 5 equivariant layers, a 64-wide head, batch 512.
   dws            DWSNet: emitted `hidden` EquivariantLayers + ReLU, InvariantLayer, MLP head
-  dws-compiled   the same model under torch.compile (inductor)      (`--compile`); its
+  dws-compiled   torch.compile(DWSNet), inductor                    (`--compile`); its
                  ReLUs are `activations.ReLU`, whose compiled gradient reads the output
-  dws-compiled-layers  DWSNet(backend="compiled"): each layer's forward compiled on its own,
-                 the activations and head eager                     (`--compile`)
+  dws-backend-compiled  DWSNet(backend="compiled"): the same whole-model compilation,
+                 built by the model itself (with the eager fallback) (`--compile`)
+  dws-compiled-layers  each layer's forward compiled on its own (the compiled backend's
+                 layers in an eager model), activations and head eager (`--compile`)
   bound          not a model: DWSNet with each equivariant layer cut down to the one term
                  every equivariant layer has, the channel mix of each entry (one batched
                  GEMM per tensor); what no layer of the complete basis can undercut
@@ -80,7 +82,11 @@ def make_models(
     models["dws"] = dws
     if compiled:
         models["dws-compiled"] = torch.compile(dws)
-        models["dws-compiled-layers"] = DWSNet(dims, **sizes, backend="compiled")
+        whole = DWSNet(dims, **sizes, backend="compiled")
+        models["dws-backend-compiled"] = whole
+        layers_only = copy.deepcopy(whole)
+        layers_only.backend = "eager"  # the model's own forward eager, its layers compiled
+        models["dws-compiled-layers"] = layers_only
     models["bound"] = bound_model(dws)
     try:
         from dws_theory.inr.equivariant import NFNNet

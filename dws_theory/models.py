@@ -33,6 +33,7 @@ from torch import nn
 
 from .activations import ReLU
 from .codegen.backends import DEFAULT_BACKEND
+from .codegen.compiled_prelude import _compiled_forward
 from .codegen.lower import mlp_shape
 from .runtime import layer_classes
 from .spec import Kind, NeuronSet, WeightSpace, mlp, parse_dims, parse_mode
@@ -106,9 +107,14 @@ class DWSNet(nn.Module):
         dropout: dropout probability inside the head (the equivariant trunk has none, so
             equivariance holds sample by sample in training mode too).
         in_channels: channels of the input features (1 for raw weights).
-        backend: the layers' backend (`runtime.layer_classes`): `eager` (default) or
-            `compiled` (each layer's forward compiled on its own, eager where that cannot
-            be built); the parameters and `state_dict` are the same.
+        backend: `eager` (default) or `compiled`: the whole forward (layers, activations,
+            invariant layer and head) run through `torch.compile` as one graph, built at the
+            first call, and the eager forward where that cannot be built (after one
+            warning), inside an outer compilation and under torch.func transforms. The
+            layers are `runtime.layer_classes(..., backend)`; parameters and `state_dict`
+            are the same for both. Compiling the whole model is faster than compiling each
+            layer on its own: the activations fuse with the layers' sums (the project's
+            docs/benchmarks.md, section Model speed).
     """
 
     def __init__(
@@ -163,6 +169,7 @@ class DWSNet(nn.Module):
             )
         self.equivariant_output = equivariant_output
         equivariant, invariant = layer_classes(self.space, self.mode, backend)
+        self.backend = backend
         self.signed = signed
         if signed:
             # Linear maps and odd activations keep every signed entry odd, and an invariant
@@ -196,7 +203,16 @@ class DWSNet(nn.Module):
         """`[B, out_features]`, or `(weights, biases)` with one channel when equivariant.
 
         Like the layers, it also takes one object with `.weights` and `.biases` (NFN's
-        `WeightSpaceFeatures`); an equivariant output is then an object of the same type."""
+        `WeightSpaceFeatures`); an equivariant output is then an object of the same type.
+        With backend `compiled` this runs `_forward` (the eager forward) compiled."""
+        if self.backend == "compiled":
+            return _compiled_for(type(self))(self, weights, biases)
+        return self._forward(weights, biases)
+
+    def _forward(
+        self, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor | tuple[Tensors, Tensors]:
+        """The eager forward (subclasses override this one, so both backends run theirs)."""
         wrap = None
         if biases is None:
             if not (hasattr(weights, "weights") and hasattr(weights, "biases")):
@@ -219,3 +235,14 @@ class DWSNet(nn.Module):
         if not self.signed:
             return ws, bs
         return [w.abs() for w in ws], [b.abs() for b in bs]
+
+
+_COMPILED: dict[type, Callable[..., object]] = {}
+
+
+def _compiled_for(cls: type) -> Callable[..., object]:
+    """`cls._forward` through torch.compile with the compiled layers' fallbacks, one wrapper
+    per class (the wrapper takes the instance as its first argument, so copies share it)."""
+    if cls not in _COMPILED:
+        _COMPILED[cls] = _compiled_forward(cls._forward)
+    return _COMPILED[cls]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch._dynamo.testing import CompileCounter
+from torch._dynamo.testing import CompileCounter, CompileCounterWithBackend
 
 from dws_theory.cli import main
 from dws_theory.codegen.backends import BACKENDS
@@ -71,7 +71,8 @@ def outputs_and_grads(layer, weights: Tensors, biases: Tensors) -> Tensors:
     flat = list(out[0]) + list(out[1]) if isinstance(out, tuple) else [out]
     gen = torch.Generator().manual_seed(7)
     loss = sum((t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in flat)
-    grads = torch.autograd.grad(loss, leaves + list(layer.parameters()))
+    params = [p for p in layer.parameters() if p.requires_grad]  # NormedDWSNet freezes some
+    grads = torch.autograd.grad(loss, leaves + params)
     return [t.detach() for t in flat] + list(grads)
 
 
@@ -136,6 +137,54 @@ def test_fixed_last_matches_a_permuted_copy_eager_and_compiled(sizes):
         torch.testing.assert_close(
             grad, upstream.permute(torch.argsort(torch.tensor(order)).tolist())
         )
+
+
+@pytest.mark.parametrize(
+    ("c_out", "c_in", "positions", "one_gemm"),
+    [(12, 8, (3,), True), (6, 4, (2, 3), False), (3, 2, (9,), False), (5, 7, (1,), True)],
+    ids=["few-positions", "2d", "many-positions", "one-position"],
+)
+def test_mix_matches_a_loop_over_samples_eager_and_compiled(c_out, c_in, positions, one_gemm):
+    """`_mix` is weight @ x at every position; under torch.compile a mix with O K > (O + K) S
+    runs `_MixFewPositions`, whose weight gradient is one GEMM over all columns: the
+    compiled backward then has an `mm` and no reduction over the batch."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    module = fresh(DIMS)
+    weight = torch.randn(c_out, c_in, dtype=torch.float64)
+    x = torch.randn(4, c_in, *positions, dtype=torch.float64)
+    want = torch.stack([torch.einsum("ok,k...->o...", weight, sample) for sample in x])
+    upstream = torch.randn(want.shape, dtype=torch.float64)
+    want_grads = (
+        torch.einsum("bo...,bk...->ok", upstream, x),
+        torch.einsum("ok,bo...->bk...", weight, upstream),
+    )
+    backward_graphs: list[str] = []
+
+    def keep_backward(gm, _inputs):
+        backward_graphs.append(str(gm.graph))
+        return make_boxed_func(gm.forward)
+
+    def forward_as_is(gm, _inputs):
+        return make_boxed_func(gm.forward)
+
+    backend = aot_autograd(fw_compiler=forward_as_is, bw_compiler=keep_backward)
+    compiled = torch.compile(module._mix, backend=backend, fullgraph=True, dynamic=False)
+    for run in (module._mix, compiled):
+        leaves = weight.clone().requires_grad_(), x.clone().requires_grad_()
+        got = run(*leaves)
+        torch.testing.assert_close(got, want)
+        grads = torch.autograd.grad(got, leaves, upstream)
+        for g, w in zip(grads, want_grads, strict=True):
+            torch.testing.assert_close(g, w)
+    (graph,) = backward_graphs
+    assert ("aten.mm" in graph) == one_gemm
+    assert ("aten.sum" in graph) != one_gemm  # the batched GEMM's rule sums over samples
+    few = module._MixFewPositions.apply
+    leaves = weight.clone().requires_grad_(), x.reshape(4, c_in, -1).clone().requires_grad_()
+    assert torch.autograd.gradcheck(few, leaves)
+    assert torch.autograd.gradgradcheck(few, leaves)
 
 
 @pytest.mark.parametrize(
@@ -342,16 +391,75 @@ def test_generate_backend_writes_a_standalone_module_beside_the_eager_one(tmp_pa
         main(["generate", "2,3,1", "--backend", "fused-typo"])
 
 
-def test_dwsnet_backend_shares_parameters_with_eager(monkeypatch):
+@pytest.fixture
+def whole_model_compile(monkeypatch):
+    """DWSNet's compiled forward built afresh with a counting aot_eager backend (the wrapper
+    is per class and reads the backend at its first call), and dropped again afterwards."""
+    from dws_theory import models
+    from dws_theory.codegen import compiled_prelude
+
+    counter = CompileCounterWithBackend("aot_eager")
+    monkeypatch.setattr(compiled_prelude, "COMPILE_BACKEND", counter)
+    monkeypatch.setattr(models, "_COMPILED", {})
+    return counter
+
+
+def test_dwsnet_backend_compiles_the_whole_model_and_matches_eager(whole_model_compile):
     torch.manual_seed(0)
     net = DWSNet((2, 3, 1), hidden_channels=2, num_layers=2, backend="compiled")
     ref = DWSNet((2, 3, 1), hidden_channels=2, num_layers=2)
     ref.load_state_dict(net.state_dict())
     module = sys.modules[type(net.layers[0]).__module__]
     assert module.__name__.endswith("_compiled")
-    monkeypatch.setattr(module, "COMPILE_BACKEND", "aot_eager")  # inductor: tested above
-    weights, biases = inputs(space_of((2, 3, 1)), 3, 1, seed=8)
-    with torch.no_grad():
-        torch.testing.assert_close(net(weights, biases), ref(weights, biases))
+    layer_counter = CompileCounter()
+    module.COMPILE_BACKEND, saved = layer_counter, module.COMPILE_BACKEND
+    try:
+        x = inputs(space_of((2, 3, 1)), 3, 1, seed=8)
+        got, want = outputs_and_grads(net, *x), outputs_and_grads(ref, *x)
+    finally:
+        module.COMPILE_BACKEND = saved
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    # one graph for the whole forward (layers, activations, invariant layer and head); the
+    # layers ran their eager forward inside it and did not compile on their own
+    assert whole_model_compile.frame_count == 1
+    assert whole_model_compile.op_count > 0
+    assert layer_counter.frame_count == 0
     with pytest.raises(SpecError, match="unknown backend 'fused'.*compiled"):
         DWSNet((2, 3, 1), backend="fused")
+
+
+def test_dwsnet_backend_compiled_falls_back_with_one_warning(monkeypatch):
+    from dws_theory import models
+    from dws_theory.codegen import compiled_prelude
+
+    def no_compiler(graph, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(compiled_prelude, "COMPILE_BACKEND", no_compiler)
+    monkeypatch.setattr(models, "_COMPILED", {})
+    torch.manual_seed(1)
+    net = DWSNet((2, 3, 1), hidden_channels=2, num_layers=2, backend="compiled")
+    ref = DWSNet((2, 3, 1), hidden_channels=2, num_layers=2)
+    ref.load_state_dict(net.state_dict())
+    weights, biases = inputs(space_of((2, 3, 1)), 3, 1, seed=11)
+    with pytest.warns(RuntimeWarning, match="DWSNet: the compiled forward cannot be built"):
+        got = net(weights, biases)
+    torch.testing.assert_close(got, ref(weights, biases))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second call neither warns nor tries again
+        torch.testing.assert_close(net(weights, biases), got)
+
+
+def test_a_dwsnet_subclass_compiles_its_own_forward(whole_model_compile):
+    from dws_theory.inr.equivariant import NormedDWSNet
+
+    torch.manual_seed(2)
+    net = NormedDWSNet((2, 3, 1), hidden_channels=2, num_layers=2, backend="compiled")
+    ref = NormedDWSNet((2, 3, 1), hidden_channels=2, num_layers=2)
+    ref.load_state_dict(net.state_dict())
+    x = inputs(space_of((2, 3, 1)), 4, 1, seed=12)
+    got, want = outputs_and_grads(net, *x), outputs_and_grads(ref, *x)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    assert whole_model_compile.frame_count == 1  # the subclass's norms ran compiled too

@@ -23,10 +23,50 @@ ARCHITECTURE = "the weight space"
 
 
 def _mix(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """One channel mix [B, K, *S] -> [B, O, *S] for a weight [O, K]: one batched GEMM."""
+    """One channel mix [B, K, *S] -> [B, O, *S] for a weight [O, K]: one batched GEMM.
+
+    Under torch.compile, a mix whose per-sample weight gradient [O, K] holds more entries
+    than its input and output together ((O + K) S) runs as `_MixFewPositions`."""
     batch, size = x.shape[0], math.prod(x.shape[2:])  # no -1: B may be 0
-    y = torch.bmm(weight.expand(batch, -1, -1), x.reshape(batch, x.shape[1], size))
-    return y.view(batch, weight.shape[0], *x.shape[2:])
+    c_out, c_in = weight.shape
+    x3 = x.reshape(batch, c_in, size)
+    if _compiling() and c_out * c_in > (c_out + c_in) * size:
+        y = _MixFewPositions.apply(weight, x3)
+    else:
+        y = torch.bmm(weight.expand(batch, -1, -1), x3)
+    return y.view(batch, c_out, *x.shape[2:])
+
+
+class _MixFewPositions(torch.autograd.Function):
+    """weight [O, K] @ x [B, K, S] as a batched GEMM, with the weight gradient as one GEMM
+    over all B * S columns. Autograd's own rule for the expanded weight writes the B
+    per-sample products [B, O, K] and sums them: where O K > (O + K) S that buffer is larger
+    than the transposed copies of x and of the output gradient that one GEMM needs (2,32,32,1
+    with 32 channels: [B, 128, 128] against 2 x [B, 128, 32]). Used under torch.compile,
+    where inductor fuses the copies into the kernels that produce x and the gradient; there
+    it made a training step (B=512) 2-5 % faster; eager it did not help."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(weight.expand(x.shape[0], -1, -1), x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, x = ctx.saved_tensors
+        (c_out, c_in), batch = weight.shape, x.shape[0]
+        grad_weight = grad_x = None
+        if ctx.needs_input_grad[0]:
+            columns = grad.transpose(0, 1).reshape(c_out, -1)  # [O, B S]
+            grad_weight = columns @ x.transpose(0, 1).reshape(c_in, -1).t()
+        if ctx.needs_input_grad[1]:
+            grad_x = torch.bmm(weight.t().expand(batch, -1, -1), grad)
+        return grad_weight, grad_x
 
 
 class _MixAdd(torch.autograd.Function):

@@ -164,7 +164,7 @@ class NormedDWSNet(DWSNet):
             for layer in inner:
                 _freeze_cancelled_biases(layer)
 
-    def forward(
+    def _forward(
         self, weights: Sequence[Tensor], biases: Sequence[Tensor]
     ) -> Tensor | tuple[list[Tensor], list[Tensor]]:
         ws, bs = list(weights), list(biases)

@@ -34,7 +34,7 @@ from ..plan import Add, Bias, Block, LayerPlan, Mix, Pool, local_name
 __all__ = ["GENERATOR_VERSION", "NAME", "PRELUDE", "prelude_source", "render"]
 
 NAME = "eager"  # this backend's name, the default one
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
 PRELUDE = Path(__file__).resolve().parent.parent / "prelude.py"
 _MARKER = "# -- emitted from here on "
 
