@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch._dynamo.testing import CompileCounterWithBackend
 
 from dws_theory.inr.baselines import FlatMLP, flatten_weights, permute_hidden, unflatten_weights
 from dws_theory.inr.cli import add_train_parser
@@ -374,3 +375,36 @@ def test_data_parallel_training_matches_one_process(tmp_path) -> None:
     torch.manual_seed(0)
     init = get_model("dws").build(p.info, PRESETS["default"].arch).state_dict()
     assert max((a[k].float() - init[k].float()).abs().max().item() for k in a) > 1e-3
+
+
+def test_compile_trains_through_torch_compile_to_the_same_parameters(
+    cache_dir, monkeypatch
+) -> None:
+    import dws_theory.inr.train as train_module
+    from dws_theory.codegen import compiled_prelude
+
+    def trained_parameters(compile: bool) -> torch.Tensor:
+        seen: list[torch.Tensor] = []
+
+        def scripted_evaluate(model, p, split, batch_size=512):
+            seen.append(torch.cat([q.detach().flatten() for q in model.parameters()]))
+            return 0.5
+
+        monkeypatch.setattr(train_module, "evaluate", scripted_evaluate)
+        train_module.train(
+            "digits-inr", "dws", epochs=2, n=N, fit_steps=FIT_STEPS, cache_dir=cache_dir,
+            progress=False, compile=compile,
+        )  # fmt: skip
+        return seen[-1]
+
+    counter = CompileCounterWithBackend("aot_eager")
+    monkeypatch.setattr(compiled_prelude, "COMPILE_BACKEND", counter)
+    eager = trained_parameters(compile=False)
+    assert counter.frame_count == 0
+    compiled = trained_parameters(compile=True)
+    assert counter.frame_count >= 1  # the training step ran compiled
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers())
+    assert parser.parse_args(["train", "digits-inr", "--model", "dws", "--compile"]).compile
+    assert not parser.parse_args(["train", "digits-inr", "--model", "dws"]).compile

@@ -172,6 +172,7 @@ def _run_train(args: argparse.Namespace) -> int:
         n_train=args.n_train,
         save=args.save,
         progress=not args.quiet,
+        compile=args.compile,
     )
     result = run(config)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -243,6 +244,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object to stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the training step through torch.compile (eager, after one warning, where "
+        "it cannot be built): faster steps for large models and batches, after compiles that "
+        "take from tens of seconds to minutes, so it pays only on long runs",
+    )
     _add_fit_options(p, "--fit-steps")
     p.set_defaults(func=_run_train)
     return p

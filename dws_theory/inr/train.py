@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..codegen.compiled_prelude import _compiled_forward
 from ..errors import InputError
 from .augment import AUGMENTATIONS, augment
 from .baselines import flatten_weights, permute_hidden, unflatten_weights
@@ -82,6 +83,7 @@ class RunConfig:
     n_train: int | None = None
     save: str | None = None  # write the selected model's state_dict here
     progress: bool = True
+    compile: bool = False  # run the training step's forward through torch.compile
 
     def __post_init__(self) -> None:
         if (self.task is None) == (self.data is None):
@@ -249,6 +251,22 @@ def batch_loss(
     """Loss of the raw batch ``(weights, biases)`` of networks ``idx``."""
     pred = predict(model, p, weights, biases)
     return p.data.task.loss(pred, _loss_targets(p, p.data.targets[idx]))
+
+
+class CompiledForward(nn.Module):
+    """`module` whose forward runs through torch.compile, built at the first call: the
+    generated layers' compiled wrapper, so where the compiled code cannot be built (no C++
+    compiler, say) one warning names the reason and the eager forward runs. It holds
+    `module` (parameters and `state_dict` under `module.`); evaluation and saving use
+    `module` itself."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self._run = _compiled_forward(type(module).forward)
+
+    def forward(self, weights: list[Tensor], biases: list[Tensor]) -> object:
+        return self._run(self.module, weights, biases)
 
 
 def train_step(
@@ -429,9 +447,9 @@ def _fit(
     world: World,
 ) -> dict[str, float]:
     task = p.data.task
-    net: nn.Module = model
+    net: nn.Module = CompiledForward(model) if config.compile else model
     if world.size > 1:
-        net = nn.parallel.DistributedDataParallel(model)
+        net = nn.parallel.DistributedDataParallel(net)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=settings.lr,
