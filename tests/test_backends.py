@@ -425,6 +425,11 @@ def test_dwsnet_backend_compiles_the_whole_model_and_matches_eager(whole_model_c
     assert whole_model_compile.frame_count == 1
     assert whole_model_compile.op_count > 0
     assert layer_counter.frame_count == 0
+    for batch in (5, 2):  # other batch sizes (a training run's last batch): one more graph
+        x = inputs(space_of((2, 3, 1)), batch, 1, seed=batch)
+        with torch.no_grad():
+            torch.testing.assert_close(net(*x), ref(*x), rtol=1e-5, atol=1e-6)
+    assert whole_model_compile.frame_count == 2  # then dynamic in the batch size
     with pytest.raises(SpecError, match="unknown backend 'fused'.*compiled"):
         DWSNet((2, 3, 1), backend="fused")
 
