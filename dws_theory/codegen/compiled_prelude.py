@@ -11,6 +11,8 @@ call, per class), and keeps the eager forward, unchanged, as the reference and f
 - where the compiled code cannot be built (inductor on a machine without a C++ compiler, a
   Python that dynamo does not support), one warning says so and the eager forward runs from
   then on.
+The library imports `_compiled_forward` from here as well (`DWSNet(backend="compiled")`,
+`dws-theory train --compile`), so whole models get the same fallbacks as the layers.
 The parameters, their names and `state_dict` are the eager module's. Double backward and
 (by default) `retain_graph=True` are not supported by torch's compiled autograd; the emitted
 comment says what to use instead.
