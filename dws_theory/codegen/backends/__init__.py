@@ -2,7 +2,8 @@
 
 `eager` (the default) is the reference: plain PyTorch ops, one per pool, mix and add of the
 plan. `compiled` is the same module with both layers' forward run through torch.compile
-(falling back to eager where that cannot be built). A fast path registers here with
+(falling back to eager where that cannot be built). `fused` is the compiled module with each
+tensor's identity term run by C kernels (falling back to the compiled ops). A fast path registers here with
 `register_backend(name, printer)` and is tested against the eager module;
 `render(plan, backend)` looks the name up, and an unknown name gets an error listing the
 registered ones.
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from ...spec import SpecError
 from ..plan import LayerPlan
-from . import compiled, eager
+from . import compiled, eager, fused
 
 __all__ = [
     "BACKENDS",
@@ -29,7 +30,11 @@ __all__ = [
 
 Printer = Callable[[LayerPlan], str]
 DEFAULT_BACKEND = eager.NAME
-BACKENDS: dict[str, Printer] = {eager.NAME: eager.render, "compiled": compiled.render}
+BACKENDS: dict[str, Printer] = {
+    eager.NAME: eager.render,
+    "compiled": compiled.render,
+    "fused": fused.render,
+}
 
 
 def backend_stem(stem: str, backend: str) -> str:

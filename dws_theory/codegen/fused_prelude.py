@@ -1,0 +1,352 @@
+"""What the `fused` backend appends to the compiled module, kept as real Python.
+
+`dws_theory.codegen.backends.fused` reads this file back as text from the marker line on and
+pastes it after the compiled backend's code, followed by `_KERNEL_SOURCE`: the C source of
+`codegen/fused_kernels.c`. The names defined above the marker are stand-ins for what the
+module defines before this code.
+
+The appended code runs each tensor's identity term (`_mix_add`: one channel mix plus its
+broadcast terms) through C kernels, forward and backward, registered as torch custom ops
+so that torch.compile keeps them in its graph; the rest of the layer is the compiled
+module's. The kernels are compiled with the system C compiler at the first call and kept
+in a cache directory (`DWS_FUSED_CACHE`, else `$XDG_CACHE_HOME/dws_theory/fused`, else
+`~/.cache/dws_theory/fused`). The eager `_mix_add` runs instead:
+- for inputs the kernels do not take (not float32 / float64 on the CPU, more than two
+  position axes) and under torch.func transforms;
+- where the kernels cannot be built (no C compiler, say), after one warning.
+Double backward is not supported (the backward of the custom op raises where it is asked
+for one); use backend "eager".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+
+import torch
+
+from torch import nn
+
+# Stand-ins for what the module defines before this code (_KERNEL_SOURCE: after it).
+_KERNEL_SOURCE = ""
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+
+def _mix_add(weight: torch.Tensor, x: torch.Tensor, a, b) -> torch.Tensor:
+    return weight @ x + a + b
+
+
+def _transformed() -> bool:
+    return False
+
+
+class EquivariantLayer(nn.Module):
+    def forward(self, weights, biases=None):
+        return weights, biases
+
+
+# -- emitted from here on ---------------------------------------------------------------------
+# The fused identity terms: C kernels behind torch custom ops (see _KERNEL_SOURCE, last).
+_FUSED_NAMESPACE = "dws_fused_v1"  # process-wide: the first module to load registers the ops
+_FUSED_ABI = 2  # what dws_fused_abi() returns for this source
+_FUSED_STATE: dict[str, object] = {}  # dtype name -> ctypes library; "failed" -> reason
+
+
+class FusedKernelsUnavailable(RuntimeError):
+    """The C kernels cannot be built or loaded on this machine."""
+
+
+def _fused_cache_dir() -> str:
+    root = os.environ.get("DWS_FUSED_CACHE")
+    if not root:
+        home_cache = os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.environ.get("XDG_CACHE_HOME") or home_cache
+        root = os.path.join(base, "dws_theory", "fused")
+    return root
+
+
+def _cpu_signature() -> str:
+    """What -march=native compiles for: the CPU's model and flags where Linux tells them."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = [line for line in f if line.startswith(("model name", "flags", "Features"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor()
+
+
+def _compile_library(double: bool) -> str:
+    """Path of the compiled kernels for float32 (or float64), built once per machine and
+    source; the first flag set the compiler accepts is used (native code and OpenMP
+    threads where it can)."""
+    compiler = os.environ.get("CC") or "cc"
+    define = ["-DDWS_DOUBLE"] if double else []
+    attempts = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], [])
+    errors = []
+    for flags in attempts:
+        command = [compiler, "-O3", "-shared", "-fPIC", *flags, *define]
+        key = "\n".join([_KERNEL_SOURCE, " ".join(command), platform.machine(), _cpu_signature()])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        directory = _fused_cache_dir()
+        target = os.path.join(directory, f"dws_fused_{'f64' if double else 'f32'}_{digest}.so")
+        if os.path.exists(target):
+            return target
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=directory) as work:
+            source = os.path.join(work, "kernels.c")
+            with open(source, "w", encoding="utf-8") as f:
+                f.write(_KERNEL_SOURCE)
+            built = os.path.join(work, "kernels.so")
+            try:
+                done = subprocess.run(
+                    [*command, source, "-o", built], capture_output=True, text=True, timeout=120
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                errors.append(f"{' '.join(command)}: {exc}")
+                continue
+            if done.returncode == 0:
+                os.replace(built, target)  # atomic: concurrent builds leave one whole file
+                return target
+            errors.append(f"{' '.join(command)}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    raise FusedKernelsUnavailable("the C kernels do not compile: " + "; ".join(errors))
+
+
+def _fused_library(dtype: torch.dtype) -> ctypes.CDLL:
+    """The loaded kernels for `dtype` (float32 or float64), built at the first call."""
+    name = str(dtype)
+    if name not in _FUSED_STATE:
+        path = _compile_library(dtype == torch.float64)
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as exc:
+            raise FusedKernelsUnavailable(f"the compiled kernels do not load: {exc}") from exc
+        if lib.dws_fused_abi() != _FUSED_ABI:
+            raise FusedKernelsUnavailable(f"{path} is not this source's build")
+        p, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+        lib.dws_threads.argtypes = [c_int]
+        lib.dws_mix_terms.restype = c_int
+        lib.dws_mix_terms.argtypes = [p, p, p, i64, i64, i64, i64, i64, i64, p, p, c_int]
+        lib.dws_mix_backward.restype = c_int
+        lib.dws_mix_backward.argtypes = [p, p, p, p, p, p, p, i64, i64, i64, i64, i64, c_int]
+        _FUSED_STATE[name] = lib
+    return _FUSED_STATE[name]
+
+
+def _fused_ready(dtype: torch.dtype) -> bool:
+    """Whether the kernels for `dtype` run here; the first failure warns once."""
+    if "failed" in _FUSED_STATE:
+        return False
+    try:
+        _fused_library(dtype)
+        return True
+    except FusedKernelsUnavailable as exc:
+        _FUSED_STATE["failed"] = exc
+        warnings.warn(
+            f"backend 'fused': {exc}; the identity terms run as plain PyTorch ops instead "
+            "(the same result, at the compiled backend's speed)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False
+
+
+def _as_planes(x: torch.Tensor) -> tuple[int, int, int, int]:
+    """(B, C, n, m) of x [B, C, n, m], or of x [B, C, m] with n = 1."""
+    if x.dim() == 3:
+        return x.shape[0], x.shape[1], 1, x.shape[2]
+    return x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+
+
+def _planes_shape(shape: torch.Size, out_dim: int) -> tuple[int, ...]:
+    """A term's shape, broadcastable to an output of `out_dim` axes, as 4 axes (b, o, i, j)."""
+    full = (1,) * (out_dim - len(shape)) + tuple(shape)
+    return full[:2] + (1,) + full[2:] if out_dim == 3 else full
+
+
+def _mix_terms(weight: torch.Tensor, x: torch.Tensor, terms: list[torch.Tensor]) -> torch.Tensor:
+    """weight [O, K] @ x [B, K, *S] over channels, plus the terms broadcast to [B, O, *S]."""
+    batch, c_in, n, m = _as_planes(x)
+    c_out = weight.shape[0]
+    y = x.new_empty((batch, c_out, *x.shape[2:]))
+    if y.numel() == 0:
+        return y
+    lib = _fused_library(x.dtype)
+    x, w = x.contiguous(), weight.to(x.dtype).contiguous()
+    planes = (batch, c_out, n, m)
+    full = [t.to(x.dtype).reshape(_planes_shape(t.shape, y.dim())).expand(planes) for t in terms]
+    pointers = (ctypes.c_void_p * max(len(full), 1))(*[t.data_ptr() for t in full])
+    strides = torch.tensor([s for t in full for s in t.stride()] or [0], dtype=torch.int64)
+    threads = lib.dws_threads(torch.get_num_threads())
+    status = lib.dws_mix_terms(
+        w.data_ptr(), x.data_ptr(), y.data_ptr(), batch, c_out, c_in, n, m,
+        len(full), pointers, strides.data_ptr(), threads,
+    )  # fmt: skip
+    if status != 0:
+        raise MemoryError("backend 'fused': no memory for the kernel's scratch buffers")
+    return y
+
+
+def _mix_terms_fake(weight, x, terms):
+    return x.new_empty((x.shape[0], weight.shape[0], *x.shape[2:]))
+
+
+def _mix_backward(weight, x, grad, rows: bool, cols: bool):
+    """The gradients of `_mix_terms` from grad = dL/dy: of x and of the weight, and the sums of
+    grad over its last axis (`rows`, [B, O, n]) and over the one before (`cols`, [B, O, m]),
+    from which the terms' gradients are summed (empty where not asked for)."""
+    batch, c_in, n, m = _as_planes(x)
+    c_out = weight.shape[0]
+    lib = _fused_library(x.dtype)
+    x, grad = x.contiguous(), grad.to(x.dtype).contiguous()
+    w_t = weight.to(x.dtype).t().contiguous()
+    threads = lib.dws_threads(torch.get_num_threads())
+    grad_x = x.new_empty(x.shape)
+    parts = x.new_empty((threads, c_out, c_in))
+    row_sums = x.new_empty((batch, c_out, n) if rows else (0,))
+    col_sums = x.new_empty((batch, c_out, m) if cols else (0,))
+    if x.numel() and grad.numel():
+        status = lib.dws_mix_backward(
+            grad.data_ptr(), x.data_ptr(), w_t.data_ptr(), grad_x.data_ptr(), parts.data_ptr(),
+            row_sums.data_ptr() if rows else None, col_sums.data_ptr() if cols else None,
+            batch, c_out, c_in, n, m, threads,
+        )  # fmt: skip
+        if status != 0:
+            raise MemoryError("backend 'fused': no memory for the kernel's scratch buffers")
+    else:  # nothing to sum over: zero gradients
+        grad_x.zero_(), parts.zero_(), row_sums.zero_(), col_sums.zero_()
+    return grad_x, parts.sum(0).to(weight.dtype), row_sums, col_sums
+
+
+def _mix_backward_fake(weight, x, grad, rows, cols):
+    batch, _, n, m = _as_planes(x)
+    c_out = weight.shape[0]
+    return (
+        x.new_empty(x.shape),
+        weight.new_empty(weight.shape),
+        x.new_empty((batch, c_out, n) if rows else (0,)),
+        x.new_empty((batch, c_out, m) if cols else (0,)),
+    )
+
+
+def _mix_terms_setup(ctx, inputs, output):
+    weight, x, terms = inputs
+    ctx.save_for_backward(weight, x)
+    ctx.term_shapes = [t.shape for t in terms]
+    ctx.out_dim = output.dim()
+
+
+def _mix_terms_grads(ctx, grad):
+    if torch.is_grad_enabled() and not _compiling():
+        raise RuntimeError(
+            "backend 'fused' does not support double backward (create_graph=True); "
+            "use backend 'eager'"
+        )
+    weight, x = ctx.saved_tensors
+    planes = [_planes_shape(s, ctx.out_dim) for s in ctx.term_shapes]
+    rows = any(p[3] == 1 for p in planes)
+    cols = any(p[3] != 1 and p[2] == 1 for p in planes)
+    ops = getattr(torch.ops, _FUSED_NAMESPACE)
+    grad_x, grad_w, row_sums, col_sums = ops.mix_backward(weight, x, grad, rows, cols)
+    batch, c_out, n, m = grad.shape[0], grad.shape[1], *_as_planes(x)[2:]
+    grad_terms = []
+    for shape, p in zip(ctx.term_shapes, planes, strict=True):
+        if p[3] == 1:  # constant along j: from the sums over j
+            g = row_sums.view(batch, c_out, n, 1).sum_to_size(p)
+        elif p[2] == 1:  # constant along i
+            g = col_sums.view(batch, c_out, 1, m).sum_to_size(p)
+        else:
+            g = grad.reshape(batch, c_out, n, m).sum_to_size(p)
+        grad_terms.append(g.reshape(shape))
+    return grad_w, grad_x, grad_terms
+
+
+def _register_fused_ops() -> None:
+    """The custom ops mix_terms and mix_backward, once per process."""
+    ns = getattr(torch.ops, _FUSED_NAMESPACE)
+    if hasattr(ns, "mix_terms"):
+        return
+    library = torch.library
+    terms = library.custom_op(
+        f"{_FUSED_NAMESPACE}::mix_terms",
+        _mix_terms,
+        mutates_args=(),
+        schema="(Tensor weight, Tensor x, Tensor[] terms) -> Tensor",
+    )
+    terms.register_fake(_mix_terms_fake)
+    backward = library.custom_op(
+        f"{_FUSED_NAMESPACE}::mix_backward",
+        _mix_backward,
+        mutates_args=(),
+        schema="(Tensor weight, Tensor x, Tensor grad, bool rows, bool cols)"
+        " -> (Tensor, Tensor, Tensor, Tensor)",
+    )
+    backward.register_fake(_mix_backward_fake)
+    terms.register_autograd(_mix_terms_grads, setup_context=_mix_terms_setup)
+
+
+_register_fused_ops()
+_eager_mix_add = _mix_add
+
+
+def _fused_takes(weight, x, a, b) -> bool:
+    """Whether the kernels run this identity term (the kernel readiness is settled before a
+    compiled forward is traced, by `_with_kernels`)."""
+    tensors = (weight, x, a, b)
+    if not all(isinstance(t, torch.Tensor) for t in tensors) or _transformed():
+        return False
+    if x.dim() not in (3, 4) or weight.dim() != 2 or x.dtype not in (torch.float32, torch.float64):
+        return False
+    if any(t.device.type != "cpu" or t.dtype != x.dtype for t in tensors):
+        return False
+    if _compiling():
+        return str(x.dtype) in _FUSED_STATE
+    return _fused_ready(x.dtype)
+
+
+def _mix_add(weight: torch.Tensor, x: torch.Tensor, a, b) -> torch.Tensor:
+    """weight @ x + a + b: the fused kernels where they take the inputs, else the eager
+    module's `_mix_add`."""
+    if _fused_takes(weight, x, a, b):
+        return getattr(torch.ops, _FUSED_NAMESPACE).mix_terms(weight, x, [a, b])
+    return _eager_mix_add(weight, x, a, b)
+
+
+def _with_kernels(forward):
+    """`forward`, with the kernels for the layer's dtype built (or found missing) first, so
+    that a compiled forward traces a settled choice."""
+
+    def run(self, weights, biases=None):
+        like = next(self.parameters(), None)
+        if like is not None and like.dtype in (torch.float32, torch.float64):
+            if not _compiling():
+                _fused_ready(like.dtype)
+        return forward(self, weights, biases)
+
+    run.__wrapped__ = forward
+    run.__doc__ = forward.__doc__
+    for name in ("eager", "compile_state"):
+        if hasattr(forward, name):
+            setattr(run, name, getattr(forward, name))
+    return run
+
+
+def _building_kernels(init):
+    """`__init__`, then the float32 kernels built (or found missing): a layer compiled inside
+    a model is traced before its first eager call."""
+
+    @functools.wraps(init)
+    def run(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        _fused_ready(torch.float32)
+
+    return run
+
+
+EquivariantLayer.forward = _with_kernels(EquivariantLayer.forward)
+EquivariantLayer.__init__ = _building_kernels(EquivariantLayer.__init__)
