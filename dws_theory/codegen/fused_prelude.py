@@ -298,15 +298,15 @@ def _fused_takes(weight, x, a, b) -> bool:
     """Whether the kernels run this identity term (the kernel readiness is settled before a
     compiled forward is traced, by `_with_kernels`)."""
     tensors = (weight, x, a, b)
-    if not all(isinstance(t, torch.Tensor) for t in tensors) or _transformed():
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
         return False
     if x.dim() not in (3, 4) or weight.dim() != 2 or x.dtype not in (torch.float32, torch.float64):
         return False
     if any(t.device.type != "cpu" or t.dtype != x.dtype for t in tensors):
         return False
-    if _compiling():
+    if _compiling():  # (where the torch.func check would see dynamo's own transforms)
         return str(x.dtype) in _FUSED_STATE
-    return _fused_ready(x.dtype)
+    return not _transformed() and _fused_ready(x.dtype)
 
 
 def _mix_add(weight: torch.Tensor, x: torch.Tensor, a, b) -> torch.Tensor:
