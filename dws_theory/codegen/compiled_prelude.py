@@ -47,6 +47,7 @@ class InvariantLayer(nn.Module):
 # through one graph (retain_graph=True, e.g. gradcheck): for those use backend "eager", or
 # set torch._functorch.config.donated_buffer = False before the first call for the second.
 COMPILE_BACKEND = "inductor"  # any torch.compile backend; read when a class first compiles
+COMPILE_OPTIONS = None  # inductor options (a dict), read with COMPILE_BACKEND
 
 
 def _build_errors() -> tuple[type[BaseException], ...]:
@@ -98,7 +99,10 @@ def _compiled_forward(forward):
             return forward(self, weights, biases)
         if "compiled" not in state:
             try:
-                state["compiled"] = torch.compile(forward, backend=COMPILE_BACKEND)
+                options = {"options": COMPILE_OPTIONS} if COMPILE_BACKEND == "inductor" else {}
+                state["compiled"] = torch.compile(
+                    forward, backend=COMPILE_BACKEND, **(options if COMPILE_OPTIONS else {})
+                )
             except RuntimeError as exc:  # e.g. a Python version dynamo does not support
                 state["failed"] = exc
                 _fallback_warning(type(self), exc)

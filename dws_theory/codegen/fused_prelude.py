@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import operator
 import os
 import platform
 import subprocess
@@ -30,7 +31,6 @@ import tempfile
 import warnings
 
 import torch
-
 from torch import nn
 
 # Stand-ins for what the module defines before this code (_KERNEL_SOURCE: after it).
@@ -84,20 +84,26 @@ def _cpu_signature() -> str:
 def _compile_library(double: bool) -> str:
     """Path of the compiled kernels for float32 (or float64), built once per machine and
     source; the first flag set the compiler accepts is used (native code and OpenMP
-    threads where it can)."""
+    threads where it can). Where the cache directory cannot be written, a temporary one
+    (not kept past this process's use) is used instead."""
     compiler = os.environ.get("CC") or "cc"
     define = ["-DDWS_DOUBLE"] if double else []
     attempts = (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], [])
+    directory = _fused_cache_dir()
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = tempfile.TemporaryDirectory(dir=directory)
+        probe.cleanup()
+    except OSError:
+        directory = tempfile.mkdtemp(prefix="dws_theory_fused_")
     errors = []
     for flags in attempts:
         command = [compiler, "-O3", "-shared", "-fPIC", *flags, *define]
         key = "\n".join([_KERNEL_SOURCE, " ".join(command), platform.machine(), _cpu_signature()])
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-        directory = _fused_cache_dir()
         target = os.path.join(directory, f"dws_fused_{'f64' if double else 'f32'}_{digest}.so")
         if os.path.exists(target):
             return target
-        os.makedirs(directory, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=directory) as work:
             source = os.path.join(work, "kernels.c")
             with open(source, "w", encoding="utf-8") as f:
@@ -113,7 +119,8 @@ def _compile_library(double: bool) -> str:
             if done.returncode == 0:
                 os.replace(built, target)  # atomic: concurrent builds leave one whole file
                 return target
-            errors.append(f"{' '.join(command)}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            errors.append(f"{' '.join(command)}: {last}")
     raise FusedKernelsUnavailable("the C kernels do not compile: " + "; ".join(errors))
 
 
@@ -134,6 +141,7 @@ def _fused_library(dtype: torch.dtype) -> ctypes.CDLL:
         lib.dws_mix_terms.argtypes = [p, p, p, i64, i64, i64, i64, i64, i64, p, p, c_int]
         lib.dws_mix_backward.restype = c_int
         lib.dws_mix_backward.argtypes = [p, p, p, p, p, p, p, i64, i64, i64, i64, i64, c_int]
+        lib.dws_plane_sums.argtypes = [p, i64, i64, i64, p, p, c_int]
         _FUSED_STATE[name] = lib
     return _FUSED_STATE[name]
 
@@ -196,23 +204,25 @@ def _mix_terms_fake(weight, x, terms):
     return x.new_empty((x.shape[0], weight.shape[0], *x.shape[2:]))
 
 
-def _mix_backward(weight, x, grad, rows: bool, cols: bool):
-    """The gradients of `_mix_terms` from grad = dL/dy: of x and of the weight, and the sums of
-    grad over its last axis (`rows`, [B, O, n]) and over the one before (`cols`, [B, O, m]),
-    from which the terms' gradients are summed (empty where not asked for)."""
+def _mix_backward(weight, x, grad, wants_x: bool, rows: bool, cols: bool):
+    """The gradients of `_mix_terms` from grad = dL/dy: of x (`wants_x`) and of the weight,
+    and the sums of grad over its last axis (`rows`, [B, O, n]) and over the one before
+    (`cols`, [B, O, m]), from which the terms' gradients are summed (each empty where not
+    asked for)."""
     batch, c_in, n, m = _as_planes(x)
     c_out = weight.shape[0]
     lib = _fused_library(x.dtype)
     x, grad = x.contiguous(), grad.to(x.dtype).contiguous()
     w_t = weight.to(x.dtype).t().contiguous()
     threads = lib.dws_threads(torch.get_num_threads())
-    grad_x = x.new_empty(x.shape)
+    grad_x = x.new_empty(x.shape if wants_x else (0,))
     parts = x.new_empty((threads, c_out, c_in))
     row_sums = x.new_empty((batch, c_out, n) if rows else (0,))
     col_sums = x.new_empty((batch, c_out, m) if cols else (0,))
     if x.numel() and grad.numel():
         status = lib.dws_mix_backward(
-            grad.data_ptr(), x.data_ptr(), w_t.data_ptr(), grad_x.data_ptr(), parts.data_ptr(),
+            grad.data_ptr(), x.data_ptr(), w_t.data_ptr(), grad_x.data_ptr() if wants_x else None,
+            parts.data_ptr(),
             row_sums.data_ptr() if rows else None, col_sums.data_ptr() if cols else None,
             batch, c_out, c_in, n, m, threads,
         )  # fmt: skip
@@ -223,15 +233,45 @@ def _mix_backward(weight, x, grad, rows: bool, cols: bool):
     return grad_x, parts.sum(0).to(weight.dtype), row_sums, col_sums
 
 
-def _mix_backward_fake(weight, x, grad, rows, cols):
+def _mix_backward_fake(weight, x, grad, wants_x, rows, cols):
     batch, _, n, m = _as_planes(x)
     c_out = weight.shape[0]
     return (
-        x.new_empty(x.shape),
+        x.new_empty(x.shape if wants_x else (0,)),
         weight.new_empty(weight.shape),
         x.new_empty((batch, c_out, n) if rows else (0,)),
         x.new_empty((batch, c_out, m) if cols else (0,)),
     )
+
+
+def _mix_input_grad(weight, grad, terms):
+    """weight^T @ grad + terms: the gradient of x, with the gradients of its pools added (the
+    graph pass puts it where torch.compile would add them in a pass of its own)."""
+    return _mix_terms(weight.t(), grad, terms)
+
+
+def _mix_input_grad_fake(weight, grad, terms):
+    return grad.new_empty((grad.shape[0], weight.shape[1], *grad.shape[2:]))
+
+
+def _plane_sums(x):
+    """(x.sum(3), x.sum(2)) of x [B, C, n, m], in one pass."""
+    batch, channels, n, m = x.shape
+    rows, cols = x.new_empty((batch, channels, n)), x.new_empty((batch, channels, m))
+    if x.numel():
+        lib = _fused_library(x.dtype)
+        x = x.contiguous()
+        threads = lib.dws_threads(torch.get_num_threads())
+        planes = batch * channels
+        lib.dws_plane_sums(x.data_ptr(), planes, n, m, rows.data_ptr(), cols.data_ptr(), threads)
+    else:
+        rows.zero_(), cols.zero_()
+    return rows, cols
+
+
+def _plane_sums_fake(x):
+    batch, channels, n, m = x.shape
+    return x.new_empty((batch, channels, n)), x.new_empty((batch, channels, m))
 
 
 def _mix_terms_setup(ctx, inputs, output):
@@ -252,7 +292,7 @@ def _mix_terms_grads(ctx, grad):
     rows = any(p[3] == 1 for p in planes)
     cols = any(p[3] != 1 and p[2] == 1 for p in planes)
     ops = getattr(torch.ops, _FUSED_NAMESPACE)
-    grad_x, grad_w, row_sums, col_sums = ops.mix_backward(weight, x, grad, rows, cols)
+    grad_x, grad_w, row_sums, col_sums = ops.mix_backward(weight, x, grad, True, rows, cols)
     batch, c_out, n, m = grad.shape[0], grad.shape[1], *_as_planes(x)[2:]
     grad_terms = []
     for shape, p in zip(ctx.term_shapes, planes, strict=True):
@@ -283,15 +323,121 @@ def _register_fused_ops() -> None:
         f"{_FUSED_NAMESPACE}::mix_backward",
         _mix_backward,
         mutates_args=(),
-        schema="(Tensor weight, Tensor x, Tensor grad, bool rows, bool cols)"
+        schema="(Tensor weight, Tensor x, Tensor grad, bool wants_x, bool rows, bool cols)"
         " -> (Tensor, Tensor, Tensor, Tensor)",
     )
     backward.register_fake(_mix_backward_fake)
+    input_grad = library.custom_op(
+        f"{_FUSED_NAMESPACE}::mix_input_grad",
+        _mix_input_grad,
+        mutates_args=(),
+        schema="(Tensor weight, Tensor grad, Tensor[] terms) -> Tensor",
+    )
+    input_grad.register_fake(_mix_input_grad_fake)
+    sums = library.custom_op(
+        f"{_FUSED_NAMESPACE}::plane_sums",
+        _plane_sums,
+        mutates_args=(),
+        schema="(Tensor x) -> (Tensor, Tensor)",
+    )
+    sums.register_fake(_plane_sums_fake)
     terms.register_autograd(_mix_terms_grads, setup_context=_mix_terms_setup)
 
 
 _register_fused_ops()
 _eager_mix_add = _mix_add
+
+
+# -- graph passes: what torch.compile would otherwise run as passes of their own -------------
+def _call(node, target) -> bool:
+    return getattr(node, "op", None) == "call_function" and node.target is target
+
+
+def _fuse_plane_sums(graph) -> None:
+    """x.sum(2) and x.sum(3) of one 4-axis CPU tensor x: one `plane_sums` (one read of x)."""
+    aten, found = torch.ops.aten, {}
+    for node in graph.nodes:
+        if not _call(node, aten.sum.dim_IntList) or len(node.args) != 2 or node.kwargs:
+            continue
+        x, dims = node.args
+        val = getattr(x, "meta", {}).get("val")
+        if val is None or val.dim() != 4 or val.device.type != "cpu" or len(dims) != 1:
+            continue
+        if val.dtype in (torch.float32, torch.float64) and dims[0] % 4 in (2, 3):
+            found.setdefault(x, {})[dims[0] % 4] = node
+    ops = getattr(torch.ops, _FUSED_NAMESPACE)
+    for x, sums in found.items():
+        if len(sums) != 2:
+            continue
+        first = min(sums.values(), key=lambda n: list(graph.nodes).index(n))
+        with graph.inserting_before(first):
+            both = graph.call_function(ops.plane_sums.default, (x,))
+            both.meta["val"] = (sums[3].meta["val"], sums[2].meta["val"])
+            for index, axis in ((0, 3), (1, 2)):
+                item = graph.call_function(operator.getitem, (both, index))
+                item.meta["val"] = sums[axis].meta["val"]
+                sums[axis].replace_all_uses_with(item)
+                graph.erase_node(sums[axis])
+
+
+def _fuse_input_grads(graph) -> None:
+    """The gradient of a fused x: mix_backward's, then broadcast terms (its pools' gradients)
+    added one by one; as one `mix_input_grad` with the terms, and mix_backward without it."""
+    aten = torch.ops.aten
+    ops = getattr(torch.ops, _FUSED_NAMESPACE)
+    for node in list(graph.nodes):
+        if not _call(node, ops.mix_backward.default) or not node.args[3]:
+            continue
+        items = [u for u in node.users if _call(u, operator.getitem) and u.args[1] == 0]
+        if len(items) != 1:
+            continue
+        last, terms, chain = items[0], [], []
+        while len(last.users) == 1:
+            (add,) = last.users
+            if not _call(add, aten.add.Tensor) or len(add.args) != 2 or add.kwargs:
+                break
+            other = add.args[1] if add.args[0] is last else add.args[0]
+            if not _call(other, aten.expand.default) or other is last:
+                break
+            terms.append(other)
+            chain.append(add)
+            last = add
+        if not terms:
+            continue
+        weight, _, grad = node.args[:3]
+        with graph.inserting_before(last):
+            fused = graph.call_function(ops.mix_input_grad.default, (weight, grad, terms))
+        fused.meta["val"] = last.meta["val"]
+        last.replace_all_uses_with(fused)
+        for add in reversed(chain):
+            graph.erase_node(add)
+        graph.erase_node(items[0])
+        node.args = (*node.args[:3], False, *node.args[4:])
+        val = node.meta.get("val")
+        if isinstance(val, tuple):  # the x gradient it no longer makes is empty
+            node.meta["val"] = (val[0].new_empty((0,)), *val[1:])
+
+
+def _fused_graph_pass(graph) -> None:
+    _fuse_plane_sums(graph)
+    _fuse_input_grads(graph)
+
+
+try:  # torch >= 2.6: a pass that inductor's cache can key on
+    from torch._inductor.custom_graph_pass import CustomGraphPass as _GraphPassBase
+except ImportError:  # older torch: a plain callable
+    _GraphPassBase = object
+
+
+class _FusedGraphPass(_GraphPassBase):
+    def __call__(self, graph) -> None:
+        _fused_graph_pass(graph)
+
+    def uuid(self) -> str:
+        return f"{_FUSED_NAMESPACE}-abi{_FUSED_ABI}-passes1"
+
+
+COMPILE_OPTIONS = {"post_grad_custom_post_pass": _FusedGraphPass()}
 
 
 def _fused_takes(weight, x, a, b) -> bool:
@@ -323,9 +469,8 @@ def _with_kernels(forward):
 
     def run(self, weights, biases=None):
         like = next(self.parameters(), None)
-        if like is not None and like.dtype in (torch.float32, torch.float64):
-            if not _compiling():
-                _fused_ready(like.dtype)
+        if like is not None and like.dtype in (torch.float32, torch.float64) and not _compiling():
+            _fused_ready(like.dtype)
         return forward(self, weights, biases)
 
     run.__wrapped__ = forward

@@ -2,8 +2,9 @@
 
 `eager` (the default) is the reference: plain PyTorch ops, one per pool, mix and add of the
 plan. `compiled` is the same module with both layers' forward run through torch.compile
-(falling back to eager where that cannot be built). `fused` is the compiled module with each
-tensor's identity term run by C kernels (falling back to the compiled ops). A fast path registers here with
+(falling back to eager where that cannot be built). `fused` is the compiled module with
+each tensor's identity term run by C kernels (falling back to the compiled module's ops).
+A fast path registers here with
 `register_backend(name, printer)` and is tested against the eager module;
 `render(plan, backend)` looks the name up, and an unknown name gets an error listing the
 registered ones.

@@ -18,7 +18,7 @@ __all__ = ["KERNELS", "PRELUDE", "render"]
 
 PRELUDE = eager.PRELUDE.with_name("fused_prelude.py")
 KERNELS = eager.PRELUDE.with_name("fused_kernels.c")
-_IMPORTS = ("ctypes", "functools", "hashlib", "os", "platform", "subprocess", "tempfile")
+_IMPORTS = ("ctypes", "functools", "hashlib", "operator", "os", "platform", "subprocess")
 
 
 def kernel_source() -> str:
@@ -34,7 +34,7 @@ def render(plan: LayerPlan) -> str:
         [
             eager.prelude_source(compiled.PRELUDE).strip("\n"),
             eager.prelude_source(PRELUDE).strip("\n"),
-            f'_KERNEL_SOURCE = r"""{kernel_source()}"""',
+            f'_KERNEL_SOURCE = r"""\n{kernel_source()}"""',
         ]
     )
-    return eager.render(plan, "fused", appendix, imports=(*_IMPORTS, "warnings"))
+    return eager.render(plan, "fused", appendix, imports=(*_IMPORTS, "tempfile", "warnings"))
