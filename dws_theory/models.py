@@ -24,6 +24,7 @@ yourself to get plain MLP parameters.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from itertools import pairwise
@@ -107,13 +108,15 @@ class DWSNet(nn.Module):
         dropout: dropout probability inside the head (the equivariant trunk has none, so
             equivariance holds sample by sample in training mode too).
         in_channels: channels of the input features (1 for raw weights).
-        backend: `eager` (default) or `compiled`: the whole forward (layers, activations,
-            invariant layer and head) run through `torch.compile` as one graph, built at the
-            first call, and the eager forward where that cannot be built (after one
-            warning), inside an outer compilation and under torch.func transforms. The
-            layers are `runtime.layer_classes(..., backend)`; parameters and `state_dict`
-            are the same for both. Compiling the whole model is faster than compiling each
-            layer on its own: the activations fuse with the layers' sums (the project's
+        backend: `eager` (default), `compiled` or `fused`: with `compiled`, the whole
+            forward (layers, activations, invariant layer and head) runs through
+            `torch.compile` as one graph, built at the first call, and the eager forward
+            where that cannot be built (after one warning), inside an outer compilation and
+            under torch.func transforms; `fused` is the same with the fused layers' C
+            kernels for the identity terms. The layers are
+            `runtime.layer_classes(..., backend)`; parameters and `state_dict` are the same
+            for all. Compiling the whole model is faster than compiling each layer on its
+            own: the activations fuse with the layers' sums (the project's
             docs/benchmarks.md, section Model speed).
     """
 
@@ -205,8 +208,8 @@ class DWSNet(nn.Module):
         Like the layers, it also takes one object with `.weights` and `.biases` (NFN's
         `WeightSpaceFeatures`); an equivariant output is then an object of the same type.
         With backend `compiled` this runs `_forward` (the eager forward) compiled."""
-        if self.backend == "compiled":
-            return _compiled_for(type(self))(self, weights, biases)
+        if self.backend in _WHOLE_MODEL:
+            return _compiled_for(type(self), self.backend, self.layers[0])(self, weights, biases)
         return self._forward(weights, biases)
 
     def _forward(
@@ -237,12 +240,16 @@ class DWSNet(nn.Module):
         return [w.abs() for w in ws], [b.abs() for b in bs]
 
 
-_COMPILED: dict[type, Callable[..., object]] = {}
+_WHOLE_MODEL = ("compiled", "fused")  # backends whose models compile the whole forward
+_COMPILED: dict[tuple[type, str], Callable[..., object]] = {}
 
 
-def _compiled_for(cls: type) -> Callable[..., object]:
+def _compiled_for(cls: type, backend: str, layer: nn.Module) -> Callable[..., object]:
     """`cls._forward` through torch.compile with the compiled layers' fallbacks, one wrapper
-    per class (the wrapper takes the instance as its first argument, so copies share it)."""
-    if cls not in _COMPILED:
-        _COMPILED[cls] = _compiled_forward(cls._forward)
-    return _COMPILED[cls]
+    per class and backend (the wrapper takes the instance as its first argument, so copies
+    share it), with the inductor options of the layers' module (the fused backend's graph
+    passes)."""
+    if (cls, backend) not in _COMPILED:
+        options = getattr(sys.modules[type(layer).__module__], "COMPILE_OPTIONS", None)
+        _COMPILED[cls, backend] = _compiled_forward(cls._forward, options)
+    return _COMPILED[cls, backend]

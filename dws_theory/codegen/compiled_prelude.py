@@ -87,10 +87,10 @@ def _fallback_warning(cls: type, reason: BaseException) -> None:
     )
 
 
-def _compiled_forward(forward):
+def _compiled_forward(forward, options=None):
     """`forward` run through torch.compile, built at the first call; the eager `forward`
     inside an outer compilation or a torch.func transform, and from the first build
-    failure on (after one warning)."""
+    failure on (after one warning). `options`: inductor options, default COMPILE_OPTIONS."""
     state: dict[str, object] = {}
 
     @functools.wraps(forward)
@@ -99,10 +99,9 @@ def _compiled_forward(forward):
             return forward(self, weights, biases)
         if "compiled" not in state:
             try:
-                options = {"options": COMPILE_OPTIONS} if COMPILE_BACKEND == "inductor" else {}
-                state["compiled"] = torch.compile(
-                    forward, backend=COMPILE_BACKEND, **(options if COMPILE_OPTIONS else {})
-                )
+                chosen = COMPILE_OPTIONS if options is None else options
+                extra = {"options": chosen} if chosen and COMPILE_BACKEND == "inductor" else {}
+                state["compiled"] = torch.compile(forward, backend=COMPILE_BACKEND, **extra)
             except RuntimeError as exc:  # e.g. a Python version dynamo does not support
                 state["failed"] = exc
                 _fallback_warning(type(self), exc)

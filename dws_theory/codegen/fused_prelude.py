@@ -113,15 +113,20 @@ def _compile_library(double: bool) -> str:
                 done = subprocess.run(
                     [*command, source, "-o", built], capture_output=True, text=True, timeout=120
                 )
-            except (OSError, subprocess.SubprocessError) as exc:
-                errors.append(f"{' '.join(command)}: {exc}")
+            except OSError as exc:  # no such compiler: other flags will not help
+                message = f"cannot run the C compiler {compiler!r}: {exc}"
+                raise FusedKernelsUnavailable(message) from exc
+            except subprocess.SubprocessError as exc:
+                errors.append(f"{' '.join(flags) or 'no flags'}: {exc}")
                 continue
             if done.returncode == 0:
                 os.replace(built, target)  # atomic: concurrent builds leave one whole file
                 return target
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            errors.append(f"{' '.join(command)}: {last}")
-    raise FusedKernelsUnavailable("the C kernels do not compile: " + "; ".join(errors))
+            errors.append(f"{' '.join(flags) or 'no flags'}: {last}")
+    raise FusedKernelsUnavailable(
+        f"the C kernels do not compile with {compiler}: {'; '.join(errors)}"
+    )
 
 
 def _fused_library(dtype: torch.dtype) -> ctypes.CDLL:
