@@ -10,6 +10,7 @@ Candidates, all in the layout [B, C, d_m, d_{m-1}] / [B, C, d_m]:
             concatenations or small broadcasts; a lower bound for any eager PyTorch layer
             built from this plan (`--no-passes` leaves it out)
   ours-*-compiled  (`--compile`) the same layer under torch.compile (inductor)
+  ours-*-<backend> (`--backends fused ...`) the layer of another backend, same parameters
   nfn-hnp   NFN's HNPLinear (PyPI nfn==0.1.2), the same symmetry group
   nfn-np    NFN's NPLinear, the larger `all` group (fewer terms), for reference
 
@@ -45,6 +46,7 @@ allocation before the step. With `--device cuda` a device-to-device copy of one 
     python benchmarks/layer_speed.py --device cuda         # fp32 and bf16, B=1024
     python benchmarks/layer_speed.py --system-malloc       # glibc's default allocator
     python benchmarks/layer_speed.py --compile --no-passes --shapes 2,32,32,1 2,32,32,32,32,1
+    python benchmarks/layer_speed.py --compile --backends fused --shapes 2,32,32,1
 """
 
 from __future__ import annotations
@@ -257,6 +259,7 @@ def candidates(
     modes: Sequence[str],
     passes: bool = True,
     compiled: bool = False,
+    backends: Sequence[str] = (),
 ) -> list[Candidate]:
     like = weights[0]
     out = [floor_candidate(weights, biases, channels)]
@@ -268,6 +271,11 @@ def candidates(
             if compiled:  # the same layer (same parameters) under torch.compile (inductor)
                 fast = torch.compile(layer)
                 out.append(module_candidate(f"ours-{mode}-compiled", fast, weights, biases))
+            for backend in backends:  # another backend's layer, with the same parameters
+                other = factory(dims, mode, backend=backend)[0](channels, channels)
+                other = other.to(like.device, like.dtype)
+                other.load_state_dict(layer.state_dict())
+                out.append(module_candidate(f"ours-{mode}-{backend}", other, weights, biases))
     for mode in modes if passes else ():
         bound = passes_candidate(dims, mode, like)
         if bound is not None:
@@ -483,7 +491,15 @@ def measure_shape(
 ) -> list[Row]:
     weights, biases = random_weight_space(dims, args.batch, args.channels, args.device, dtype)
     cands = candidates(
-        dims, weights, biases, args.channels, factory, args.modes, not args.no_passes, args.compile
+        dims,
+        weights,
+        biases,
+        args.channels,
+        factory,
+        args.modes,
+        not args.no_passes,
+        args.compile,
+        args.backends,
     )
     fns: dict[str, Callable[[], None]] = {}
     for c in cands:
@@ -587,10 +603,11 @@ def ratios(rows: list[Row]) -> str:
                 f"{paired_ratio(ours.extra['rounds_ms'], bound.extra['rounds_ms']):.2f}x "
                 "passes-hidden (paired): what fusing our eager ops could still gain"
             )
-        fast = by.get("ours-hidden-compiled")
-        if ours is not None and fast is not None:
+        for name, fast in by.items():
+            if ours is None or not name.startswith("ours-hidden-"):
+                continue
             lines.append(
-                f"- {shape} {dtype}: ours-hidden-compiled / ours-hidden = "
+                f"- {shape} {dtype}: {name} / ours-hidden = "
                 f"{paired_ratio(fast.extra['rounds_ms'], ours.extra['rounds_ms']):.2f}x "
                 f"(fwd+bwd paired), {fast.step_min_ms / ours.step_min_ms:.2f}x (fwd+bwd min)"
             )
@@ -624,6 +641,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--compile", action="store_true", help="also time our layer under torch.compile"
+    )
+    parser.add_argument(
+        "--backends",
+        nargs="*",
+        default=[],
+        help="also time our layer from these backends (e.g. fused compiled): "
+        "`--layer-factory`(dims, mode, backend=NAME)",
     )
     parser.add_argument("--repeats", type=int, default=15, help="timed blocks per candidate")
     parser.add_argument("--min-block", type=float, default=0.05, help="seconds per timed block")

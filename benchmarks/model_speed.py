@@ -10,6 +10,8 @@ channels, 5 equivariant layers, a 64-wide head, batch 512.
                  built by the model itself (with the eager fallback) (`--compile`)
   dws-compiled-layers  each layer's forward compiled on its own (the compiled backend's
                  layers in an eager model), activations and head eager (`--compile`)
+  dws-backend-fused  DWSNet(backend="fused"): the whole-model compilation with the fused
+                 backend's C kernels for each tensor's identity term (`--compile`)
   bound          not a model: DWSNet with each equivariant layer cut down to the one term
                  every equivariant layer has, the channel mix of each entry (one batched
                  GEMM per tensor); what no layer of the complete basis can undercut
@@ -87,6 +89,7 @@ def make_models(
         layers_only = copy.deepcopy(whole)
         layers_only.backend = "eager"  # the model's own forward eager, its layers compiled
         models["dws-compiled-layers"] = layers_only
+        models["dws-backend-fused"] = DWSNet(dims, **sizes, backend="fused")
     models["bound"] = bound_model(dws)
     try:
         from dws_theory.inr.equivariant import NFNNet
