@@ -19,6 +19,9 @@ copies of fixed axes, the broadcast sums into smaller outputs, the bias gradient
 cost of autograd. If it alone is above a target ratio to the floor, no eager
 implementation of this plan meets that target; a fused kernel (one read for both pools,
 the reductions fused into the GEMMs' passes) would be needed.
+
+With `full_size_passes=False` (`gemms-<mode>` in layer_speed.py) only the GEMMs run: the
+time no implementation that runs these GEMMs as fast as the BLAS does can undercut.
 """
 
 from __future__ import annotations
@@ -50,8 +53,11 @@ def plan_passes(
     channels: int,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
+    full_size_passes: bool = True,
 ) -> PlanPasses:
-    """The unavoidable work of `lower(enumerate_basis(mlp(dims, mode)))`, C in and out."""
+    """The unavoidable work of `lower(enumerate_basis(mlp(dims, mode)))`, C in and out;
+    without `full_size_passes`, only the plan's GEMMs (each fused identity mix as a plain
+    batched GEMM): what a kernel that fused every other pass into them would still do."""
     from dws_theory.basis import enumerate_basis  # the engine: imported only when used
     from dws_theory.codegen import Add, Mix, Pool, lower
     from dws_theory.spec import mlp
@@ -75,7 +81,7 @@ def plan_passes(
         positions = math.prod(space.set(s).size for s in mix.kept)
         weight = rand(mix.rows * c, mix.width * c) / math.sqrt(mix.width * c)
         macs += weight.numel() * positions
-        if mix.name in fused:
+        if mix.name in fused and full_size_passes:
             work = _fused_tensor(space, fused[mix.name], mixes, pools, weight, batch, c, rand)
         else:
             work = _small_mix(weight, batch, positions, bool(mix.kept), rand)

@@ -137,6 +137,15 @@ def test_plan_passes_runs_the_plans_gemms_and_the_full_size_passes():
     assert count("aten.sum.", full) == 4 and count("aten.baddbmm_.") == 2
     assert [tuple(t.shape) for t in work.forward()].count(full) == 1
 
+    # GEMMs only: the same multiply-adds, no pass over the fused tensor but its GEMMs (one
+    # forward, two gradient GEMMs: three bmm on [3, 2, 16] operands, no sum, no baddbmm_).
+    gemms = plan_passes((2, 4, 4, 1), "hidden", batch=3, channels=2, full_size_passes=False)
+    assert gemms.macs == work.macs
+    with op_timer() as record:
+        gemms.step()
+    assert count("aten.sum.", full) == 0 and count("aten.baddbmm_.") == 0
+    assert count("aten.bmm.", (3, 2, 16)) + count("aten.bmm.", (3, 2, 2)) == 3
+
 
 def test_adjoint_sketch_matches_autograd_and_times_all_three(capsys):
     _load("layer_speed")  # adjoint_sketch imports it by name
