@@ -40,13 +40,22 @@ static inline vf ld(const real *p) {
 }
 static inline void st(real *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf splat(real s) { return (vf){0} + s; } /* s in every lane */
-/* the sum of the lanes, as a tree (a loop over the lanes is one long chain of dependent adds) */
+/* the sum of the lanes: halves added as vectors (32, then 16 bytes), then the last lanes
+ * (a loop over all lanes would be one long chain of dependent adds) */
+typedef real half_vf __attribute__((vector_size(32)));
+typedef real quarter_vf __attribute__((vector_size(16)));
 static inline real hsum(vf v) {
-  real a[VW];
-  memcpy(a, &v, sizeof a);
-  for (int w = VW / 2; w > 0; w /= 2)
-    for (int i = 0; i < w; ++i) a[i] += a[i + w];
-  return a[0];
+  half_vf a, b;
+  memcpy(&a, &v, sizeof a);
+  memcpy(&b, (const char *)&v + sizeof a, sizeof b);
+  a += b;
+  quarter_vf c, d;
+  memcpy(&c, &a, sizeof c);
+  memcpy(&d, (const char *)&a + sizeof c, sizeof d);
+  c += d;
+  real s = 0;
+  for (int i = 0; i < (int)(sizeof c / sizeof(real)); ++i) s += c[i];
+  return s;
 }
 
 /* a store of a full vector that bypasses the cache where it can (p aligned to 64 bytes) */
