@@ -311,42 +311,42 @@ def _mix_terms_grads(ctx, grad):
     return grad_w, grad_x, grad_terms
 
 
-def _register_fused_ops() -> None:
-    """The custom ops mix_terms and mix_backward, once per process."""
-    ns = getattr(torch.ops, _FUSED_NAMESPACE)
-    if hasattr(ns, "mix_terms"):
-        return
-    library = torch.library
-    terms = library.custom_op(
-        f"{_FUSED_NAMESPACE}::mix_terms",
-        _mix_terms,
-        mutates_args=(),
-        schema="(Tensor weight, Tensor x, Tensor[] terms) -> Tensor",
-    )
-    terms.register_fake(_mix_terms_fake)
-    backward = library.custom_op(
-        f"{_FUSED_NAMESPACE}::mix_backward",
+_FUSED_OPS = (  # name, implementation, fake (shapes only), schema
+    ("mix_terms", _mix_terms, _mix_terms_fake, "(Tensor weight, Tensor x, Tensor[] terms)"),
+    (
+        "mix_backward",
         _mix_backward,
-        mutates_args=(),
-        schema="(Tensor weight, Tensor x, Tensor grad, bool wants_x, bool rows, bool cols)"
-        " -> (Tensor, Tensor, Tensor, Tensor)",
-    )
-    backward.register_fake(_mix_backward_fake)
-    input_grad = library.custom_op(
-        f"{_FUSED_NAMESPACE}::mix_input_grad",
+        _mix_backward_fake,
+        "(Tensor weight, Tensor x, Tensor grad, bool wants_x, bool rows, bool cols)",
+    ),
+    (
+        "mix_input_grad",
         _mix_input_grad,
-        mutates_args=(),
-        schema="(Tensor weight, Tensor grad, Tensor[] terms) -> Tensor",
-    )
-    input_grad.register_fake(_mix_input_grad_fake)
-    sums = library.custom_op(
-        f"{_FUSED_NAMESPACE}::plane_sums",
-        _plane_sums,
-        mutates_args=(),
-        schema="(Tensor x) -> (Tensor, Tensor)",
-    )
-    sums.register_fake(_plane_sums_fake)
-    terms.register_autograd(_mix_terms_grads, setup_context=_mix_terms_setup)
+        _mix_input_grad_fake,
+        "(Tensor weight, Tensor grad, Tensor[] terms)",
+    ),
+    ("plane_sums", _plane_sums, _plane_sums_fake, "(Tensor x)"),
+)
+_FUSED_RETURNS = {
+    "mix_backward": "(Tensor, Tensor, Tensor, Tensor)",
+    "plane_sums": "(Tensor, Tensor)",
+}
+
+
+def _register_fused_ops() -> None:
+    """The custom ops of _FUSED_OPS, once per process (the first module to load them wins),
+    with mix_terms differentiable."""
+    if hasattr(getattr(torch.ops, _FUSED_NAMESPACE), "mix_terms"):
+        return
+    made = {}
+    for name, impl, fake, arguments in _FUSED_OPS:
+        schema = f"{arguments} -> {_FUSED_RETURNS.get(name, 'Tensor')}"
+        op = torch.library.custom_op(
+            f"{_FUSED_NAMESPACE}::{name}", impl, mutates_args=(), schema=schema
+        )
+        op.register_fake(fake)
+        made[name] = op
+    made["mix_terms"].register_autograd(_mix_terms_grads, setup_context=_mix_terms_setup)
 
 
 _register_fused_ops()
