@@ -8,9 +8,10 @@ module defines before this code.
 The appended code runs each tensor's identity term (`_mix_add`: one channel mix plus its
 broadcast terms) through C kernels, forward and backward, registered as torch custom ops
 so that torch.compile keeps them in its graph; the rest of the layer is the compiled
-module's. The kernels are compiled with the system C compiler at the first call and kept
-in a cache directory (`DWS_FUSED_CACHE`, else `$XDG_CACHE_HOME/dws_theory/fused`, else
-`~/.cache/dws_theory/fused`). The eager `_mix_add` runs instead:
+module's. The kernels are compiled with the system C compiler when the first layer is
+built, and kept in a cache directory (`DWS_FUSED_CACHE`, else
+`$XDG_CACHE_HOME/dws_theory/fused`, else `~/.cache/dws_theory/fused`). The eager
+`_mix_add` runs instead:
 - for inputs the kernels do not take (not float32 / float64 on the CPU, more than two
   position axes) and under torch.func transforms;
 - where the kernels cannot be built (no C compiler, say), after one warning.
