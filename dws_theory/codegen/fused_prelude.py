@@ -235,7 +235,8 @@ def _mix_backward(weight, x, grad, wants_x: bool, rows: bool, cols: bool):
         if status != 0:
             raise MemoryError("backend 'fused': no memory for the kernel's scratch buffers")
     else:  # nothing to sum over: zero gradients
-        grad_x.zero_(), parts.zero_(), row_sums.zero_(), col_sums.zero_()
+        for t in (grad_x, parts, row_sums, col_sums):
+            t.zero_()
     return grad_x, parts.sum(0).to(weight.dtype), row_sums, col_sums
 
 
@@ -271,7 +272,8 @@ def _plane_sums(x):
         planes = batch * channels
         lib.dws_plane_sums(x.data_ptr(), planes, n, m, rows.data_ptr(), cols.data_ptr(), threads)
     else:
-        rows.zero_(), cols.zero_()
+        rows.zero_()
+        cols.zero_()
     return rows, cols
 
 
@@ -473,17 +475,13 @@ def _with_kernels(forward):
     """`forward`, with the kernels for the layer's dtype built (or found missing) first, so
     that a compiled forward traces a settled choice."""
 
+    @functools.wraps(forward)  # keeps the compiled wrapper's `eager` and `compile_state`
     def run(self, weights, biases=None):
         like = next(self.parameters(), None)
         if like is not None and like.dtype in (torch.float32, torch.float64) and not _compiling():
             _fused_ready(like.dtype)
         return forward(self, weights, biases)
 
-    run.__wrapped__ = forward
-    run.__doc__ = forward.__doc__
-    for name in ("eager", "compile_state"):
-        if hasattr(forward, name):
-            setattr(run, name, getattr(forward, name))
     return run
 
 
