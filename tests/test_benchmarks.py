@@ -205,3 +205,26 @@ def test_model_speed_steps_change_the_parameters():
         before = [p.detach().clone() for p in model.parameters()]
         model_speed.train_step(model, weights, biases, labels)()
         assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+
+
+def test_kernel_speed_checks_the_kernels_against_torch_then_times_them(tmp_path, capsys):
+    kernel_speed = _load("kernel_speed")
+    source = tmp_path / "copy.c"  # a second source: the checked-in text under another name
+    source.write_text(kernel_speed.fused_module()._KERNEL_SOURCE)
+    args = ["--batch", "4", "--threads", "1", "--repeats", "2", "--rounds", "1"]
+    assert kernel_speed.main(args + ["--cold-mb", "1", "--source", str(source)]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert "mix_terms [copy.c]" in rows and "mix_bwd+gx [copy.c]" in rows
+    assert "torch mm (floor)" in rows and "torch copy (read+write)" in rows
+
+
+def test_kernel_speed_stops_when_a_kernel_disagrees_with_torch(tmp_path):
+    kernel_speed = _load("kernel_speed")
+    text = kernel_speed.fused_module()._KERNEL_SOURCE
+    store = "memcpy(p, &v, sizeof v);"
+    assert text.count(store) == 1
+    wrong = tmp_path / "wrong.c"  # every vector store writes twice the value
+    wrong.write_text(text.replace(store, "vf twice = v + v; memcpy(p, &twice, sizeof twice);"))
+    args = ["--batch", "4", "--threads", "1", "--repeats", "1", "--rounds", "1"]
+    with pytest.raises(SystemExit, match="disagrees with torch"):
+        kernel_speed.main(args + ["--cold-mb", "1", "--source", str(wrong)])

@@ -9,9 +9,9 @@
  * w [O, K] is row-major. A term is any tensor broadcast to y's shape, given by its data
  * pointer and its four strides over (b, o, i, j) (0 along broadcast axes).
  * Each sample b is one task: its slices stay in the core's cache while it is worked on, so
- * main memory sees each tensor once per call. Outputs are written with plain stores: on the
- * machines measured the tensors of one call fit in the last-level cache, where streaming
- * stores (which bypass it) made the forward 15 % slower. Vectors are GCC /
+ * main memory sees each tensor once per call. Outputs are written with plain stores:
+ * streaming stores (which bypass the cache) made the forward slower where its tensors were
+ * cached and a layer's step no faster (docs/benchmarks.md, Backends). Vectors are GCC /
  * clang vector extensions of 64 bytes, which the compiler maps onto the widest registers of
  * the machine it compiles for.
  */
