@@ -12,6 +12,8 @@ Candidates, all in the layout [B, C, d_m, d_{m-1}] / [B, C, d_m]:
             concatenations or small broadcasts; a lower bound for any eager PyTorch layer
             built from this plan (`--no-passes` leaves it out)
   ours-*-compiled  (`--compile`) the same layer under torch.compile (inductor)
+  ours-*-compiled-cudagraphs  (`--compile --cudagraphs`, CUDA) the same layer under
+            torch.compile(mode="reduce-overhead"): inductor's kernels replayed as CUDA graphs
   ours-*-<backend> (`--backends fused ...`) the layer of another backend, same parameters
   nfn-hnp   NFN's HNPLinear (PyPI nfn==0.1.2), the same symmetry group
   nfn-np    NFN's NPLinear, the larger `all` group (fewer terms), for reference
@@ -49,6 +51,7 @@ allocation before the step. With `--device cuda` a device-to-device copy of one 
     python benchmarks/layer_speed.py --system-malloc       # glibc's default allocator
     python benchmarks/layer_speed.py --compile --no-passes --shapes 2,32,32,1 2,32,32,32,32,1
     python benchmarks/layer_speed.py --compile --backends fused --shapes 2,32,32,1
+    python benchmarks/layer_speed.py --device cuda --compile --cudagraphs --backends fused
 """
 
 from __future__ import annotations
@@ -258,6 +261,23 @@ def module_candidate(
     return Candidate(name, lambda: output_tensors(module(*args)), w + b, params, f"{count} params")
 
 
+def cudagraph_candidate(
+    name: str, layer: nn.Module, weights: Tensors, biases: Tensors
+) -> Candidate:
+    """`layer` under torch.compile(mode="reduce-overhead"): its kernels captured and replayed
+    as CUDA graphs."""
+    c = module_candidate(name, torch.compile(layer, mode="reduce-overhead"), weights, biases)
+    forward = c.forward
+
+    def replay() -> Tensors:
+        # Each call is a new step: the graphs may overwrite the outputs of the last one.
+        torch.compiler.cudagraph_mark_step_begin()
+        return forward()
+
+    c.forward = replay
+    return c
+
+
 def candidates(
     dims: tuple[int, ...],
     weights: Tensors,
@@ -268,6 +288,7 @@ def candidates(
     passes: bool = True,
     compiled: bool = False,
     backends: Sequence[str] = (),
+    cudagraphs: bool = False,
 ) -> list[Candidate]:
     like = weights[0]
     out = [floor_candidate(weights, biases, channels)]
@@ -279,6 +300,9 @@ def candidates(
             if compiled:  # the same layer (same parameters) under torch.compile (inductor)
                 fast = torch.compile(layer)
                 out.append(module_candidate(f"ours-{mode}-compiled", fast, weights, biases))
+            if compiled and cudagraphs:
+                name = f"ours-{mode}-compiled-cudagraphs"
+                out.append(cudagraph_candidate(name, layer, weights, biases))
             for backend in backends:  # another backend's layer, with the same parameters
                 other = factory(dims, mode, backend=backend)[0](channels, channels)
                 other = other.to(like.device, like.dtype)
@@ -509,6 +533,7 @@ def measure_shape(
         not args.no_passes,
         args.compile,
         args.backends,
+        args.cudagraphs,
     )
     fns: dict[str, Callable[[], None]] = {}
     for c in cands:
@@ -659,6 +684,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--compile", action="store_true", help="also time our layer under torch.compile"
     )
     parser.add_argument(
+        "--cudagraphs",
+        action="store_true",
+        help="with --compile on CUDA: also under torch.compile(mode='reduce-overhead')",
+    )
+    parser.add_argument(
         "--backends",
         nargs="*",
         default=[],
@@ -679,6 +709,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtypes = args.dtypes or (["float32", "bfloat16"] if args.device == "cuda" else ["float32"])
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device available", file=sys.stderr)
+        return 2
+    if args.cudagraphs and (args.device != "cuda" or not args.compile):
+        print("--cudagraphs needs --device cuda and --compile", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     try:

@@ -11,7 +11,10 @@ channels, 5 equivariant layers, a 64-wide head, batch 512.
   dws-compiled-layers  each layer's forward compiled on its own (the compiled backend's
                  layers in an eager model), activations and head eager (`--compile`)
   dws-backend-fused  DWSNet(backend="fused"): the whole-model compilation with the fused
-                 backend's C kernels for each tensor's identity term (`--compile`)
+                 backend's C kernels for each tensor's identity term (`--compile`; on CUDA,
+                 where the kernels do not run, the compiled model)
+  dws-compiled-cudagraphs  torch.compile(DWSNet, mode="reduce-overhead"): inductor's kernels
+                 replayed as CUDA graphs (`--compile --cudagraphs`, CUDA); the optimiser eager
   bound          not a model: DWSNet with each equivariant layer cut down to the one term
                  every equivariant layer has, the channel mix of each entry (one batched
                  GEMM per tensor); what no layer of the complete basis can undercut
@@ -25,6 +28,8 @@ allocation during one step (CPU: profiler memory timeline; CUDA: max_memory_allo
     python benchmarks/model_speed.py                  # CPU, 2 threads, B=512
     python benchmarks/model_speed.py --compile        # also the compiled DWSNet
     python benchmarks/model_speed.py --device cuda    # on a GPU
+    python benchmarks/model_speed.py --device cuda --compile --cudagraphs --models dws \
+        dws-compiled dws-compiled-cudagraphs bound nfn  # a subset of the models
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def bound_model(dws: DWSNet) -> DWSNet:
 
 
 def make_models(
-    dims: tuple[int, ...], channels: int, layers: int, compiled: bool
+    dims: tuple[int, ...], channels: int, layers: int, compiled: bool, cudagraphs: bool = False
 ) -> dict[str, nn.Module]:
     """The candidates, each from its own seed-0 init (their speed does not depend on it)."""
     models: dict[str, nn.Module] = {}
@@ -90,6 +95,8 @@ def make_models(
         layers_only.backend = "eager"  # the model's own forward eager, its layers compiled
         models["dws-compiled-layers"] = layers_only
         models["dws-backend-fused"] = DWSNet(dims, **sizes, backend="fused")
+    if compiled and cudagraphs:
+        models["dws-compiled-cudagraphs"] = torch.compile(dws, mode="reduce-overhead")
     models["bound"] = bound_model(dws)
     try:
         from dws_theory.inr.equivariant import NFNNet
@@ -101,12 +108,19 @@ def make_models(
 
 
 def train_step(
-    model: nn.Module, weights: list[torch.Tensor], biases: list[torch.Tensor], labels: torch.Tensor
+    model: nn.Module,
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor],
+    labels: torch.Tensor,
+    graphed: bool = False,
 ) -> Callable[[], None]:
-    """forward + cross-entropy + backward + AdamW step, with the optimiser made once."""
+    """forward + cross-entropy + backward + AdamW step, with the optimiser made once;
+    `graphed`: the model replays CUDA graphs, and each step is marked as a new one."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step() -> None:
+        if graphed:  # a new step: the graphs may overwrite the last step's outputs
+            torch.compiler.cudagraph_mark_step_begin()
         opt.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(model(weights, biases), labels)
         loss.backward()
@@ -124,12 +138,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also the compiled DWSNet")
+    parser.add_argument(
+        "--cudagraphs",
+        action="store_true",
+        help="with --compile on CUDA: also torch.compile(DWSNet, mode='reduce-overhead')",
+    )
+    parser.add_argument("--models", nargs="+", default=None, help="time only these models")
     parser.add_argument("--repeats", type=int, default=9, help="timed blocks per candidate")
     parser.add_argument("--min-block", type=float, default=0.2, help="seconds per timed block")
     parser.add_argument("--system-malloc", action="store_true", help="glibc's default allocator")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device available", file=sys.stderr)
+        return 2
+    if args.cudagraphs and (args.device != "cuda" or not args.compile):
+        print("--cudagraphs needs --device cuda and --compile", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     dims = layer_speed.parse_shape(args.dims)
@@ -138,9 +161,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     labels = torch.randint(10, (args.batch,), generator=torch.Generator().manual_seed(0))
     labels = labels.to(args.device)
-    models = make_models(dims, args.channels, args.layers, args.compile)
+    models = make_models(dims, args.channels, args.layers, args.compile, args.cudagraphs)
+    if args.models is not None:
+        unknown = sorted(set(args.models) - set(models))
+        if unknown:
+            print(f"--models: {unknown} are not among {list(models)}", file=sys.stderr)
+            return 2
+        if "dws" not in args.models:
+            print("--models: dws is needed (the ratios are against it)", file=sys.stderr)
+            return 2
+        models = {name: m for name, m in models.items() if name in args.models}
     steps = {
-        name: train_step(m.to(args.device), weights, biases, labels) for name, m in models.items()
+        name: train_step(m.to(args.device), weights, biases, labels, name.endswith("-cudagraphs"))
+        for name, m in models.items()
     }
     timed = layer_speed.interleaved_medians(steps, args.device, args.repeats, args.min_block)
     peak = layer_speed.cuda_peak_bytes if args.device == "cuda" else layer_speed.cpu_peak_bytes
@@ -167,8 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in (n for n in models if n.startswith("dws")):
             ratio = layer_speed.paired_ratio(timed["nfn"].rounds, timed[name].rounds)
             print(f"nfn step / {name} step = {ratio:.2f}x (paired)")
-        bound = layer_speed.paired_ratio(timed["nfn"].rounds, timed["bound"].rounds)
-        print(f"nfn step / bound step = {bound:.2f}x (paired): the most any layer can gain")
+        if "bound" in timed:
+            bound = layer_speed.paired_ratio(timed["nfn"].rounds, timed["bound"].rounds)
+            print(f"nfn step / bound step = {bound:.2f}x (paired): the most any layer can gain")
     return 0
 
 

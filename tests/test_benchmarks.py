@@ -228,3 +228,18 @@ def test_kernel_speed_stops_when_a_kernel_disagrees_with_torch(tmp_path):
     args = ["--batch", "4", "--threads", "1", "--repeats", "1", "--rounds", "1"]
     with pytest.raises(SystemExit, match="disagrees with torch"):
         kernel_speed.main(args + ["--cold-mb", "1", "--source", str(wrong)])
+
+
+def test_model_speed_times_only_the_models_asked_for(capsys):
+    model_speed = _load("model_speed")
+    args = ["--dims", "2,3,1", "--batch", "4", "--channels", "2", "--layers", "2"]
+    args += ["--threads", "1", "--repeats", "2", "--min-block", "0.001"]
+    assert model_speed.main(args + ["--models", "dws", "nfn"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")}
+    assert rows == {"model", "dws", "nfn"}
+    assert "nfn step / dws step = " in out and "bound step" not in out
+    assert model_speed.main(args + ["--models", "dws", "nope"]) == 2
+    assert model_speed.main(args + ["--models", "nfn"]) == 2  # the ratios need dws
+    assert model_speed.main(args + ["--cudagraphs"]) == 2  # CUDA graphs need CUDA and --compile
+    assert "nope" in capsys.readouterr().err
