@@ -243,3 +243,16 @@ def test_model_speed_times_only_the_models_asked_for(capsys):
     assert model_speed.main(args + ["--models", "nfn"]) == 2  # the ratios need dws
     assert model_speed.main(args + ["--cudagraphs"]) == 2  # CUDA graphs need CUDA and --compile
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("width", [16, 32, 64])
+def test_kernels_of_every_vector_width_agree_with_torch(tmp_path, capsys, width):
+    """The tiles of each register file (AVX-512's, AVX's, SSE's), whatever this CPU has."""
+    kernel_speed = _load("kernel_speed")
+    text = kernel_speed.fused_module()._KERNEL_SOURCE
+    assert "#ifndef DWS_VECTOR_BYTES" in text
+    source = tmp_path / f"width{width}.c"
+    source.write_text(f"#define DWS_VECTOR_BYTES {width}\n" + text)
+    args = ["--batch", "3", "--threads", "2", "--repeats", "1", "--rounds", "1"]
+    assert kernel_speed.main(args + ["--cold-mb", "1", "--source", str(source)]) == 0
+    assert f"mix_bwd+gx [width{width}.c]" in capsys.readouterr().out

@@ -12,8 +12,10 @@
  * main memory sees each tensor once per call. Outputs are written with plain stores:
  * streaming stores (which bypass the cache) made the forward slower where its tensors were
  * cached and a layer's step no faster (docs/benchmarks.md, Backends). Vectors are GCC /
- * clang vector extensions of 64 bytes, which the compiler maps onto the widest registers of
- * the machine it compiles for.
+ * clang vector extensions as wide as the machine's registers (64 bytes with AVX-512, 32 with
+ * AVX, else 16; -DDWS_VECTOR_BYTES=N overrides), and the register tiles are sized so that
+ * their accumulators fit the register file: a vector wider than the registers is split into
+ * several, and tiles made for 32 of them spill on a machine with 16.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,8 +29,30 @@ typedef double real;
 #else
 typedef float real;
 #endif
-typedef real vf __attribute__((vector_size(64)));
-#define VW ((int)(64 / sizeof(real))) /* lanes of a vector */
+#ifndef DWS_VECTOR_BYTES
+#if defined(__AVX512F__)
+#define DWS_VECTOR_BYTES 64
+#elif defined(__AVX__)
+#define DWS_VECTOR_BYTES 32
+#else
+#define DWS_VECTOR_BYTES 16
+#endif
+#endif
+/* Register tiles: the mix adds into TILE_ROWS x 2 vectors, the weight gradient into
+ * GRAD_ROWS x GRAD_COLS vectors: 16 accumulators each with AVX-512 (of 32 vector registers);
+ * without it (16 registers) 8 and 12, the fastest of 4 x 2, 2 x 4 and 3 x 4 for the weight
+ * gradient on an AVX2 machine (benchmarks/kernel_speed.py) */
+#if DWS_VECTOR_BYTES == 64
+#define TILE_ROWS 8
+#define GRAD_ROWS 4
+#define GRAD_COLS 4
+#else
+#define TILE_ROWS 4
+#define GRAD_ROWS 3
+#define GRAD_COLS 4
+#endif
+typedef real vf __attribute__((vector_size(DWS_VECTOR_BYTES)));
+#define VW ((int)(DWS_VECTOR_BYTES / sizeof(real))) /* lanes of a vector */
 
 static inline vf ld(const real *p) {
   vf v;
@@ -40,19 +64,28 @@ static inline void st(real *p, vf v) { memcpy(p, &v, sizeof v); }
  * so it is kept) and a broadcast from a register, which made a 2,32,32,1 forward 15 % slower;
  * this is one broadcast from memory */
 static inline vf splat(real s) { return s - (vf){0}; }
-/* the sum of the lanes: halves added as vectors (32, then 16 bytes), then the last lanes
+/* the sum of the lanes: halves added as vectors (down to 16 bytes), then the last lanes
  * (a loop over all lanes would be one long chain of dependent adds) */
-typedef real half_vf __attribute__((vector_size(32)));
 typedef real quarter_vf __attribute__((vector_size(16)));
 static inline real hsum(vf v) {
+  quarter_vf c;
+#if DWS_VECTOR_BYTES == 16
+  c = v;
+#else
+  quarter_vf d;
+#if DWS_VECTOR_BYTES == 64
+  typedef real half_vf __attribute__((vector_size(32)));
   half_vf a, b;
   memcpy(&a, &v, sizeof a);
   memcpy(&b, (const char *)&v + sizeof a, sizeof b);
   a += b;
-  quarter_vf c, d;
+#else
+  vf a = v;
+#endif
   memcpy(&c, &a, sizeof c);
   memcpy(&d, (const char *)&a + sizeof c, sizeof d);
   c += d;
+#endif
   real s = 0;
   for (int i = 0; i < (int)(sizeof c / sizeof(real)); ++i) s += c[i];
   return s;
@@ -152,7 +185,7 @@ typedef struct {
   int64_t n, m;
 } base_t;
 
-/* the base of row o at flat positions s .. s+15, whose row index i and column j the caller
+/* the base of row o at flat positions s .. s+VW-1, whose row index i and column j the caller
  * found (one division per vector, not per row) */
 static inline vf base_vec(const base_t *base, int64_t S, int64_t o, int64_t s, int64_t i,
                           int64_t j) {
@@ -175,29 +208,29 @@ static inline vf base_vec(const base_t *base, int64_t S, int64_t o, int64_t s, i
  * vectors where no vector crosses a row end (m a multiple of VW); else element by element */
 enum { BASE_NONE, BASE_FULL, BASE_SPLIT, BASE_SPLIT_CROSSING };
 
-/* y[o0:o0+8, s0:s0+2 VW] = base + w[o0:o0+8, :] @ x[:, s0:s0+2 VW]; `kind` is a constant
- * at every call, so each kind compiles to its own loop */
-static inline __attribute__((always_inline)) void tile_8x32(
+/* y[o0:o0+R, s0:s0+2 VW] = base + w[o0:o0+R, :] @ x[:, s0:s0+2 VW] (R = TILE_ROWS); `kind`
+ * is a constant at every call, so each kind compiles to its own loop */
+static inline __attribute__((always_inline)) void tile_full(
     const real *w, int64_t K, const real *x, int64_t S, real *y, const base_t *base,
     int64_t o0, int64_t s0, int kind) {
-  vf a0[8], a1[8];
+  vf a0[TILE_ROWS], a1[TILE_ROWS];
   if (kind == BASE_NONE) {
-    for (int r = 0; r < 8; ++r) a0[r] = a1[r] = splat(0.f);
+    for (int r = 0; r < TILE_ROWS; ++r) a0[r] = a1[r] = splat(0.f);
   } else if (kind == BASE_FULL) {
-    for (int r = 0; r < 8; ++r) {
+    for (int r = 0; r < TILE_ROWS; ++r) {
       a0[r] = ld(base->full + (o0 + r) * S + s0);
       a1[r] = ld(base->full + (o0 + r) * S + s0 + VW);
     }
   } else if (kind == BASE_SPLIT) {
     int64_t m = base->m, i0 = s0 / m, j0 = s0 % m, i1 = (s0 + VW) / m, j1 = (s0 + VW) % m;
     const real *rowv = base->rowv + o0 * base->n, *colv = base->colv + o0 * m;
-    for (int r = 0; r < 8; ++r) {
+    for (int r = 0; r < TILE_ROWS; ++r) {
       a0[r] = splat(rowv[r * base->n + i0]) + ld(colv + r * m + j0);
       a1[r] = splat(rowv[r * base->n + i1]) + ld(colv + r * m + j1);
     }
   } else {
     int64_t m = base->m, i0 = s0 / m, j0 = s0 % m, i1 = (s0 + VW) / m, j1 = (s0 + VW) % m;
-    for (int r = 0; r < 8; ++r) {
+    for (int r = 0; r < TILE_ROWS; ++r) {
       a0[r] = base_vec(base, S, o0 + r, s0, i0, j0);
       a1[r] = base_vec(base, S, o0 + r, s0 + VW, i1, j1);
     }
@@ -205,13 +238,13 @@ static inline __attribute__((always_inline)) void tile_8x32(
   const real *wr = w + o0 * K;
   for (int64_t k = 0; k < K; ++k) {
     vf x0 = ld(x + k * S + s0), x1 = ld(x + k * S + s0 + VW);
-    for (int r = 0; r < 8; ++r) {
+    for (int r = 0; r < TILE_ROWS; ++r) {
       vf c = splat(wr[r * K + k]);
       a0[r] += c * x0;
       a1[r] += c * x1;
     }
   }
-  for (int r = 0; r < 8; ++r) {
+  for (int r = 0; r < TILE_ROWS; ++r) {
     st(y + (o0 + r) * S + s0, a0[r]);
     st(y + (o0 + r) * S + s0 + VW, a1[r]);
   }
@@ -222,14 +255,15 @@ static inline __attribute__((always_inline)) void full_tiles(
     const real *w, int64_t O, int64_t K, const real *x, int64_t S, real *y, const base_t *base,
     int kind) {
   for (int64_t s0 = 0; s0 + 2 * VW <= S; s0 += 2 * VW)
-    for (int64_t o0 = 0; o0 + 8 <= O; o0 += 8) tile_8x32(w, K, x, S, y, base, o0, s0, kind);
+    for (int64_t o0 = 0; o0 + TILE_ROWS <= O; o0 += TILE_ROWS)
+      tile_full(w, K, x, S, y, base, o0, s0, kind);
 }
 
-/* the edges: at most 8 rows and VW columns */
+/* the edges: at most TILE_ROWS rows and VW columns */
 static inline void tile_edge(const real *w, int64_t K, const real *x, int64_t S, real *y,
                              const base_t *base, int64_t o0, int rows, int64_t s0, int width) {
-  vf a[8];
-  for (int r = 0; r < 8; ++r) {
+  vf a[TILE_ROWS];
+  for (int r = 0; r < TILE_ROWS; ++r) {
     real buf[VW] = {0};
     if (base && base->full && r < rows)
       memcpy(buf, base->full + (o0 + r) * S + s0, sizeof(real) * width);
@@ -265,14 +299,15 @@ static void mix_sample(const real *w, int64_t O, int64_t K, const real *x, int64
     full_tiles(w, O, K, x, S, y, base, BASE_SPLIT);
   else
     full_tiles(w, O, K, x, S, y, base, BASE_SPLIT_CROSSING);
-  int64_t full = O / 8 * 8, s0 = 0;
+  int64_t full = O / TILE_ROWS * TILE_ROWS, s0 = 0;
   for (; s0 + 2 * VW <= S; s0 += 2 * VW)
     for (int64_t h = 0; h < 2 * VW && full < O; h += VW)
       tile_edge(w, K, x, S, y, base, full, (int)(O - full), s0 + h, VW);
   for (; s0 < S; s0 += VW) {
     int width = S - s0 < VW ? (int)(S - s0) : VW;
-    for (int64_t o0 = 0; o0 < O; o0 += 8)
-      tile_edge(w, K, x, S, y, base, o0, O - o0 < 8 ? (int)(O - o0) : 8, s0, width);
+    for (int64_t o0 = 0; o0 < O; o0 += TILE_ROWS)
+      tile_edge(w, K, x, S, y, base, o0, O - o0 < TILE_ROWS ? (int)(O - o0) : TILE_ROWS, s0,
+                width);
   }
 }
 
@@ -282,19 +317,20 @@ static void mix_sample(const real *w, int64_t O, int64_t K, const real *x, int64
 static void weight_grad_sample(const real *g, const real *x, int64_t O, int64_t K, int64_t S,
                                vf *acc, real *gw) {
   int64_t whole = S / VW * VW;
-  for (int64_t o0 = 0; o0 < O; o0 += 4)
-    for (int64_t k0 = 0; k0 < K; k0 += 4) {
-      int ob = O - o0 < 4 ? (int)(O - o0) : 4, kb = K - k0 < 4 ? (int)(K - k0) : 4;
-      vf a[4][4];
+  for (int64_t o0 = 0; o0 < O; o0 += GRAD_ROWS)
+    for (int64_t k0 = 0; k0 < K; k0 += GRAD_COLS) {
+      int ob = O - o0 < GRAD_ROWS ? (int)(O - o0) : GRAD_ROWS;
+      int kb = K - k0 < GRAD_COLS ? (int)(K - k0) : GRAD_COLS;
+      vf a[GRAD_ROWS][GRAD_COLS];
       for (int r = 0; r < ob; ++r)
         for (int q = 0; q < kb; ++q) a[r][q] = acc[(o0 + r) * K + k0 + q];
-      if (ob == 4 && kb == 4) {
+      if (ob == GRAD_ROWS && kb == GRAD_COLS) {
         for (int64_t s0 = 0; s0 < whole; s0 += VW) {
-          vf gv[4], xv[4];
-          for (int r = 0; r < 4; ++r) gv[r] = ld(g + (o0 + r) * S + s0);
-          for (int q = 0; q < 4; ++q) xv[q] = ld(x + (k0 + q) * S + s0);
-          for (int r = 0; r < 4; ++r)
-            for (int q = 0; q < 4; ++q) a[r][q] += gv[r] * xv[q];
+          vf gv[GRAD_ROWS], xv[GRAD_COLS];
+          for (int r = 0; r < GRAD_ROWS; ++r) gv[r] = ld(g + (o0 + r) * S + s0);
+          for (int q = 0; q < GRAD_COLS; ++q) xv[q] = ld(x + (k0 + q) * S + s0);
+          for (int r = 0; r < GRAD_ROWS; ++r)
+            for (int q = 0; q < GRAD_COLS; ++q) a[r][q] += gv[r] * xv[q];
         }
       } else {
         for (int64_t s0 = 0; s0 < whole; s0 += VW)
@@ -382,7 +418,7 @@ int dws_mix_backward(const real *g, const real *x, const real *wt, real *gx,
     tid = omp_get_thread_num();
 #endif
     real *gw = gw_parts ? gw_parts + (int64_t)tid * O * K : 0;
-    vf *acc = gw ? aligned_alloc(sizeof(vf), sizeof(vf) * O * K) : 0; /* vf: 64-byte aligned */
+    vf *acc = gw ? aligned_alloc(sizeof(vf), sizeof(vf) * O * K) : 0; /* vf-aligned */
     failed = gw && !acc;
     if (gw) memset(gw, 0, sizeof(real) * O * K);
     for (int64_t e = 0; acc && e < O * K; ++e) acc[e] = splat(0.f);
