@@ -18,6 +18,11 @@ channels, 5 equivariant layers, a 64-wide head, batch 512.
   bound          not a model: DWSNet with each equivariant layer cut down to the one term
                  every equivariant layer has, the channel mix of each entry (one batched
                  GEMM per tensor); what no layer of the complete basis can undercut
+  gemms          not a model: the GEMMs of the complete basis alone, as the plan runs them
+                 (plan_passes.py, each tensor's identity term one batched GEMM), forward
+                 and both gradients, for the layers of `channels` in and out (all but the
+                 first); what no model of the complete basis whose GEMMs run at the BLAS's
+                 speed can undercut, where the mixes are compute-bound
   nfn            NFN's HNPLinear + ReLU, HNPPool and an MLP head: the project's `nfn` model
                  (dws_theory.inr.equivariant.NFNNet), same channels, layers and head width
 A step is forward, cross-entropy against fixed labels, backward and `AdamW.step()`. Times are
@@ -107,6 +112,21 @@ def make_models(
     return models
 
 
+def gemms_step(
+    dims: tuple[int, ...], batch: int, channels: int, layers: int, device: str
+) -> Callable[[], None]:
+    """The `gemms` candidate: `layers - 1` layers' plan GEMMs, C -> C, forward and backward."""
+    from plan_passes import plan_passes  # beside this script, like layer_speed
+
+    work = plan_passes(dims, "hidden", batch, channels, device, torch.float32, False)
+
+    def step() -> None:
+        for _ in range(layers - 1):
+            work.step()
+
+    return step
+
+
 def train_step(
     model: nn.Module,
     weights: list[torch.Tensor],
@@ -162,10 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = torch.randint(10, (args.batch,), generator=torch.Generator().manual_seed(0))
     labels = labels.to(args.device)
     models = make_models(dims, args.channels, args.layers, args.compile, args.cudagraphs)
+    known = [*models, "gemms"]
     if args.models is not None:
-        unknown = sorted(set(args.models) - set(models))
+        unknown = sorted(set(args.models) - set(known))
         if unknown:
-            print(f"--models: {unknown} are not among {list(models)}", file=sys.stderr)
+            print(f"--models: {unknown} are not among {known}", file=sys.stderr)
             return 2
         if "dws" not in args.models:
             print("--models: dws is needed (the ratios are against it)", file=sys.stderr)
@@ -175,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         name: train_step(m.to(args.device), weights, biases, labels, name.endswith("-cudagraphs"))
         for name, m in models.items()
     }
+    if args.layers > 1 and (args.models is None or "gemms" in args.models):
+        steps["gemms"] = gemms_step(dims, args.batch, args.channels, args.layers, args.device)
     timed = layer_speed.interleaved_medians(steps, args.device, args.repeats, args.min_block)
     peak = layer_speed.cuda_peak_bytes if args.device == "cuda" else layer_speed.cpu_peak_bytes
     device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor()
@@ -187,12 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("| model | parameters | step ms (median) | min ms | x dws (paired) | peak MB |")
     print("|---|---|---|---|---|---|")
     base = timed["dws"].rounds
-    for name, model in models.items():
+    for name in steps:
         t = timed[name]
-        count = sum(p.numel() for p in model.parameters())
+        count = f"{sum(p.numel() for p in models[name].parameters()):,}" if name in models else "-"
         ratio = layer_speed.paired_ratio(t.rounds, base)
         print(
-            f"| {name} | {count:,} | {t.median * 1e3:.1f} | {t.minimum * 1e3:.1f} | "
+            f"| {name} | {count} | {t.median * 1e3:.1f} | {t.minimum * 1e3:.1f} | "
             f"{ratio:.2f} | {peak(steps[name]) / 2**20:.1f} |"
         )
     if "nfn" in models:
@@ -203,6 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "bound" in timed:
             bound = layer_speed.paired_ratio(timed["nfn"].rounds, timed["bound"].rounds)
             print(f"nfn step / bound step = {bound:.2f}x (paired): the most any layer can gain")
+        if "gemms" in timed:
+            gemms = layer_speed.paired_ratio(timed["nfn"].rounds, timed["gemms"].rounds)
+            print(
+                f"nfn step / gemms = {gemms:.2f}x (paired): the most a model of the complete "
+                "basis can gain where its GEMMs set the time"
+            )
     return 0
 
 

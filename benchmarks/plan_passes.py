@@ -84,7 +84,7 @@ def plan_passes(
         if mix.name in fused and full_size_passes:
             work = _fused_tensor(space, fused[mix.name], mixes, pools, weight, batch, c, rand)
         else:
-            work = _small_mix(weight, batch, positions, bool(mix.kept), rand)
+            work = _small_mix(weight, batch, positions, bool(mix.kept), rand, mix.name not in fused)
         forwards.append(work[0])
         backwards.append(work[1])
         tensors += work[2]
@@ -100,22 +100,31 @@ def plan_passes(
     return PlanPasses(forward, step, tensors, macs)
 
 
-def _small_mix(weight, batch, positions, kept, rand):
-    """One mix of pooled features: its GEMM forward and both gradient GEMMs."""
+def _small_mix(weight, batch, positions, kept, rand, narrow=True):
+    """One mix of pooled features (or, with the passes left out, a full-size tensor's
+    identity mix: not `narrow`): its GEMM forward and both gradient GEMMs."""
     rows, width = weight.shape
     if not kept:
         x, g = rand(batch, width), rand(batch, rows)
         return (lambda: F.linear(x, weight)), (lambda: (g @ weight, g.t() @ x)), [x, g, weight]
     x, g = rand(batch, width, positions), rand(batch, rows, positions)
+    # A narrow mix's weight gradient as one GEMM over samples and positions, on operands laid
+    # out for it (as the emitted layers run it): a batched GEMM per sample, summed, takes
+    # about 3x as long there (B=512, C=32: 2,32,32,1's [128, 128] mix over 32 positions).
+    # Over a full-size tensor's positions the batched form is as fast or faster.
+    laid_out = [rand(rows, batch * positions), rand(batch * positions, width)] if narrow else []
 
     def forward() -> torch.Tensor:
         return torch.bmm(weight.expand(batch, -1, -1), x)
 
     def backward() -> None:
         torch.bmm(weight.t().expand(batch, -1, -1), g)
-        torch.bmm(g, x.transpose(1, 2)).sum(0)
+        if narrow:
+            laid_out[0] @ laid_out[1]
+        else:
+            torch.bmm(g, x.transpose(1, 2)).sum(0)
 
-    return forward, backward, [x, g, weight]
+    return forward, backward, [x, g, weight, *laid_out]
 
 
 def _fused_tensor(space, add, mixes, pools, weight, batch, c, rand):

@@ -176,9 +176,28 @@ def test_model_speed_times_a_training_step_of_each_model(capsys):
     assert model_speed.main(args) == 0
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
-    assert {"dws", "bound", "nfn"} <= set(rows)
+    assert {"dws", "bound", "nfn", "gemms"} <= set(rows)
     assert rows["dws"].split("|")[5].strip() == "1.00"  # dws against itself, paired
     assert "nfn step / dws step = " in out and "nfn step / bound step = " in out
+    assert "nfn step / gemms = " in out
+
+
+def test_the_gemms_step_runs_the_plans_gemms_once_per_layer_after_the_first():
+    model_speed = _load("model_speed")
+    plan_passes = _load("plan_passes").plan_passes
+    op_timer = _load("op_breakdown").OpTimer
+
+    def gemm_calls(step) -> int:
+        with op_timer() as record:
+            step()
+        gemms = ("aten.bmm.", "aten.mm.", "aten.linear.", "aten.addmm.", "aten.baddbmm")
+        return sum(n for (op, _), n in record.calls.items() if op.startswith(gemms))
+
+    one_layer = gemm_calls(
+        plan_passes((2, 4, 4, 1), "hidden", 3, 2, "cpu", torch.float32, False).step
+    )
+    assert one_layer > 0
+    assert gemm_calls(model_speed.gemms_step((2, 4, 4, 1), 3, 2, 4, "cpu")) == 3 * one_layer
 
 
 def test_the_bound_model_mixes_channels_only_with_the_layer_shapes():
