@@ -1,6 +1,7 @@
 """The `fused` backend's C kernels alone, against torch on the same bytes, warm and cold.
 
-One tensor's identity term at B=256, C=16, n = m = 32 (2,32,32,1's W2), float32, 2 threads:
+One tensor's identity term at B=256, C=16 (`--batch`, `--channels`), n = m = 32 (2,32,32,1's
+W2), float32, 2 threads:
   mix_terms   y = w x + a row term [B, C, n, 1] + a column term [B, C, 1, m]
   mix_bwd     from g = dL/dy and x: the weight gradient, g's sums over j and over i, and (the
               `+gx` row) x's gradient w^T g
@@ -61,9 +62,12 @@ def library(module, source: str | None) -> ctypes.CDLL:
         module._FUSED_STATE["torch.float32"] = saved_lib
 
 
-def kernel_calls(lib: ctypes.CDLL, batch: int, threads: int) -> dict[str, Callable[[], None]]:
-    """The kernel rows, on fixed inputs, each checked once against torch first."""
-    c, n, m = 16, 32, 32
+def kernel_calls(
+    lib: ctypes.CDLL, batch: int, threads: int, c: int = 16
+) -> dict[str, Callable[[], None]]:
+    """The kernel rows (C = `c` in and out), on fixed inputs, each checked once against torch
+    first."""
+    n, m = 32, 32
     gen = torch.Generator().manual_seed(0)
     x, g = (torch.randn(batch, c, n, m, generator=gen) for _ in range(2))
     w = torch.randn(c, c, generator=gen)
@@ -115,8 +119,8 @@ def kernel_calls(lib: ctypes.CDLL, batch: int, threads: int) -> dict[str, Callab
     }
 
 
-def torch_calls(batch: int) -> dict[str, Callable[[], None]]:
-    c, size = 16, 32 * 32
+def torch_calls(batch: int, c: int = 16) -> dict[str, Callable[[], None]]:
+    size = 32 * 32
     x, out = torch.randn(batch, c, size), torch.empty(batch, c, size)
     w = torch.randn(c, c)
     flat, flat_out = torch.randn(batch * size, c), torch.empty(batch * size, c)
@@ -143,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", nargs="+", default=[None], help="kernel source files")
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
@@ -154,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: dict[str, Callable[[], None]] = {}
     for source in args.source:
         label = "" if source is None else f" [{os.path.basename(source)}]"
-        calls = kernel_calls(library(module, source), args.batch, args.threads)
+        calls = kernel_calls(library(module, source), args.batch, args.threads, args.channels)
         rows.update({name + label: call for name, call in calls.items()})
-    rows.update(torch_calls(args.batch))
+    rows.update(torch_calls(args.batch, args.channels))
     sweep = torch.zeros(args.cold_mb * 2**20 // 4)
     results: dict[str, dict[str, list[float]]] = {n: {"warm": [], "cold": []} for n in rows}
     for call in rows.values():
@@ -166,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[name]["warm"].append(median_ms(call, args.repeats, None))
             results[name]["cold"].append(median_ms(call, args.repeats, sweep))
     print(
-        f"B={args.batch}, C=16, n=m=32, float32, threads={args.threads}, torch {torch.__version__}"
+        f"B={args.batch}, C={args.channels}, n=m=32, float32, threads={args.threads}, "
+        f"torch {torch.__version__}"
     )
     print("| call | warm ms | cold ms |\n|---|---|---|")
     for name, r in results.items():

@@ -231,8 +231,11 @@ def test_kernel_speed_checks_the_kernels_against_torch_then_times_them(tmp_path,
     source = tmp_path / "copy.c"  # a second source: the checked-in text under another name
     source.write_text(kernel_speed.fused_module()._KERNEL_SOURCE)
     args = ["--batch", "4", "--threads", "1", "--repeats", "2", "--rounds", "1"]
+    args += ["--channels", "5"]  # odd: the kernels' edge tiles, checked against torch
     assert kernel_speed.main(args + ["--cold-mb", "1", "--source", str(source)]) == 0
-    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:]]
+    out = capsys.readouterr().out
+    assert out.startswith("B=4, C=5, ")
+    rows = [line.split("|")[1].strip() for line in out.splitlines()[2:]]
     assert "mix_terms [copy.c]" in rows and "mix_bwd+gx [copy.c]" in rows
     assert "torch mm (floor)" in rows and "torch copy (read+write)" in rows
 
