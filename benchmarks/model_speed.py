@@ -118,7 +118,7 @@ def gemms_step(
     """The `gemms` candidate: `layers - 1` layers' plan GEMMs, C -> C, forward and backward."""
     from plan_passes import plan_passes  # beside this script, like layer_speed
 
-    work = plan_passes(dims, "hidden", batch, channels, device, torch.float32, False)
+    work = plan_passes(dims, "hidden", batch, channels, device, full_size_passes=False)
 
     def step() -> None:
         for _ in range(layers - 1):

@@ -6,7 +6,8 @@ Eager: one PyTorch op per pool, reduction, broadcast sum and GEMM, as the emitte
 runs, with random data of the right shapes and no autograd:
 
 - every channel mix of the plan as the emitted layer runs it (a batched GEMM per sample,
-  `F.linear` where nothing is kept): forward, gradient of the input, gradient of the weight;
+  `F.linear` where nothing is kept): forward, gradient of the input, gradient of the weight
+  (for a mix of pooled features, one GEMM over samples and positions);
 - for each tensor whose identity term is fused (`Add.fused`: a full-size GEMM), the passes
   over full-size tensors that even a hand-written adjoint of the whole layer makes:
   forward, its pools (one reduction each) and one broadcast sum that the identity GEMM
@@ -114,15 +115,17 @@ def _small_mix(weight, batch, positions, kept, rand, narrow=True):
     # Over a full-size tensor's positions the batched form is as fast or faster.
     laid_out = [rand(rows, batch * positions), rand(batch * positions, width)] if narrow else []
 
+    def weight_grad() -> torch.Tensor:
+        if laid_out:
+            return laid_out[0] @ laid_out[1]
+        return torch.bmm(g, x.transpose(1, 2)).sum(0)
+
     def forward() -> torch.Tensor:
         return torch.bmm(weight.expand(batch, -1, -1), x)
 
     def backward() -> None:
         torch.bmm(weight.t().expand(batch, -1, -1), g)
-        if narrow:
-            laid_out[0] @ laid_out[1]
-        else:
-            torch.bmm(g, x.transpose(1, 2)).sum(0)
+        weight_grad()
 
     return forward, backward, [x, g, weight, *laid_out]
 
