@@ -31,7 +31,7 @@ step() { # step NAME SECONDS COMMAND...
   nproc
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-step tests 100 python3 -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_layers.py -k cuda
+step tests 100 python3 -m pytest -q -p no:cacheprovider -rs tests/codegen/test_cuda.py tests/codegen/test_layers.py -k cuda
 L="python3 benchmarks/layer_speed.py --device cuda --compile --cudagraphs --repeats 9 --min-block 0.02"
 L="$L --shapes 2,32,32,1 2,32,32,32,32,1"
 step layer1024_fp32 140 $L --batch 1024 --dtypes float32 --backends fused

@@ -11,7 +11,7 @@ over ``functional_call`` of one module computes every CNN's loss and gradient at
 grouped convolution underneath), and AdamW runs elementwise on the stacks. Chunks hold CNNs
 of similar step counts (sorted), so little work is spent on CNNs that have already stopped.
 Every CNN's randomness (init and minibatches) comes from its own generator, so a CNN trains
-the same alone as in any chunk (``tests/test_zoo.py`` checks it against ``torch.optim.AdamW``).
+the same alone as in any chunk (``tests/inr/test_zoo.py`` checks it against ``torch.optim.AdamW``).
 
 Cache: ``<cache_dir>/digits-cnn-zoo-<hash>.pt`` with the whole :class:`ZooRecipe` hashed into
 the name, checked and written by :mod:`dws_theory.inr.cache` as the INR datasets are.

@@ -22,7 +22,7 @@ from dws_theory.report import write_page
 from dws_theory.runtime import layer_classes
 from dws_theory.spec import Kind
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "generated"
 DERIVATIONS = ROOT / "docs" / "derivations"
 

@@ -1,7 +1,7 @@
 """The code generator: lowering (ops, slots, counts), rendered source, files, CLI, drift.
 
-Nothing here runs a layer (tests/test_layers.py does); these tests check the plan against the
-basis and the text against its contracts (header, imports, formatting, reproducibility).
+Nothing here runs a layer (tests/codegen/test_layers.py does); these tests check the plan
+against the basis and the text against its contracts (header, imports, formatting, reproducibility).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dws_theory.codegen import (
 )
 from dws_theory.spec import Kind, NeuronSet, SpecError, Tensor, WeightSpace, mlp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "generated"
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import _check_linear
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import burnside_counts, group_order
 from spaces import cnn_space, modes, residual_space, tied_space
-from test_symbolic import _check_linear
 
 from dws_theory.basis import enumerate_basis
 from dws_theory.certify import ROUTES, certify, enumeration_counts

@@ -26,7 +26,7 @@ N = 24
 FIT_STEPS = 30
 JSON_KEYS = {"task", "model", "seed", "metric", "value", "val", "best_epoch", "epochs"}
 JSON_KEYS |= {"params", "seconds"}
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -17,84 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import act, assert_close, flat, permute_one_axis, random_inputs, randomise
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from strategies import mlp_dims, modes
 
 from dws_theory.basis import enumerate_basis
 from dws_theory.codegen import checked_in_modules, module_name
-from dws_theory.group import GroupElement, random_element
+from dws_theory.group import random_element
 from dws_theory.runtime import layer_classes
-from dws_theory.spec import WeightSpace, mlp
+from dws_theory.spec import mlp
 
-GENERATED = Path(__file__).resolve().parent.parent / "generated"
+GENERATED = Path(__file__).resolve().parents[2] / "generated"
 Tensors = list[torch.Tensor]
-
-
-# -- helpers shared with test_models.py ------------------------------------------------------------
-def random_inputs(
-    dims: Sequence[int], batch: int, channels: int, gen: torch.Generator
-) -> tuple[Tensors, Tensors]:
-    """Random features in the layout contract, float64."""
-    weights = [
-        torch.randn(batch, channels, dims[m], dims[m - 1], generator=gen, dtype=torch.float64)
-        for m in range(1, len(dims))
-    ]
-    biases = [
-        torch.randn(batch, channels, dims[m], generator=gen, dtype=torch.float64)
-        for m in range(1, len(dims))
-    ]
-    return weights, biases
-
-
-def act(space: WeightSpace, g: GroupElement, weights: Tensors, biases: Tensors):
-    """The group action on [B, C, ...] tensors: y[.., i, ..] = sign[i] * x[.., perm[i], ..].
-
-    Written independently of the engine's `signed_permutation`: a gather along every axis of
-    every tensor with the permutation of its neuron set, then a multiplication by its signs.
-    """
-
-    def one(t: torch.Tensor, name: str) -> torch.Tensor:
-        for pos, set_name in enumerate(space.tensor(name).axes):
-            dim = 2 + pos
-            t = t.index_select(dim, torch.as_tensor(g.perm(set_name)))
-            shape = [1] * t.dim()
-            shape[dim] = -1
-            t = t * torch.as_tensor(g.sign(set_name), dtype=t.dtype).view(shape)
-        return t
-
-    depth = len(weights)
-    return (
-        [one(weights[m], f"W{m + 1}") for m in range(depth)],
-        [one(biases[m], f"b{m + 1}") for m in range(depth)],
-    )
-
-
-def permute_one_axis(t: torch.Tensor, dim: int, perm: np.ndarray) -> torch.Tensor:
-    return t.index_select(dim, torch.as_tensor(perm))
-
-
-def flat(weights: Tensors, biases: Tensors) -> torch.Tensor:
-    """[B, C, P]: tensors in spec order W1, b1, W2, b2, ..., C order inside."""
-    batch, channels = weights[0].shape[:2]
-    parts = []
-    for w, b in zip(weights, biases, strict=True):
-        parts += [w.reshape(batch, channels, -1), b.reshape(batch, channels, -1)]
-    return torch.cat(parts, dim=2)
-
-
-def randomise(module: torch.nn.Module, gen: torch.Generator) -> None:
-    """Random parameters (not the initialisation, which zeroes biases)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
-
-
-def assert_close(a: Tensors, b: Tensors, rtol: float = 1e-10) -> None:
-    for x, y in zip(a, b, strict=True):
-        x, y = x.detach(), y.detach()
-        scale = max(1.0, float(y.abs().max()))
-        assert float((x - y).abs().max()) <= rtol * scale, float((x - y).abs().max())
 
 
 def layer64(dims: Sequence[int], mode: str, c_in: int, c_out: int, gen: torch.Generator):

@@ -1,6 +1,6 @@
 """Emitted layers for general weight spaces: CNN kernels, residual links, tied square weights.
 
-The same four checks as for MLPs (tests/test_layers.py), on random small spaces written down
+The same four checks as for MLPs (tests/codegen/test_layers.py), on random small spaces written down
 by hand (tests/spaces.py, no front end involved), in float64 with random parameters:
 
 - equivariant under random group elements (and the invariant layer invariant);

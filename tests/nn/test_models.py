@@ -12,10 +12,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import act, assert_close, random_inputs, randomise
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from strategies import mlp_dims, modes
-from test_layers import act, assert_close, random_inputs, randomise
 
 from dws_theory.group import random_element
 from dws_theory.models import DWSNet

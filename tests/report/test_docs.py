@@ -36,7 +36,7 @@ from dws_theory.docs import (
 from dws_theory.group import generators, random_element, signed_permutation
 from dws_theory.spec import Kind, mlp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DERIVATIONS = ROOT / "docs" / "derivations"
 
 

@@ -20,7 +20,7 @@ from dws_theory.theory import (
     render_theory,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FORMS = {mode: closed_forms(mode) for mode in ("hidden", "all", "signed")}
 
 

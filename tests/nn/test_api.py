@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_layers import random_inputs
+from helpers import random_inputs
 
 import dws_theory
 from dws_theory.models import DWSNet
 from dws_theory.runtime import layer_classes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODES = ("hidden", "all", "signed")
 
 

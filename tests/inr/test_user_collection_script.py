@@ -9,7 +9,7 @@ import torch
 
 from dws_theory.inr.userdata import load_collection
 
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "user_collection.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "user_collection.py"
 
 
 def test_user_collection_script_writes_a_loadable_collection(tmp_path) -> None:

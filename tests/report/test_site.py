@@ -22,7 +22,7 @@ import pytest
 
 from dws_theory.site_hooks import MATHJAX_SCRIPT, mathjax_source
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = "derivations/dws_2_32_32_1_hidden/index.html"
 
 

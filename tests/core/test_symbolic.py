@@ -4,45 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import _check_linear, _fixed_shape, _tensor
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import modes
 
-from dws_theory.basis import Basis, enumerate_basis
+from dws_theory.basis import enumerate_basis
 from dws_theory.spec import mlp
 from dws_theory.symbolic import evaluate_formula, pattern_formula
-
-
-def _tensor(space, x: np.ndarray, name: str) -> np.ndarray:
-    start = space.offsets()[name]
-    return x[start : start + space.numel(name)].reshape(space.shape(name))
-
-
-def _fixed_shape(space, p) -> tuple[int, ...]:
-    return tuple(space.set(p.set_of(label)).size for label in p.fixed)
-
-
-def _check_linear(basis: Basis, rng: np.random.Generator) -> int:
-    """Every element of every linear pattern: sympy formula == Basis.dense(one-hot) @ x."""
-    space = basis.space
-    x = rng.normal(size=space.dimension)
-    start, checked = 0, 0
-    for p in basis.linear:
-        formula = pattern_formula(space, p)
-        multiplicity = p.multiplicity(space)
-        for k in range(multiplicity):
-            theta = np.zeros(basis.equivariant_linear)
-            theta[start + k] = 1.0
-            expected = _tensor(space, basis.dense(theta, normalised=True) @ x, p.out)
-            local = np.zeros(multiplicity)
-            local[k] = 1.0
-            got = evaluate_formula(
-                space, formula, _tensor(space, x, p.inp), local.reshape(_fixed_shape(space, p))
-            )
-            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12, err_msg=str(p))
-            checked += 1
-        start += multiplicity
-    return checked
 
 
 @pytest.mark.parametrize("mode", ["hidden", "all", "signed"])
