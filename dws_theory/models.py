@@ -34,8 +34,8 @@ from torch import nn
 
 from .activations import ReLU
 from .codegen.backends import DEFAULT_BACKEND
-from .codegen.compiled_prelude import _compiled_forward
 from .codegen.lower import mlp_shape
+from .codegen.preludes.compiled import _compiled_forward
 from .runtime import layer_classes
 from .spec import Kind, NeuronSet, WeightSpace, mlp, parse_dims, parse_mode
 

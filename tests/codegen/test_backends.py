@@ -396,7 +396,7 @@ def whole_model_compile(monkeypatch):
     """DWSNet's compiled forward built afresh with a counting aot_eager backend (the wrapper
     is per class and reads the backend at its first call), and dropped again afterwards."""
     from dws_theory import models
-    from dws_theory.codegen import compiled_prelude
+    from dws_theory.codegen.preludes import compiled as compiled_prelude
 
     counter = CompileCounterWithBackend("aot_eager")
     monkeypatch.setattr(compiled_prelude, "COMPILE_BACKEND", counter)
@@ -436,7 +436,7 @@ def test_dwsnet_backend_compiles_the_whole_model_and_matches_eager(whole_model_c
 
 def test_dwsnet_backend_compiled_falls_back_with_one_warning(monkeypatch):
     from dws_theory import models
-    from dws_theory.codegen import compiled_prelude
+    from dws_theory.codegen.preludes import compiled as compiled_prelude
 
     def no_compiler(graph, example_inputs):
         raise RuntimeError("no C++ compiler found")

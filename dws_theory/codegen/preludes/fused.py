@@ -2,8 +2,8 @@
 
 `dws_theory.codegen.backends.fused` reads this file back as text from the marker line on and
 pastes it after the compiled backend's code, followed by `_KERNEL_SOURCE`: the C source of
-`codegen/fused_kernels.c`. The names defined above the marker are stand-ins for what the
-module defines before this code.
+`fused_kernels.c` beside this file. The names defined above the marker are stand-ins for
+what the module defines before this code.
 
 The appended code runs each tensor's identity term (`_mix_add`: one channel mix plus its
 broadcast terms) through C kernels, forward and backward, registered as torch custom ops
