@@ -1,8 +1,9 @@
 """The fused backend: the compiled module, with each tensor's identity term run by C kernels.
 
 The printed module is the compiled one (same parameters, names and `state_dict`; the
-forward runs through torch.compile) plus the code of `codegen/preludes/fused.py` and, as the
-string `_KERNEL_SOURCE`, the C source of `codegen/preludes/fused_kernels.c`. The prelude
+forward runs through torch.compile) plus the code of `codegen/preludes/fused.py` and
+`custom_ops.py` and, as the string `_KERNEL_SOURCE`, the C source of
+`codegen/preludes/fused_kernels.c`. The prelude
 replaces the module's `_mix_add` (one channel mix plus its broadcast terms: the largest
 tensor work of a layer) by torch custom ops over those kernels, forward and backward, each
 in one pass over memory; the module compiles the kernels with the system C compiler at the
@@ -18,7 +19,7 @@ from . import compiled, eager
 
 __all__ = ["render"]
 
-_IMPORTS = ("ctypes", "functools", "hashlib", "operator", "os", "platform", "subprocess")
+_IMPORTS = ("ctypes", "hashlib", "operator", "os", "platform", "subprocess", "tempfile")
 
 
 def render(plan: LayerPlan) -> str:
@@ -27,8 +28,9 @@ def render(plan: LayerPlan) -> str:
         [
             prelude_source("compiled").strip("\n"),
             prelude_source("fused").strip("\n"),
+            prelude_source("custom_ops").strip("\n"),
             f'_KERNEL_SOURCE = r"""\n{kernel_source()}"""',
         ]
     )
-    imports = (*compiled.IMPORTS, *_IMPORTS, "tempfile")
+    imports = (*compiled.IMPORTS, *_IMPORTS)
     return eager.render(plan, "fused", appendix, imports=imports)
