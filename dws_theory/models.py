@@ -108,12 +108,13 @@ class DWSNet(nn.Module):
         dropout: dropout probability inside the head (the equivariant trunk has none, so
             equivariance holds sample by sample in training mode too).
         in_channels: channels of the input features (1 for raw weights).
-        backend: `eager` (default), `compiled` or `fused`: with `compiled`, the whole
-            forward (layers, activations, invariant layer and head) runs through
+        backend: `eager` (default), `compiled`, `fused` or `triton`: with `compiled`, the
+            whole forward (layers, activations, invariant layer and head) runs through
             `torch.compile` as one graph, built at the first call, and the eager forward
             where that cannot be built (after one warning), inside an outer compilation and
             under torch.func transforms; `fused` is the same with the fused layers' C
-            kernels for the identity terms. The layers are
+            kernels for the identity terms (CPU), `triton` with Triton kernels (CUDA).
+            The layers are
             `runtime.layer_classes(..., backend)`; parameters and `state_dict` are the same
             for all. Compiling the whole model is faster than compiling each layer on its
             own: the activations fuse with the layers' sums (the project's
@@ -240,7 +241,7 @@ class DWSNet(nn.Module):
         return [w.abs() for w in ws], [b.abs() for b in bs]
 
 
-_WHOLE_MODEL = ("compiled", "fused")  # backends whose models compile the whole forward
+_WHOLE_MODEL = ("compiled", "fused", "triton")  # backends whose models compile the whole forward
 _COMPILED: dict[tuple[type, str], Callable[..., object]] = {}
 
 
