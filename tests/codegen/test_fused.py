@@ -276,4 +276,4 @@ def test_dwsnet_backend_fused_matches_eager(monkeypatch):
     x = inputs(DIMS, 3, 1, seed=8)
     got, want = fused(*x), eager(*x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    assert (DWSNet, "fused") in models._COMPILED
+    assert (DWSNet, "fused", False) in models._COMPILED

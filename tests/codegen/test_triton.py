@@ -298,7 +298,7 @@ def test_dwsnet_backend_triton_matches_eager(monkeypatch):
     with profile() as prof:
         got = fast(*x)
     torch.testing.assert_close(got, eager(*x), rtol=1e-5, atol=1e-6)
-    assert (DWSNet, "triton") in models._COMPILED
+    assert (DWSNet, "triton", False) in models._COMPILED
     assert "mix_terms" in ran_ops(prof)
 
 
