@@ -307,3 +307,29 @@ def test_generate_backend_triton_carries_the_kernels_and_names_itself():
     assert 'BACKEND = "triton"' in text and "--backend triton" in text
     assert "\n_TRITON_SOURCE = r" in text and "def mix_terms_kernel(" in text
     assert "\nimport triton" not in text.split("_TRITON_SOURCE")[0]  # torch only until used
+
+
+def test_autotuning_keeps_the_tiles_a_shape_fills():
+    """On a GPU every config is timed once per shape; the pruning leaves out tiles wider
+    than a shape's next power of two (16 at least), and keeps the first config where none
+    fits. (Under the interpreter only the first config is listed, so it is checked here on
+    the configs of a GPU run.)"""
+    import triton
+
+    from dws_theory.codegen.preludes import triton_kernels
+
+    configs = [
+        triton.Config({"BLOCK_O": o, "BLOCK_K": k, "BLOCK_S": s})
+        for o, k, s in [(16, 16, 64), (32, 16, 128), (16, 32, 256), (64, 64, 64)]
+    ]
+
+    def kept(c_out: int, c_in: int, size: int) -> list[tuple[int, int, int]]:
+        sizes = {"C_OUT": c_out, "C_IN": c_in, "S": size}
+        chosen = triton_kernels._prune(configs, sizes)
+        return [(c.kwargs["BLOCK_O"], c.kwargs["BLOCK_K"], c.kwargs["BLOCK_S"]) for c in chosen]
+
+    assert kept(16, 16, 1024) == [(16, 16, 64)]
+    assert kept(32, 32, 1024) == [(16, 16, 64), (32, 16, 128), (16, 32, 256)]
+    assert kept(64, 64, 1024) == [(16, 16, 64), (32, 16, 128), (16, 32, 256), (64, 64, 64)]
+    assert kept(3, 2, 5) == [(16, 16, 64)]  # none fits: the first
+    assert triton_kernels.MIX_CONFIGS and triton_kernels.WEIGHT_GRAD_CONFIGS
