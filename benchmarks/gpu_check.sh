@@ -50,15 +50,15 @@ fi
 SHAPES="2,32,32,1 2,32,32,32,32,1"
 L="$PY benchmarks/layer_speed.py --device cuda --compile --cudagraphs --repeats 9"
 L="$L --min-block 0.02 --backends fused triton"
-step tests 90 $PY -m pytest -q -p no:cacheprovider -rs tests/codegen/test_cuda.py \
+step tests 120 $PY -m pytest -q -p no:cacheprovider -rs tests/codegen/test_cuda.py \
   tests/codegen/test_layers.py -k cuda
 step layer1024_fp32 150 $L --shapes $SHAPES --batch 1024 --dtypes float32 \
   --json "$OUT/layer1024_fp32.json"
-step layer1024_bf16 110 $L --shapes $SHAPES --batch 1024 --dtypes bfloat16 --no-passes \
+step layer1024_bf16 100 $L --shapes $SHAPES --batch 1024 --dtypes bfloat16 --no-passes \
   --json "$OUT/layer1024_bf16.json"
-step layer4096 100 $L --shapes 2,32,32,1 --batch 4096 --dtypes float32 bfloat16 --no-passes \
+step layer4096 90 $L --shapes 2,32,32,1 --batch 4096 --dtypes float32 bfloat16 --no-passes \
   --json "$OUT/layer4096.json"
-step model512 140 $PY benchmarks/model_speed.py --device cuda --compile --cudagraphs \
+step model512 130 $PY benchmarks/model_speed.py --device cuda --compile --cudagraphs \
   --repeats 7 --min-block 0.05 --models dws dws-compiled dws-compiled-cudagraphs \
   dws-backend-compiled dws-backend-compiled-nographs dws-backend-triton \
   dws-backend-triton-nographs bound nfn nfn-cudagraphs
