@@ -9,15 +9,16 @@ from dataclasses import replace
 import torch
 
 from ..arguments import non_negative_float, positive_float, positive_int, seed
+from ..cuda_graphs import AUTOCAST
 from ..errors import InputError, strict_json
-from .augment import AUGMENTATIONS
-from .datasets import load_dataset
-from .normalize import NORMALIZATIONS
-from .registry import MODELS, PRESETS, get_model
-from .siren import INIT_SCHEMES, SCHEDULES
-from .tasks import TASKS
-from .train import RunConfig, run, zoo_recipe
-from .zoo import load_zoo
+from .data.datasets import load_dataset
+from .data.siren import INIT_SCHEMES, SCHEDULES
+from .data.tasks import TASKS
+from .data.zoo import load_zoo
+from .models.table import MODELS, PRESETS, get_model
+from .train.augment import AUGMENTATIONS
+from .train.loop import RunConfig, run, zoo_recipe
+from .train.normalize import NORMALIZATIONS
 
 __all__ = ["add_data_parser", "add_train_parser", "format_summary"]
 
@@ -173,6 +174,8 @@ def _run_train(args: argparse.Namespace) -> int:
         save=args.save,
         progress=not args.quiet,
         compile=args.compile,
+        cuda_graphs=not args.no_cuda_graphs,
+        autocast=args.autocast,
     )
     result = run(config)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -200,8 +203,6 @@ def _augment_list(text: str) -> list[str]:
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``train TASK|--data FILE --model MODEL``."""
-    from . import models  # noqa: F401  (registers the built-in models for the help text)
-
     p = subparsers.add_parser(
         "train",
         help="train a model on a weight-space task or on your own collection of networks",
@@ -210,8 +211,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument("task", nargs="?", choices=tuple(TASKS), default=None)
     p.add_argument("--data", default=None, metavar="FILE.pt", help="a collection of your own")
-    # No `choices`: models registered after this parser is built must still be accepted.
-    p.add_argument("--model", required=True, help=f"registered model: {', '.join(sorted(MODELS))}")
+    p.add_argument("--model", required=True, help=f"the model: {', '.join(sorted(MODELS))}")
     p.add_argument("--preset", choices=tuple(PRESETS), default="default")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--epochs", type=positive_int, default=None, help="default: per task/model")
@@ -250,6 +250,18 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="run the training step through torch.compile (eager, after one warning, where "
         "it cannot be built): faster steps for large models and batches, after compiles that "
         "take from tens of seconds to minutes, so it pays only on long runs",
+    )
+    p.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        help="with --compile on CUDA, do not replay the step as CUDA graphs (by default it is, "
+        "and an epoch's last partial batch is dropped so that every step has one shape)",
+    )
+    p.add_argument(
+        "--autocast",
+        choices=sorted(AUTOCAST),
+        default=None,
+        help="run the training step's forward under torch.autocast to this dtype",
     )
     _add_fit_options(p, "--fit-steps")
     p.set_defaults(func=_run_train)

@@ -356,13 +356,13 @@ def test_long_parameter_names_are_wrapped_ruff_stable_and_correct(tmp_path, spec
 
 # -- the package's steps ---------------------------------------------------------------------------
 def test_prelude_is_real_python_pasted_verbatim():
-    """The helpers live in codegen/prelude.py (imported here, so ruff and tests see them) and
-    every module carries them, text for text, from the marker line on."""
+    """The helpers live in codegen/preludes/base.py (imported here, so ruff and tests see them)
+    and every module carries them, text for text, from the marker line on."""
     import importlib
 
-    from dws_theory.codegen.backends.eager import prelude_source
+    from dws_theory.codegen.preludes import prelude_source
 
-    prelude = importlib.import_module("dws_theory.codegen.prelude")
+    prelude = importlib.import_module("dws_theory.codegen.preludes.base")
     text = prelude_source()
     assert text.lstrip().startswith("def _mix(")
     assert text in source_for((2, 3, 1), "hidden")

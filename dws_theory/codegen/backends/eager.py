@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from ...spec import WeightSpace
 from ..emit import (
@@ -32,21 +31,12 @@ from ..emit import (
     wrapped,
 )
 from ..plan import Add, Bias, Block, LayerPlan, Mix, Pool, local_name
+from ..preludes import prelude_source
 
-__all__ = ["GENERATOR_VERSION", "NAME", "PRELUDE", "prelude_source", "render"]
+__all__ = ["GENERATOR_VERSION", "NAME", "render"]
 
 NAME = "eager"  # this backend's name, the default one
 GENERATOR_VERSION = "6"
-PRELUDE = Path(__file__).resolve().parent.parent / "prelude.py"
-_MARKER = "# -- emitted from here on "
-
-
-def prelude_source(path: Path = PRELUDE) -> str:
-    """A prelude file (default `prelude.py`, the helpers) from its marker line on, as text
-    (never imported here)."""
-    text = path.read_text(encoding="utf-8")
-    start = text.index("\n", text.index(_MARKER)) + 1
-    return text[start:]
 
 
 def _sizes(space: WeightSpace, sets: Sequence[str]) -> list[str]:

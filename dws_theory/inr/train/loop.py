@@ -4,7 +4,7 @@
 user's own collection), fits the input normalisation on the training split for the model's
 symmetry, trains with AdamW, keeps the epoch with the best validation metric and reports its
 test metric. Every training batch goes raw weights -> augmentations (the task's defaults or
-``augment=``) -> hidden-neuron permutation (models registered with ``permutation_augment``)
+``augment=``) -> hidden-neuron permutation (models whose table entry sets ``permutation_augment``)
 -> normalisation -> model.
 
 Data parallel: started under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the loop
@@ -30,18 +30,19 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..codegen.compiled_prelude import _compiled_forward
-from ..errors import InputError
-from .augment import AUGMENTATIONS, augment
-from .baselines import flatten_weights, permute_hidden, unflatten_weights
-from .collection import Collection, from_dataset, from_zoo
-from .datasets import load_dataset
+from ...cuda_graphs import AUTOCAST, batch_count, static_batches, step_module, uses_cuda_graphs
+from ...errors import InputError
+from ..data.collection import Collection, from_dataset, from_zoo
+from ..data.datasets import load_dataset
+from ..data.layout import flatten_weights, unflatten_weights
+from ..data.siren import SCHEDULES, render
+from ..data.tasks import TrainDefaults, get_task
+from ..data.zoo import ZooRecipe, load_zoo
+from ..models.base import Architecture, ModelSpec, TaskInfo, UnsupportedTask
+from ..models.table import PRESETS, get_model
+from .augment import AUGMENTATIONS, augment, permute_hidden
 from .metrics import kendall_tau
 from .normalize import NORMALIZATIONS, Normalizer, fit_normalizer
-from .registry import PRESETS, Architecture, ModelSpec, TaskInfo, UnsupportedTask, get_model
-from .siren import SCHEDULES, render
-from .tasks import TrainDefaults, get_task
-from .zoo import ZooRecipe, load_zoo
 
 __all__ = [
     "RunConfig",
@@ -84,6 +85,8 @@ class RunConfig:
     save: str | None = None  # write the selected model's state_dict here
     progress: bool = True
     compile: bool = False  # run the training step's forward through torch.compile
+    cuda_graphs: bool = True  # with compile on CUDA: graphed steps, full batches only
+    autocast: str | None = None  # "bf16": the training step's forward under autocast
 
     def __post_init__(self) -> None:
         if (self.task is None) == (self.data is None):
@@ -91,6 +94,10 @@ class RunConfig:
         if self.normalize not in NORMALIZATIONS:
             raise InputError(
                 f"expected a normalisation in {NORMALIZATIONS}, got {self.normalize!r}"
+            )
+        if self.autocast is not None and self.autocast not in AUTOCAST:
+            raise InputError(
+                f"expected an autocast dtype in {tuple(AUTOCAST)}, got {self.autocast!r}"
             )
         if self.preset not in PRESETS:
             raise InputError(f"expected a preset in {tuple(PRESETS)}, got {self.preset!r}")
@@ -170,7 +177,7 @@ def prepare(
     ws, bs = data.raw(data.rows(data.splits["train"]))
     space = None
     if data.example is not None and symmetry is not None:
-        from ..frontends.module import from_module
+        from ...frontends.module import from_module
 
         space = from_module(data.example, symmetry)
     normalizer = fit_normalizer(ws, bs, scheme, symmetry, space)
@@ -251,22 +258,6 @@ def batch_loss(
     """Loss of the raw batch ``(weights, biases)`` of networks ``idx``."""
     pred = predict(model, p, weights, biases)
     return p.data.task.loss(pred, _loss_targets(p, p.data.targets[idx]))
-
-
-class CompiledForward(nn.Module):
-    """`module` whose forward runs through torch.compile, built at the first call: the
-    generated layers' compiled wrapper, so where the compiled code cannot be built (no C++
-    compiler, say) one warning names the reason and the eager forward runs. It holds
-    `module` (parameters and `state_dict` under `module.`); evaluation and saving use
-    `module` itself."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-        self._run = _compiled_forward(type(module).forward)
-
-    def forward(self, weights: list[Tensor], biases: list[Tensor]) -> object:
-        return self._run(self.module, weights, biases)
 
 
 def train_step(
@@ -359,7 +350,7 @@ def _device_for(device: str, world: World) -> str:
 
 def load_collection_for(config: RunConfig) -> Collection:
     if config.data is not None:
-        from .userdata import load_collection
+        from ..data.userdata import load_collection
 
         return load_collection(config.data)
     if get_task(config.task).is_zoo:  # type: ignore[arg-type]
@@ -447,7 +438,10 @@ def _fit(
     world: World,
 ) -> dict[str, float]:
     task = p.data.task
-    net: nn.Module = CompiledForward(model) if config.compile else model
+    net = step_module(
+        model, compile=config.compile, cuda_graphs=config.cuda_graphs, autocast_name=config.autocast
+    )
+    static = uses_cuda_graphs(next(model.parameters()).device, config.cuda_graphs, config.compile)
     if world.size > 1:
         net = nn.parallel.DistributedDataParallel(net)
     optimizer = torch.optim.AdamW(
@@ -459,7 +453,7 @@ def _fit(
     shuffle = torch.Generator().manual_seed(config.seed)
     augmenter = Augmenter(settings.augment, spec.permutation_augment, config.seed)
     train_idx = p.data.splits["train"]
-    steps_per_epoch = -(-len(train_idx) // settings.batch_size)
+    steps_per_epoch = batch_count(len(train_idx), settings.batch_size, static)
     scheduler = _scheduler(optimizer, settings.schedule, settings.epochs * steps_per_epoch)
     best_val: float | None = None
     best_epoch = 0
@@ -475,7 +469,7 @@ def _fit(
         order = train_idx[torch.randperm(len(train_idx), generator=shuffle).to(train_idx.device)]
         view = torch.randint(p.data.n_views, (len(order),), generator=shuffle).to(order.device)
         losses = []
-        for pos in torch.arange(len(order)).split(settings.batch_size):
+        for pos in static_batches(len(order), settings.batch_size, static):
             idx, v = order[pos.to(order.device)], view[pos.to(order.device)]
             ws, bs = augmenter(*get_batch(p, idx, v))  # global batch: every rank draws alike
             mine, weight = world.part(torch.arange(len(idx), device=idx.device))
