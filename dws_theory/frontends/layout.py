@@ -16,7 +16,12 @@ may be:
   (convolution, windowed pooling, interpolation, a kernel axis): always a fixed set;
 - `batch`: the batch axis, which no parameter axis may join;
 - `broadcast`: a size-1 axis that broadcast over a larger one (a scalar offset): its own
-  fixed set of size 1.
+  fixed set of size 1;
+- `pinned`: an axis a tensor constant made in forward meets: fixed;
+- `declared`: fixed although the module might let it move (a depthwise convolution's
+  channel multiplier): a declared subgroup, safe, and checked for a note.
+
+`FIXED_FLAGS` are the flags that make a set fixed in every mode.
 
 A class can be *refined* after the fact, when a reshape or a split cuts a set into pieces
 (a `chunk` of a layer's output into gates, a view of `3 * E` features as `(3, H, d)`):
@@ -30,6 +35,7 @@ import math
 from dataclasses import dataclass, field
 
 __all__ = [
+    "FIXED_FLAGS",
     "Axis",
     "Factor",
     "LayoutError",
@@ -39,6 +45,9 @@ __all__ = [
     "part_size",
     "single",
 ]
+
+
+FIXED_FLAGS = frozenset({"positional", "broadcast", "pinned", "declared"})
 
 
 class LayoutError(ValueError):

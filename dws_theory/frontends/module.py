@@ -52,7 +52,17 @@ from torch import fx, nn
 
 from ..spec import MODES, Kind, NeuronSet, SpecError, Tensor, WeightSpace, mlp, parse_mode
 from .inputs import example_inputs
-from .layout import Axis, Factor, LayoutError, Slots, axis_size, part_size, shape_of, single
+from .layout import (
+    FIXED_FLAGS,
+    Axis,
+    Factor,
+    LayoutError,
+    Slots,
+    axis_size,
+    part_size,
+    shape_of,
+    single,
+)
 from .ops import Call, Traced, lookup
 
 __all__ = ["Link", "ModuleTrace", "TensorSource", "from_module", "trace_module"]
@@ -116,8 +126,10 @@ class ModuleTrace:
     `signed` mode, the first operation that is not odd. `sign_sets` and `scale_sets` are the
     hidden sets with an exact sign-flip and positive-scale symmetry; `scale_roles` gives per
     tensor the exponent of a set's scale on each axis (+1 on a layer's output axis and bias,
-    -1 on its input axis, 0 elsewhere). `inputs` and `outputs` give, per input and output
-    tensor, per axis, the sets of its factors (None for the batch and for positions);
+    -1 on its input axis, 0 elsewhere). `declared` names the fixed sets the module might let
+    move (a declared subgroup, or an axis a constant meets). `inputs` and `outputs` give, per
+    input and output tensor, per axis, the sets of its factors (None for the batch and for
+    positions);
     `example` is the input the trace ran on; `notes` say where the derived group is a
     declared subgroup of the module's symmetry."""
 
@@ -132,6 +144,7 @@ class ModuleTrace:
     scale_roles: tuple[tuple[str, tuple[int, ...]], ...] = ()
     inputs: tuple[End, ...] = ()
     outputs: tuple[End, ...] = ()
+    declared: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     example: tuple = field(default=(), compare=False, repr=False)
 
@@ -634,7 +647,7 @@ class _Assembler:
         return out
 
     def kind(self, c: _Class) -> Kind:
-        if c.flags & {"positional", "broadcast", "pinned"}:
+        if c.flags & FIXED_FLAGS:
             return Kind.FIXED
         if c.flags & {"input", "output"}:
             return Kind.PERMUTED if self.mode == "all" else Kind.FIXED
@@ -650,7 +663,7 @@ class _Assembler:
         classes = self.classes(layouts)
         kinds = {root: self.kind(c) for root, c in classes.items()}
         channel = sorted(
-            (r for r, c in classes.items() if not c.flags & {"positional", "broadcast", "pinned"}),
+            (r for r, c in classes.items() if not c.flags & FIXED_FLAGS),
             key=lambda r: classes[r].first,
         )
         fixed = sorted((r for r in classes if r not in channel), key=lambda r: classes[r].first)
@@ -668,7 +681,7 @@ class _Assembler:
                 sources.append((tensor, source))
                 roles.append((tensor, tuple(self.role(f.slot) for f in factors)))
         space = WeightSpace(sets, tuple(tensors))
-        boundary = {"input", "output", "positional", "broadcast", "pinned"}
+        boundary = {"input", "output"} | FIXED_FLAGS
         hidden = [r for r in channel if not classes[r].flags & boundary]
         return ModuleTrace(
             space=space,
@@ -684,6 +697,7 @@ class _Assembler:
             sign_sets=tuple(set_name[r] for r in hidden if classes[r].not_odd is None),
             scale_sets=tuple(set_name[r] for r in hidden if classes[r].not_homogeneous is None),
             scale_roles=tuple(roles),
+            declared=tuple(set_name[r] for r in fixed if classes[r].flags & {"declared", "pinned"}),
             inputs=tuple(self._ends(layout, set_name) for layout in self.t.inputs),
             outputs=tuple(self._ends(layout, set_name) for layout in self.t.outputs),
             notes=tuple(dict.fromkeys(self.t.notes)),
@@ -816,6 +830,7 @@ def _as_mlp(trace: ModuleTrace) -> ModuleTrace:
         scale_roles=tuple((renamed[t], r) for t, r in trace.scale_roles),
         inputs=ends(trace.inputs),
         outputs=ends(trace.outputs),
+        declared=tuple(set_names.get(s, s) for s in trace.declared),
         notes=trace.notes,
         example=trace.example,
     )

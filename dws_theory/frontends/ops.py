@@ -553,7 +553,11 @@ def _depthwise(t: Tracer, call: Call, x: Traced, weight: Traced) -> Axis:
         return weight.layout[0]
     if len(source) != 1:
         raise t.fail(call, "a depthwise convolution with a multiplier of concatenated channels")
-    fixed = t.fresh(f"depthwise multiplier of {call.node.name}", multiplier, "positional")
+    fixed = t.fresh(f"depthwise multiplier of {call.node.name}", multiplier, "declared")
+    t.notes.append(
+        f"{call.node.name}: a depthwise convolution's channel multiplier is a fixed set (a "
+        "subgroup of the symmetry that also permutes each channel's outputs)"
+    )
     target: Axis = (source[0] + fixed[0],)
     t.bind(call, weight.layout[0], target)
     return weight.layout[0]
