@@ -72,10 +72,26 @@ def architecture_section(target: Target, figure: str) -> list[str]:
         f"(the input) to the set of its first (the output) ({edges}); its further axes (conv "
         "kernels) are fixed sets of their own, and each one-axis tensor lives on its set.",
         "",
+        *_child_axes_lines(space),
         f"![Neuron-set graph]({figure})",
         "",
     ]
     return lines + _origin_lines(target) + _shared_sets_table(target)
+
+
+def _child_axes_lines(space: WeightSpace) -> list[str]:
+    """How the graph draws axes on child sets, for a space with nested sets."""
+    children = [s for s in space.sets if s.parent is not None]
+    if not children:
+        return []
+    named = ", ".join(f"${set_tex(s.name)}$ inside ${set_tex(s.parent)}$" for s in children)
+    return [
+        f"Nested sets ({named}): an axis of $H \\cdot d$ entries is stored as two axes, the "
+        "parent's (which block) then the child's (which position in the block). In the graph "
+        "a child axis rides with its parent axis, so a tensor is drawn by its other axes "
+        "and a tensor whose only other axis is the parent is listed under the parent's node.",
+        "",
+    ]
 
 
 def _origin_lines(target: Target) -> list[str]:
@@ -211,6 +227,11 @@ def _moving(space: WeightSpace, name: str) -> bool:
     return space.set(name).kind is not Kind.FIXED
 
 
+def _moving_children(space: WeightSpace) -> list:
+    """The child sets that move inside their blocks (permuted or signed)."""
+    return [s for s in space.sets if s.parent is not None and _moving(space, s.name)]
+
+
 def _action_tex(space: WeightSpace, tensor: str) -> str:
     """(g . T)_{i j} = s(i) s(j) T_{pi(i), pi(j)} with identity on fixed sets; a child axis
     j under the parent axis i reads pi^{(i)}(j), the permutation of block i."""
@@ -242,6 +263,11 @@ def group_section(space: WeightSpace, mode: str | None, network: str = "MLP") ->
         f"{named}: $G = {_group_tex(space)}$, one factor per "
         + ("permuted or signed neuron set" if moving else "set (none moves here)")
         + (
+            " (a set with moving children: one wreath-product factor)"
+            if _moving_children(space)
+            else ""
+        )
+        + (
             f"; the fixed sets {', '.join(f'${set_tex(s.name)}$' for s in fixed)} are never moved"
             if fixed
             else ""
@@ -271,7 +297,7 @@ def group_section(space: WeightSpace, mode: str | None, network: str = "MLP") ->
 
 def _nested_group_lines(space: WeightSpace) -> list[str]:
     """What a child set's permutations are, when the space has some."""
-    children = [s for s in space.sets if s.parent is not None and _moving(space, s.name)]
+    children = _moving_children(space)
     if not children:
         return []
     named = ", ".join(f"${set_tex(s.name)}$ in ${set_tex(s.parent)}$" for s in children)
@@ -360,7 +386,7 @@ def proof_section(space: WeightSpace) -> list[str]:
 
 def _nested_proof_lines(space: WeightSpace) -> list[str]:
     """Step (5) of the proof, for a space with nested sets."""
-    if not any(s.parent is not None and _moving(space, s.name) for s in space.sets):
+    if not _moving_children(space):
         return []
     return [
         "(5) *Nested sets.* A parent $p$ of size $H$ and its moving children are one factor "

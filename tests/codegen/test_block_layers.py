@@ -40,9 +40,11 @@ from spaces import (
 from dws_theory.basis import enumerate_basis
 from dws_theory.codegen import lower
 from dws_theory.codegen.files import source_for
+from dws_theory.examples import encoder_layers
 from dws_theory.group import random_element, signed_permutation
+from dws_theory.models import DWSNet
 from dws_theory.runtime import layer_classes
-from dws_theory.spec import Kind, NeuronSet, Tensor, WeightSpace
+from dws_theory.spec import Kind, WeightSpace
 from dws_theory.testing import (
     act,
     assert_complete,
@@ -266,33 +268,22 @@ def test_compiled_and_fused_backends_match_eager(backend):
 
 
 # -- op count --------------------------------------------------------------------------------
-def encoder_space(layers: int, embed: int = 4, heads: int = 2, dim: int = 2, ff: int = 4):
-    """`layers` transformer encoder layers on one residual set e (embedding-free): per layer
-    Q, K, V (weights [H, d, E] and biases), the output projection, two LayerNorms on e and
-    the feed-forward e -> f -> e."""
-    sets = [NeuronSet("e", embed, Kind.PERMUTED)]
-    tensors = []
-    for k in range(layers):
-        h, qk, v, f = f"h{k}", f"qk{k}", f"v{k}", f"f{k}"
-        sets += [
-            NeuronSet(h, heads, Kind.PERMUTED),
-            NeuronSet(qk, dim, Kind.PERMUTED, h),
-            NeuronSet(v, dim, Kind.PERMUTED, h),
-            NeuronSet(f, ff, Kind.PERMUTED),
-        ]
-        for name, child in (("q", qk), ("k", qk), ("v", v)):
-            tensors += [Tensor(f"{name}{k}_w", (h, child, "e")), Tensor(f"{name}{k}_b", (h, child))]
-        tensors += [Tensor(f"o{k}_w", ("e", h, v)), Tensor(f"o{k}_b", ("e",))]
-        tensors += [Tensor(f"ln{k}a_w", ("e",)), Tensor(f"ln{k}a_b", ("e",))]
-        tensors += [Tensor(f"ff{k}1_w", (f, "e")), Tensor(f"ff{k}1_b", (f,))]
-        tensors += [Tensor(f"ff{k}2_w", ("e", f)), Tensor(f"ff{k}2_b", ("e",))]
-        tensors += [Tensor(f"ln{k}b_w", ("e",)), Tensor(f"ln{k}b_b", ("e",))]
-    return WeightSpace(tuple(sets), tuple(tensors))
-
-
 def test_op_count_grows_linearly_with_encoder_layers():
     """16 tensors per encoder layer; the ops grow by a constant per layer, far below one op
     per block (256 L^2 blocks)."""
-    ops = [len(lower(enumerate_basis(encoder_space(n))).equivariant_ops) for n in range(1, 5)]
+    spaces = [WeightSpace.parse(encoder_layers(n, 4, 2, 2, 4)) for n in range(1, 5)]
+    ops = [len(lower(enumerate_basis(space)).equivariant_ops) for space in spaces]
     assert len({b - a for a, b in zip(ops, ops[1:], strict=False)}) == 1, ops
     assert ops[-1] < 8 * 16 * 4
+
+
+# -- the model -------------------------------------------------------------------------------
+def test_dwsnet_on_a_signed_nested_space_is_invariant():
+    """DWSNet reads a signed space through |x| and the invariant layer of the unsigned
+    group: that group must keep the nesting (a child with its own permutation per block),
+    or a tensor with two head axes is pooled as if every head were permuted alike."""
+    space = WeightSpace.parse(
+        "sets[e:2:fixed p:2:permuted c:2:signed@p] tensors[S(p,c,p,c) A(p,c,e)]"
+    )
+    net = DWSNet(space, out_features=3, activation=torch.tanh)
+    assert_equivariant(net, space, trials=5)
