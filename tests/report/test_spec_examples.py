@@ -94,3 +94,20 @@ def test_the_attention_page_states_the_wreath_group_and_the_engines_counts():
         "c_{\\mathrm{heads}}(\\langle \\mathrm{qk} \\rangle, \\langle \\mathrm{qk} \\rangle)"
         in text
     )
+
+
+def test_every_block_row_of_the_attention_page_is_the_product_of_its_factors():
+    """The "Every block" table: the factors (`heads⟨qk⟩⟨qk⟩: 3 × embed: 2`) multiply to the
+    count, and the counts are the engine's."""
+    target = spec_target("attention_block")
+    text = (DERIVATIONS / f"{target.stem}.md").read_text(encoding="utf-8")
+    table = text[text.index("| block | group | per-set factors |") :].split("\n\n")[0]
+    rows = [line.strip("|").split("|") for line in table.splitlines()[2:]]
+    counts = enumerate_basis(target.space).block_counts()
+    assert len(rows) == len(counts)
+    for block, _group, factors, _ops, n in rows:
+        out, inp = block.strip().strip("`").split(" <- ")
+        product = 1
+        for part in factors.split("×"):
+            product *= int(part.split(":")[1])
+        assert product == int(n.replace(",", "")) == counts[(out, inp)], block
