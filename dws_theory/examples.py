@@ -13,6 +13,20 @@ derivations from the engine:
 - `resnet18`: torchvision's ResNet-18 layout with batch norm at its real widths (64 to 512
   channels, 1,000 classes, 11.7 M parameters), written out here (no torchvision needed);
   not checked in (its module is 11.7 M parameters' worth of layer), a benchmark instead.
+
+Spec examples (written by hand as spec strings, no module traced), checked in the same way
+(`CHECKED_IN_SPECS`, regenerated with `dws-theory build --spec '...'`):
+
+- `attention_block`: one multi-head attention block with E = 8, H = 2 heads of d = 4:
+  the query, key and value projections [H d, E] viewed as [H, d, E], their biases [H, d],
+  the output projection [E, H d] viewed as [E, H, d] and its bias. Heads move as wholes;
+  inside each head the q and k dims share one permutation (`qk`), the v dims and the
+  output projection's inputs another (`v`): (S_4 x S_4) wr S_2. The embedding set is
+  permuted: inside a transformer the residual stream is a hidden set (the embedding and
+  the classifier move with it).
+
+`encoder_layers(...)` writes embedding-free transformer encoder layers the same way (the
+theory page counts their ops).
 """
 
 from __future__ import annotations
@@ -22,12 +36,16 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "ATTENTION_BLOCK",
     "CHECKED_IN",
+    "CHECKED_IN_SPECS",
     "EXAMPLES_FILE",
     "ResNet",
+    "encoder_layers",
     "example_target",
     "resnet18",
     "residual_mlp",
+    "spec_target",
     "tied_mlp",
     "zoo_cnn",
 ]
@@ -158,3 +176,49 @@ def example_target(name: str, mode: str = "hidden"):
     if name not in {n for n, _ in CHECKED_IN}:
         raise ValueError(f"expected one of {', '.join(n for n, _ in CHECKED_IN)}, got {name!r}")
     return from_module(globals()[name](), name, mode, f"{EXAMPLES_FILE}:{name}")
+
+
+# -- spec examples ---------------------------------------------------------------------------
+ATTENTION_BLOCK = (
+    "sets[embed:8:permuted heads:2:permuted qk:4:permuted@heads v:4:permuted@heads] "
+    "tensors[q_w(heads,qk,embed) k_w(heads,qk,embed) v_w(heads,v,embed) q_b(heads,qk) "
+    "k_b(heads,qk) v_b(heads,v) o_w(embed,heads,v) o_b(embed)]"
+)
+
+# (name, spec) of every spec example checked in under generated/ and docs/derivations/.
+CHECKED_IN_SPECS: tuple[tuple[str, str], ...] = (("attention_block", ATTENTION_BLOCK),)
+
+
+def spec_target(name: str):
+    """The `Target` of one spec example, as `--spec '...'` names it."""
+    from .frontends.target import from_spec
+
+    specs = dict(CHECKED_IN_SPECS)
+    if name not in specs:
+        raise ValueError(f"expected one of {', '.join(specs)}, got {name!r}")
+    return from_spec(specs[name])
+
+
+def encoder_layers(
+    layers: int = 1, embed: int = 64, heads: int = 4, head_dim: int = 16, ff: int = 256
+) -> str:
+    """The spec of `layers` embedding-free transformer encoder layers on one residual set
+    `e`: per layer k, Q, K, V (weights `[H, d, E]`, biases `[H, d]`), the output projection
+    `[E, H, d]` and its bias, two LayerNorms (weight and bias on `e`) and the feed-forward
+    e -> f_k -> e. 16 tensors per layer, in nn.TransformerEncoderLayer's order."""
+    sets = [f"e:{embed}:permuted"]
+    tensors = []
+    for k in range(layers):
+        h, qk, v, f = f"h{k}", f"qk{k}", f"v{k}", f"f{k}"
+        sets += [
+            f"{h}:{heads}:permuted",
+            f"{qk}:{head_dim}:permuted@{h}",
+            f"{v}:{head_dim}:permuted@{h}",
+            f"{f}:{ff}:permuted",
+        ]
+        tensors += [f"q{k}_w({h},{qk},e)", f"k{k}_w({h},{qk},e)", f"v{k}_w({h},{v},e)"]
+        tensors += [f"q{k}_b({h},{qk})", f"k{k}_b({h},{qk})", f"v{k}_b({h},{v})"]
+        tensors += [f"o{k}_w(e,{h},{v})", f"o{k}_b(e)"]
+        tensors += [f"ff{k}1_w({f},e)", f"ff{k}1_b({f})", f"ff{k}2_w(e,{f})", f"ff{k}2_b(e)"]
+        tensors += [f"ln{k}a_w(e)", f"ln{k}a_b(e)", f"ln{k}b_w(e)", f"ln{k}b_b(e)"]
+    return f"sets[{' '.join(sets)}] tensors[{' '.join(tensors)}]"

@@ -29,8 +29,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..group import GroupElement, random_element
+from ..group import GroupElement, identity, random_element
 from ..spec import Kind, SpecError, WeightSpace
+from ..testing import act_on
 
 __all__ = [
     "ModuleCheck",
@@ -123,20 +124,24 @@ def moved_state(
     """The state with g applied to every tensor of the space (entries not in it unchanged)."""
     out = dict(state)
     fresh: dict[str, torch.Tensor] = {}
-    moved = {name for name, p in g.perms if list(p) != list(range(len(p)))}
-    moved |= {name for name, v in g.signs if any(x != 1 for x in v)}
+    moved = {name for name, p in g.perms if _moves(p)}
+    moved |= {name for name, v in g.signs if (np.asarray(v) != 1).any()}
     for tensor, source in trace.sources:
         axes = space.tensor(tensor).axes
         if not moved.intersection(axes):
             continue  # g leaves this tensor alone
-        value = source.read(state[source.state])
-        for axis, name in enumerate(axes):
-            value = _gather(value, axis, g.perm(name), g.sign(name))
+        value = act_on(space, g, tensor, source.read(state[source.state]), lead=0)
         if source.state not in fresh:
             fresh[source.state] = state[source.state].clone()
         source.write(fresh[source.state], value)
     out.update(fresh)
     return out
+
+
+def _moves(perm: object) -> bool:
+    """Whether a permutation (or one per block, [H, d]) moves anything."""
+    array = np.asarray(perm)
+    return bool((array != np.arange(array.shape[-1])).any()) if array.size else False
 
 
 def _move_end(value: torch.Tensor, layout, g: GroupElement) -> torch.Tensor:
@@ -169,9 +174,24 @@ def _moving(space: WeightSpace) -> list:
 
 def _alone(space: WeightSpace, whole: GroupElement, name: str) -> GroupElement:
     """`whole` restricted to one set (every other set left in place)."""
-    perms = tuple((n, p if n == name else tuple(range(len(p)))) for n, p in whole.perms)
-    signs = tuple((n, v if n == name else (1,) * len(v)) for n, v in whole.signs)
+    perms = tuple((n, p if n == name else _identity_like(p)) for n, p in whole.perms)
+    signs = tuple((n, v if n == name else _ones_like(v)) for n, v in whole.signs)
     return GroupElement(perms, signs)
+
+
+def _identity_like(perm: object) -> object:
+    array = np.asarray(perm)
+    return _as_tuple(np.broadcast_to(np.arange(array.shape[-1]), array.shape))
+
+
+def _ones_like(sign: object) -> object:
+    return _as_tuple(np.ones_like(np.asarray(sign)))
+
+
+def _as_tuple(array: np.ndarray) -> object:
+    if array.ndim <= 1:
+        return tuple(int(i) for i in array)
+    return tuple(_as_tuple(row) for row in array)
 
 
 def _elements(space: WeightSpace, rng: np.random.Generator) -> list[tuple[str, GroupElement]]:
@@ -319,10 +339,12 @@ def under_claims(module: nn.Module, trace, seed: int = 1) -> list[str]:
     run, state = _runner(module, False)
     inputs = _inputs(trace, rng)[0]
     reference = run(state, inputs)
-    base_perms = {s.name: tuple(range(s.size)) for s in space.sets}
-    base_signs = {s.name: (1,) * s.size for s in space.sets}
+    base = identity(space)
+    base_perms, base_signs = dict(base.perms), dict(base.signs)
     notes, probes = [], 0
     for s in space.sets:
+        if s.parent is not None:
+            continue  # positions inside blocks: probed with their blocks, not alone
         tries = []
         if s.kind is Kind.FIXED and s.size >= 2 and s.name in trace.declared:
             order = rng.permutation(s.size)  # one cycle through a random order: moves every index
