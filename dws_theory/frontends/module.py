@@ -170,7 +170,7 @@ class Tracer(fx.Interpreter):
         self.state = state
         self.state_layouts: dict[str, tuple[Axis, ...]] = {
             name: tuple(
-                single(self.slots.new(f"{name}[{i}]", size), size)
+                single(self.slots.new(f"{name}[{i}]", size, "state"), size)
                 for i, size in enumerate(value.shape)
             )
             for name, value in state.items()
@@ -261,6 +261,29 @@ class Tracer(fx.Interpreter):
             self.slots.merge_axes(own, activation)
         except LayoutError as e:
             raise self.fail(call, str(e)) from None
+
+    def blocks(self, call: Call, axis: Axis, groups: int) -> Axis:
+        """The axis as `groups` blocks: one part of two factors, (block, position inside
+        it), the position nested in the block (its permutation may differ block by block).
+        An axis already cut so is reused; cut another way, it is refused."""
+        layout = self.slots.expand(axis)
+        size = axis_size(layout)
+        if len(layout) != 1 or size % groups:
+            raise self.fail(call, f"{groups} groups of an axis of {shape_of(layout)} channels")
+        part = layout[0]
+        try:
+            if len(part) == 1:
+                head, tail = self.slots.split_slot(part[0].slot, [(groups, size // groups)])[0]
+            elif len(part) == 2 and part[0].size == groups:
+                head, tail = part
+            else:
+                raise LayoutError(
+                    f"{groups} groups of channels already cut into {shape_of(layout)}"
+                )
+            self.slots.nest(tail.slot, head.slot)
+        except LayoutError as e:
+            raise self.fail(call, str(e)) from None
+        return ((head, tail),)
 
     def role(self, value: Traced, exponents: Sequence[int]) -> None:
         for axis, exponent in zip(value.layout, exponents, strict=True):
@@ -667,19 +690,37 @@ class _Assembler:
             key=lambda r: classes[r].first,
         )
         fixed = sorted((r for r in classes if r not in channel), key=lambda r: classes[r].first)
+        names = _tensor_names(self.order)
+        pieces = [
+            (names[state] + suffix, source, factors)
+            for state in self.order
+            for suffix, source, factors in self._pieces(state, layouts[state], kinds)
+        ]
+        used = {self.slots.find(f.slot) for _, _, factors in pieces for f in factors}
+        channel = [r for r in channel if r in used]
+        fixed = [r for r in fixed if r in used]
         set_name = {r: f"n{i}" for i, r in enumerate(channel)}
         set_name |= {r: f"k{i}" for i, r in enumerate(fixed, start=1)}
-        sets = tuple(NeuronSet(set_name[r], classes[r].size, kinds[r]) for r in channel + fixed)
-        names = _tensor_names(self.order)
+        parents = self._parents(classes, kinds, [factors for _, _, factors in pieces])
+        for child, parent in parents.items():
+            if kinds[parent] is Kind.FIXED and kinds[child] is not Kind.FIXED:
+                kinds[child] = Kind.FIXED  # positions in fixed blocks: fixed (a subgroup)
+        sets = tuple(
+            NeuronSet(
+                set_name[r],
+                classes[r].size,
+                kinds[r],
+                set_name[parents[r]] if r in parents else None,
+            )
+            for r in channel + fixed
+        )
         tensors, sources, roles = [], [], []
-        for state in self.order:
-            for suffix, source, factors in self._pieces(state, layouts[state], kinds):
-                tensor = names[state] + suffix
-                tensors.append(
-                    Tensor(tensor, tuple(set_name[self.slots.find(f.slot)] for f in factors))
-                )
-                sources.append((tensor, source))
-                roles.append((tensor, tuple(self.role(f.slot) for f in factors)))
+        for tensor, source, factors in pieces:
+            tensors.append(
+                Tensor(tensor, tuple(set_name[self.slots.find(f.slot)] for f in factors))
+            )
+            sources.append((tensor, source))
+            roles.append((tensor, tuple(self.role(f.slot) for f in factors)))
         space = WeightSpace(sets, tuple(tensors))
         boundary = {"input", "output"} | FIXED_FLAGS
         hidden = [r for r in channel if not classes[r].flags & boundary]
@@ -702,6 +743,29 @@ class _Assembler:
             outputs=tuple(self._ends(layout, set_name) for layout in self.t.outputs),
             notes=tuple(dict.fromkeys(self.t.notes)),
         )
+
+    def _parents(
+        self, classes: dict[int, _Class], kinds: dict[int, Kind], tensors: list[list[Factor]]
+    ) -> dict[int, int]:
+        """Child class -> parent class, where every tensor that has an axis on the child has
+        an axis on the parent before it, and the parent is a plain set (one level). Where not,
+        the child is kept as a plain set: one permutation for every block, a subgroup."""
+        parents = {}
+        for root in classes:
+            parent = self.slots.parent_of(root)
+            if parent is not None and parent in classes and parent != root:
+                parents[root] = parent
+        parents = {c: p for c, p in parents.items() if p not in parents}
+        for factors in tensors:
+            roots = [self.slots.find(f.slot) for f in factors]
+            for i, r in enumerate(roots):
+                if r in parents and parents[r] not in roots[:i]:
+                    self.t.notes.append(
+                        f"{self.slots.names[factors[i].slot]}: positions inside blocks kept as "
+                        "one set for every block (a tensor holds them without their blocks)"
+                    )
+                    del parents[r]
+        return parents
 
     def _pieces(self, state: str, layout: tuple[Axis, ...], kinds: dict[int, Kind]):
         """One tensor per combination of parts of the entry's axes: (name suffix, source,
