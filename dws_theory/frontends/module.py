@@ -51,7 +51,7 @@ import torch
 from torch import fx, nn
 
 from ..spec import MODES, Kind, NeuronSet, SpecError, Tensor, WeightSpace, mlp, parse_mode
-from .inputs import example_inputs
+from .inputs import batch_axis, example_inputs
 from .layout import (
     FIXED_FLAGS,
     Axis,
@@ -63,7 +63,8 @@ from .layout import (
     shape_of,
     single,
 )
-from .ops import Call, Traced, lookup
+from .ops import lookup
+from .values import Call, Stacked, Traced
 
 __all__ = ["Link", "ModuleTrace", "TensorSource", "from_module", "trace_module"]
 
@@ -74,6 +75,9 @@ MAX_EXAMPLE_TRIES = 4
 # An input or output tensor's layout by set names: per axis, per concatenated part, per
 # factor, (the factor's set, or None for the batch and positions; its size).
 End = tuple[tuple[tuple[tuple[str | None, int], ...], ...], ...]
+# A stacked output (final states of a multi-layer recurrent net): one End per entry.
+STACKED = "stacked"
+StackedEnd = tuple[str, tuple[End, ...]]
 
 
 @dataclass(frozen=True)
@@ -164,8 +168,11 @@ class ModuleTrace:
 class Tracer(fx.Interpreter):
     """Runs the graph once on the example input, computing every value's layout."""
 
-    def __init__(self, graph_module: fx.GraphModule, state: dict[str, torch.Tensor]) -> None:
+    def __init__(
+        self, graph_module: fx.GraphModule, state: dict[str, torch.Tensor], batch: int = 0
+    ) -> None:
         super().__init__(graph_module, garbage_collect_values=False)
+        self.batch = batch  # the batch axis of the inputs
         self.slots = Slots()
         self.state = state
         self.state_layouts: dict[str, tuple[Axis, ...]] = {
@@ -180,7 +187,7 @@ class Tracer(fx.Interpreter):
         self.touches: list[tuple[int, bool, bool, str]] = []
         self.roles: dict[int, int] = {}
         self.inputs: list[tuple[Axis, ...]] = []
-        self.outputs: list[tuple[Axis, ...]] = []
+        self.outputs: list[tuple[str | None, object]] = []  # (None, layout) | (STACKED, entries)
         self.notes: list[str] = []
         self.node: fx.Node | None = None
 
@@ -214,12 +221,18 @@ class Tracer(fx.Interpreter):
         tensor = getattr(call.target, attribute, None)
         if tensor is None:
             return None
-        name = f"{call.node.target}.{attribute}"
+        name = self.state_name(f"{call.node.target}.{attribute}")
         if name not in self.state:
             raise self.fail(call, f"{name} is not a parameter or floating-point buffer")
         return self.read_state(call.node, name)
 
+    def state_name(self, qualified: str) -> str:
+        """A graph's qualified name as the module's own state names it (a module traced as one
+        call is wrapped as `ROOT_NAME`, which its own names do not carry)."""
+        return qualified.removeprefix(f"{ROOT_NAME}.")
+
     def read_state(self, node: fx.Node, name: str) -> Traced:
+        name = self.state_name(name)
         if name in self.used:
             self.links.append((node.name, f"tied use of {name}", [self.state_layouts[name]]))
         else:
@@ -405,12 +418,11 @@ class Tracer(fx.Interpreter):
         value = super().placeholder(target, args, kwargs)
         if not isinstance(value, torch.Tensor):
             return value
-        layout = (
-            [self.fresh(f"the batch of {target}", value.shape[0], "batch")] if value.dim() else []
-        )
-        layout += [
-            self.fresh(f"axis {i} of the input {target}", s, "input")
-            for i, s in enumerate(value.shape[1:], start=1)
+        layout = [
+            self.fresh(f"the batch of {target}", size, "batch")
+            if i == self.batch
+            else self.fresh(f"axis {i} of the input {target}", size, "input")
+            for i, size in enumerate(value.shape)
         ]
         self.inputs.append(tuple(layout))
         return Traced(value, tuple(layout))
@@ -457,22 +469,36 @@ class Tracer(fx.Interpreter):
         return op.handler(self, Call(self.node, target, args, kwargs, out))
 
     def output(self, target: Any, args: tuple, kwargs: dict) -> Any:
-        value = args[0]
-        items = value if isinstance(value, tuple | list) else [value]
-        if isinstance(value, dict):
-            items = list(value.values())
-        for item in items:
+        """Every output tensor, in the order `_leaves_of` walks them, with its layout (a
+        stacked one with a layout per entry); their sets touch the network's output."""
+        for item in _leaves_of(args[0]):
             if isinstance(item, Traced):
-                self.outputs.append(item.layout)
-                for slot in self._leaves(item.layout):
-                    self.slots.flag(slot, "output")
+                layouts = [item.layout]
+                self.outputs.append((None, item.layout))
+            elif isinstance(item, Stacked):
+                layouts = list(item.entries)
+                self.outputs.append((STACKED, item.entries))
             elif isinstance(item, torch.Tensor):
                 raise self.fail(None, "an output tensor that does not depend on the input")
-        return _real(value)
+            else:
+                continue
+            for layout in layouts:
+                for slot in self._leaves(layout):
+                    self.slots.flag(slot, "output")
+        return _real(args[0])
+
+
+def _leaves_of(value: Any) -> list[Any]:
+    """The tensors (traced or not) of a nested output, depth first, in order."""
+    if isinstance(value, tuple | list):
+        return [leaf for item in value for leaf in _leaves_of(item)]
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves_of(item)]
+    return [value] if isinstance(value, Traced | Stacked | torch.Tensor) else []
 
 
 def _real(value: Any) -> Any:
-    if isinstance(value, Traced):
+    if isinstance(value, Traced | Stacked):
         return value.tensor
     if isinstance(value, tuple):
         return tuple(_real(v) for v in value)
@@ -484,7 +510,7 @@ def _real(value: Any) -> Any:
 
 
 def _any_traced(value: Any) -> bool:
-    if isinstance(value, Traced):
+    if isinstance(value, Traced | Stacked):
         return True
     if isinstance(value, tuple | list):
         return any(_any_traced(v) for v in value)
@@ -541,7 +567,33 @@ class _LeafTracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
+ROOT_NAME = "root"
+
+
+class _Wrapped(nn.Module):
+    """A module that is one call of the op table (an LSTM, an attention module), wrapped so
+    that fx traces one call of it; `arity` inputs."""
+
+    def __init__(self, module: nn.Module, arity: int) -> None:
+        super().__init__()
+        self.add_module(ROOT_NAME, module)
+        self.arity = arity
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> object:
+        return getattr(self, ROOT_NAME)(*(a, b, c)[: self.arity])
+
+
+def _arity(module: nn.Module) -> int:
+    if isinstance(module, nn.MultiheadAttention):
+        return 3
+    if isinstance(module, nn.Transformer | nn.TransformerDecoderLayer | nn.TransformerDecoder):
+        return 2
+    return 1
+
+
 def _graph_module(module: nn.Module) -> fx.GraphModule:
+    if lookup("call_module", module) is not None:
+        return _wrapped_graph(module)
     try:
         graph = _LeafTracer().trace(module)
     except Exception as e:  # torch.fx raises many types: data-dependent control flow, ...
@@ -552,6 +604,15 @@ def _graph_module(module: nn.Module) -> fx.GraphModule:
     graph_module = fx.GraphModule(module, graph)
     graph_module.graph.eliminate_dead_code()
     return graph_module
+
+
+def _wrapped_graph(module: nn.Module) -> fx.GraphModule:
+    """The graph of one call of `module` on `_arity(module)` inputs."""
+    wrapper = _Wrapped(module, _arity(module))
+    graph = fx.Graph()
+    inputs = [graph.placeholder(name) for name in "abc"[: wrapper.arity]]
+    graph.output(graph.call_module(ROOT_NAME, tuple(inputs)))
+    return fx.GraphModule(wrapper, graph)
 
 
 def _short(e: BaseException, limit: int = 300) -> str:
@@ -740,7 +801,7 @@ class _Assembler:
             scale_roles=tuple(roles),
             declared=tuple(set_name[r] for r in fixed if classes[r].flags & {"declared", "pinned"}),
             inputs=tuple(self._ends(layout, set_name) for layout in self.t.inputs),
-            outputs=tuple(self._ends(layout, set_name) for layout in self.t.outputs),
+            outputs=tuple(self._output_end(item, set_name) for item in self.t.outputs),
             notes=tuple(dict.fromkeys(self.t.notes)),
         )
 
@@ -818,6 +879,12 @@ class _Assembler:
             Link(node, reason, name, tuple(dict.fromkeys(axes)))
             for (node, reason, name), axes in links.items()
         )
+
+    def _output_end(self, item: tuple, set_name: dict[int, str]) -> End | StackedEnd:
+        kind, value = item
+        if kind == STACKED:  # one layout per entry
+            return (STACKED, tuple(self._ends(entry, set_name) for entry in value))
+        return self._ends(value, set_name)
 
     def _ends(self, layout: tuple[Axis, ...], set_name: dict[int, str]) -> End:
         """Per axis, per concatenated part, per factor: (its set or None, size)."""
@@ -928,7 +995,7 @@ def trace_module(
     for tries, inputs in enumerate(example_inputs(work, graph_module, example_input)):
         if tries >= MAX_EXAMPLE_TRIES:
             break
-        candidate = Tracer(graph_module, state)
+        candidate = Tracer(graph_module, state, batch_axis(graph_module))
         try:
             with torch.no_grad():
                 candidate.run(*inputs)

@@ -32,6 +32,7 @@ from torch.func import functional_call
 from ..group import GroupElement, identity, random_element
 from ..spec import Kind, SpecError, WeightSpace
 from ..testing import act_on
+from .module import STACKED
 
 __all__ = [
     "ModuleCheck",
@@ -142,6 +143,13 @@ def _moves(perm: object) -> bool:
     """Whether a permutation (or one per block, [H, d]) moves anything."""
     array = np.asarray(perm)
     return bool((array != np.arange(array.shape[-1])).any()) if array.size else False
+
+
+def _move_output(value: torch.Tensor, end: object, g: GroupElement) -> torch.Tensor:
+    """g on an output: a stacked one (final states per layer) entry by entry."""
+    if end and end[0] == STACKED:
+        return torch.stack([_move_end(v, e, g) for v, e in zip(value, end[1], strict=True)])
+    return _move_end(value, end, g)
 
 
 def _move_end(value: torch.Tensor, layout, g: GroupElement) -> torch.Tensor:
@@ -319,8 +327,16 @@ def _moved_gap(run, space, trace, state, inputs, reference, g) -> float:
         for x, layout in zip(inputs, trace.inputs, strict=False)
     )
     got = run(moved_state(space, trace, state, g), moved_inputs)
-    want = [_move_end(y, layout, g) for y, layout in zip(reference, trace.outputs, strict=False)]
+    want = [_move_output(y, end, g) for y, end in zip(reference, trace.outputs, strict=False)]
     return _gap(got, want + reference[len(want) :])
+
+
+def _end_sets(trace) -> set[str]:
+    """The sets on the network's input and output axes."""
+    ends = list(trace.inputs)
+    for end in trace.outputs:
+        ends += list(end[1]) if end and end[0] == STACKED else [end]
+    return {name for end in ends for axis in end for part in axis for name, _ in part if name}
 
 
 def under_claims(module: nn.Module, trace, seed: int = 1) -> list[str]:
@@ -329,13 +345,7 @@ def under_claims(module: nn.Module, trace, seed: int = 1) -> list[str]:
     signs it lets flip (at most NOTES_UP_TO probes)."""
     rng = np.random.default_rng(seed)
     space = trace.space
-    ends = {
-        name
-        for item in trace.inputs + trace.outputs
-        for axis in item
-        for part in axis
-        for name, _ in part
-    }
+    ends = _end_sets(trace)
     run, state = _runner(module, False)
     inputs = _inputs(trace, rng)[0]
     reference = run(state, inputs)

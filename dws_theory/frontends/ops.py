@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
 from .layout import Axis, LayoutError, Part, shape_of
+from .sequence import RECURRENT, TRANSFORMER_LAYERS, attention, recurrent, transformer
+from .values import Call, Stacked, Traced
 
 if TYPE_CHECKING:
     from .module import Tracer
@@ -34,37 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["OPS", "Call", "Op", "Traced", "lookup", "supported_layers_table"]
 
 Layout = tuple[Axis, ...]
-
-
-@dataclass
-class Traced:
-    """A tensor of the trace: its real value and the layout of each of its axes. `state` names
-    the parameter or buffer when the tensor is one read directly (or a transposed view)."""
-
-    tensor: torch.Tensor
-    layout: Layout
-    state: str | None = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.tensor.shape)
-
-
-@dataclass
-class Call:
-    """One call of the fx graph: the node, what it calls, its operands (Traced where they are
-    traced tensors) and its real result."""
-
-    node: fx.Node
-    target: Any
-    args: tuple
-    kwargs: dict
-    out: Any = None
-
-    def arg(self, index: int, name: str, default: object = None) -> Any:
-        if len(self.args) > index:
-            return self.args[index]
-        return self.kwargs.get(name, default)
 
 
 Handler = Callable[["Tracer", Call], Any]
@@ -1006,6 +977,10 @@ def _getitem(t: Tracer, call: Call) -> Any:
     x, index = call.args[0], call.args[1]
     if isinstance(x, tuple | list):
         return x[index]
+    if isinstance(x, Stacked):
+        if not isinstance(index, int):
+            raise t.fail(call, "stacked final states read other than by one integer index")
+        return x.entry(index)
     if not isinstance(x, Traced):
         return call.out
     if not isinstance(index, tuple):
@@ -1138,6 +1113,30 @@ def _ops() -> list[Op]:
             _embedding,
             modules=(nn.Embedding, nn.EmbeddingBag),
             functions=(F.embedding, F.embedding_bag),
+        ),
+        Op(
+            "MultiheadAttention",
+            "heads permuted as wholes; inside each head the query/key dims one set and the "
+            "value dims (with the output projection's inputs) another, each permuted head by "
+            "head; in_proj split into query, key and value rows viewed as [heads, dims, E]; "
+            "masks fix the token axes",
+            attention,
+            modules=(nn.MultiheadAttention,),
+        ),
+        Op(
+            "TransformerEncoderLayer/DecoderLayer, TransformerEncoder/Decoder, Transformer",
+            "attention as above; the residual stream one set through every layer, with the "
+            "layer norms and feed-forward outputs on it",
+            transformer,
+            modules=TRANSFORMER_LAYERS,
+        ),
+        Op(
+            "RNN, LSTM, GRU",
+            "each fused gate axis viewed as (gate: fixed) x (hidden units: one set shared by "
+            "every gate, the biases and the recurrent weight's input axis); layers, "
+            "directions and LSTM projections each their own set; a tanh RNN is odd",
+            recurrent,
+            modules=RECURRENT,
         ),
         Op(
             "PReLU",
