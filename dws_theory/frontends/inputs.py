@@ -132,9 +132,14 @@ def _candidates(
 
     if isinstance(first, _SEQUENCE):
         width, batch_first = _width_and_order(first)
+        widths = [width] * arity
+        if isinstance(first, nn.MultiheadAttention):  # query, key, value of their own widths
+            widths = [first.embed_dim, first.kdim, first.vdim][:arity]
         for t in TOKENS:
-            x = normal(BATCH, t, width) if batch_first else normal(t, BATCH, width)
-            yield (x,) * arity
+            shapes = [(BATCH, t, w) if batch_first else (t, BATCH, w) for w in widths]
+            same = len(set(shapes)) == 1
+            first_input = normal(*shapes[0])
+            yield tuple(first_input if same else normal(*shape) for shape in shapes)
     elif isinstance(first, nn.Linear):
         yield (normal(BATCH, first.in_features),)
         for t in TOKENS:

@@ -187,6 +187,7 @@ class Tracer(fx.Interpreter):
         self.touches: list[tuple[int, bool, bool, str]] = []
         self.roles: dict[int, int] = {}
         self.inputs: list[tuple[Axis, ...]] = []
+        self.result: list[Any] = []  # the graph's output tensors, for comparison with forward
         self.outputs: list[tuple[str | None, object]] = []  # (None, layout) | (STACKED, entries)
         self.notes: list[str] = []
         self.node: fx.Node | None = None
@@ -471,7 +472,8 @@ class Tracer(fx.Interpreter):
     def output(self, target: Any, args: tuple, kwargs: dict) -> Any:
         """Every output tensor, in the order `_leaves_of` walks them, with its layout (a
         stacked one with a layout per entry); their sets touch the network's output."""
-        for item in _leaves_of(args[0]):
+        self.result = _leaves_of(args[0])
+        for item in self.result:
             if isinstance(item, Traced):
                 layouts = [item.layout]
                 self.outputs.append((None, item.layout))
@@ -763,6 +765,9 @@ class _Assembler:
         set_name = {r: f"n{i}" for i, r in enumerate(channel)}
         set_name |= {r: f"k{i}" for i, r in enumerate(fixed, start=1)}
         parents = self._parents(classes, kinds, [factors for _, _, factors in pieces])
+        for parent in set(parents.values()):
+            if kinds[parent] is Kind.SIGNED:  # a block's neurons flip one by one, as children
+                kinds[parent] = Kind.PERMUTED
         for child, parent in parents.items():
             if kinds[parent] is Kind.FIXED and kinds[child] is not Kind.FIXED:
                 kinds[child] = Kind.FIXED  # positions in fixed blocks: fixed (a subgroup)
@@ -955,6 +960,11 @@ def _as_mlp(trace: ModuleTrace) -> ModuleTrace:
         space=as_mlp,
         mode=effective,
         parameters=tuple((renamed[t], s) for t, s in trace.parameters),
+        links=tuple(
+            Link(link.node, link.reason, set_names.get(link.set, link.set), link.axes)
+            for link in trace.links
+        ),
+        not_odd=tuple((set_names.get(name, name), what) for name, what in trace.not_odd),
         sources=tuple((renamed[t], s) for t, s in trace.sources),
         sign_sets=tuple(set_names[s] for s in trace.sign_sets),
         scale_sets=tuple(set_names[s] for s in trace.scale_sets),
@@ -1005,6 +1015,7 @@ def trace_module(
         except SpecError as e:
             first_error = first_error or e
             continue
+        _same_as_forward(work, inputs, candidate)
         tracer = candidate
         break
     if tracer is None:
@@ -1025,6 +1036,24 @@ def trace_module(
     if check:
         check_symmetry(module, trace)
     return trace
+
+
+def _same_as_forward(module: nn.Module, inputs: tuple, tracer: Tracer) -> None:
+    """The graph must compute what forward computes: Python control flow on a traced value
+    (`isinstance(x, tuple)`, a branch) makes torch.fx record another computation."""
+    with torch.no_grad():
+        eager = _leaves_of(module(*inputs))
+    graph = [leaf.tensor if isinstance(leaf, Traced | Stacked) else leaf for leaf in tracer.result]
+    same = len(eager) == len(graph) and all(
+        a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+        for a, b in zip(eager, graph, strict=False)
+    )
+    if not same:
+        raise SpecError(
+            "from_module: torch.fx recorded a different computation than forward runs (Python "
+            "control flow on a traced value, such as isinstance or a branch on a tensor); "
+            "write forward without it"
+        )
 
 
 def _with_example(trace: ModuleTrace, inputs: tuple) -> ModuleTrace:

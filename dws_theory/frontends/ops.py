@@ -1066,8 +1066,9 @@ def _ops() -> list[Op]:
             functions=(F.linear,),
         ),
         Op(
-            "x @ W",
-            "as Linear, with W stored [in, out]",
+            "x @ W, matmul of activations",
+            "as Linear, with W stored [in, out]; two activations (attention scores and values): "
+            "the contracted axes merge, the batch axes merge; not odd",
             _matmul,
             functions=(operator.matmul, torch.matmul),
             methods=("matmul",),
@@ -1208,6 +1209,14 @@ def _ops() -> list[Op]:
             "reading it splits into one tensor per operand)",
             _concatenate,
             functions=(torch.cat, torch.concat, torch.concatenate),
+            group="shape",
+        ),
+        Op(
+            "expand, broadcast_to",
+            "a size-1 axis repeated: a new, free axis (a class token per sample)",
+            _expand,
+            functions=(torch.broadcast_to,),
+            methods=("expand", "expand_as"),
             group="shape",
         ),
         Op(
@@ -1374,3 +1383,25 @@ def supported_layers_table() -> str:
             if op.group == group:
                 lines.append(f"| {op.name} | {op.effect} |")
     return "\n".join(lines)
+
+
+BEGIN_TABLE = "<!-- BEGIN SUPPORTED LAYERS"
+END_TABLE = "<!-- END SUPPORTED LAYERS -->"
+
+
+def with_table(readme: str) -> str:
+    """The README's text with the supported-layers block replaced by `supported_layers_table`."""
+    start = readme.index(BEGIN_TABLE)
+    start = readme.index("\n", start) + 1
+    end = readme.index(END_TABLE)
+    return readme[:start] + supported_layers_table() + "\n" + readme[end:]
+
+
+if __name__ == "__main__":  # python -m dws_theory.frontends.ops README.md: rewrite the table
+    import sys
+    from pathlib import Path
+
+    from ..atomic import write_text
+
+    for name in sys.argv[1:]:
+        write_text(Path(name), with_table(Path(name).read_text(encoding="utf-8")))

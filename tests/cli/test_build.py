@@ -79,7 +79,9 @@ def test_build_command_exits_non_zero_on_a_failed_certificate(tmp_path: Path, mo
     monkeypatch.setattr(
         build_module,
         "certify",
-        lambda space, progress=None, enumerator=None, basis=None: certify(space, progress, _broken),
+        lambda space, progress=None, enumerator=None, basis=None, source=None: certify(
+            space, progress, _broken
+        ),
     )
     code, out, _ = _run(
         ["build", "2,2,1", "--out-code", str(tmp_path / "gen"), "--out-docs", str(tmp_path / "d")]

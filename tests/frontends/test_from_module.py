@@ -375,15 +375,16 @@ class Branchy(nn.Module):
         return self.fc(x) if x.sum() > 0 else x
 
 
-class Attention(nn.Module):
-    """Scores from a product of two activations (attention): block symmetries, not here."""
+class ControlFlow(nn.Module):
+    """isinstance on a traced value: torch.fx records the other branch than forward runs."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.q, self.k = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.rnn, self.head = nn.GRU(2, 3, batch_first=True), nn.Linear(3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.q(x) @ self.k(x).transpose(-2, -1), dim=-1)
+        out, h = self.rnn(x)
+        return self.head(out.mean(dim=1) if isinstance(out, torch.Tensor) else h[-1])
 
 
 class Unused(nn.Module):
@@ -396,10 +397,10 @@ class Unused(nn.Module):
 
 
 REFUSED = [
-    (nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), r"node '_0'.*grouped convolution \(groups=2"),
     (nn.Sequential(nn.Linear(2, 3), nn.Softmax2d()), "unsupported module Softmax2d"),
     (Branchy(), "data-dependent branch"),
-    (Attention(), r"node 'matmul'.*two activations"),
+    (ControlFlow(), "a different computation than forward runs"),
+    (nn.Sequential(nn.Linear(2, 2), nn.RReLU()), r"node '_1'.*unsupported module RReLU"),
     (Unused(), "never used by forward: spare.weight, spare.bias"),
     (
         nn.Sequential(nn.Linear(2, 2), nn.LocalResponseNorm(2)),

@@ -243,7 +243,7 @@ def test_engine_group_elements_keep_the_function(dims, seed, mode):
     ("model", "match"),
     [
         (nn.Sequential(nn.Linear(2, 3), nn.LocalResponseNorm(3)), "'_1' .*LocalResponseNorm"),
-        (nn.Sequential(nn.Conv1d(4, 4, 1, groups=2)), "grouped convolution"),
+        (nn.Sequential(nn.Linear(2, 2), nn.RReLU()), "unsupported module RReLU"),
         (nn.Sequential(nn.Linear(2, 3), nn.Linear(4, 1)), "takes 4 inputs .* has 3 outputs"),
         (nn.Sequential(nn.ReLU()), "at least one nn.Linear"),
         (nn.Identity(), "no parameters"),  # other modules go through from_module
