@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..arguments import add_shape_arguments, target_of
+from ..arguments import add_shape_arguments, path_text, target_of
 from .backends import BACKENDS, DEFAULT_BACKEND
 from .files import write_target
 
@@ -21,7 +21,9 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
     [--backend B]`."""
     p = subparsers.add_parser("generate", help="write a standalone PyTorch layer module")
     add_shape_arguments(p)
-    p.add_argument("--out", default="generated", metavar="DIR", help="output folder")
+    p.add_argument(
+        "--out", type=path_text, default="generated", metavar="DIR", help="output folder"
+    )
     p.add_argument(
         "--backend",
         choices=sorted(BACKENDS),

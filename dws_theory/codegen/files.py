@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import write_text
+from ..atomic import check_folder, write_text
 from ..basis import Basis, enumerate_basis
 from ..spec import WeightSpace, mlp, parse_dims, parse_mode
 from .backends import DEFAULT_BACKEND, backend_stem, render
@@ -113,6 +113,7 @@ def source_for(
 
 def write_source(stem: str, source: str, out_dir: str | Path = "generated") -> Path:
     """Write `<stem>.py` under out_dir and return its path."""
+    check_folder(out_dir)  # an empty path is refused, not read as the current folder
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stem}.py"
