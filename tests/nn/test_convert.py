@@ -304,6 +304,18 @@ def test_stacking_needs_one_architecture_and_dtype():
         weights_from_models(a)
 
 
+def test_a_generator_of_models_is_read_once_like_a_list():
+    models = [make_mlp((2, 3, 1), s) for s in range(3)]
+    from_list = weights_from_models(models)
+    from_generator = weights_from_models(m for m in models)
+    for got, expected in zip(from_generator, from_list, strict=True):
+        assert all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+    with pytest.raises(ConversionError, match="non-empty list .* got an empty one"):
+        weights_from_models(m for m in [])
+    with pytest.raises(ConversionError, match="got int"):
+        weights_from_models(3)
+
+
 def test_bad_weight_lists_are_rejected_clearly():
     weights, biases = weights_from_models([make_mlp((2, 3, 1), s) for s in range(2)])
     cases = [
