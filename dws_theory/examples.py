@@ -24,7 +24,7 @@ EXAMPLES_FILE = "dws_theory/examples.py"  # as the command line names this file
 
 
 def zoo_cnn() -> nn.Sequential:
-    """The small digits CNN of the model zoo (``dws_theory.inr.zoo`` trains thousands)."""
+    """The small digits CNN of the model zoo (``dws_theory.inr.data.zoo`` trains thousands)."""
     return nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1),
         nn.ReLU(),

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from dws_theory.inr.tasks import TASKS
+from dws_theory.inr.data.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = ROOT / "experiments" / "results.jsonl"
@@ -215,8 +215,8 @@ def main_table(records: Sequence[dict[str, object]]) -> list[str]:
 
 def identity_mse(task: str) -> float:
     """Test MSE of returning the input INR unchanged: the bar every editing model must beat."""
-    from dws_theory.inr.datasets import load_dataset
-    from dws_theory.inr.siren import render
+    from dws_theory.inr.data.datasets import load_dataset
+    from dws_theory.inr.data.siren import render
 
     ds = load_dataset(task, progress=False)
     idx = ds.splits["test"]
@@ -275,7 +275,7 @@ def size_plot(records: Sequence[dict[str, object]], path: Path) -> list[str]:
 
 
 def len_train(task: str) -> int:
-    from dws_theory.inr.tasks import SOURCES
+    from dws_theory.inr.data.tasks import SOURCES
 
     source = TASKS[task].source
     assert source is not None
@@ -287,11 +287,11 @@ def dilation_figure(path: Path, model_path: Path, count: int = 8) -> bool:
     when there is neither the saved model to draw it from nor an earlier figure."""
     if not model_path.exists():  # saved models are not checked in: keep a committed figure
         return path.exists()
-    from dws_theory.inr.collection import from_dataset
-    from dws_theory.inr.datasets import load_dataset
-    from dws_theory.inr.registry import PRESETS, get_model
-    from dws_theory.inr.siren import render
-    from dws_theory.inr.train import get_batch, predict, prepare
+    from dws_theory.inr.data.collection import from_dataset
+    from dws_theory.inr.data.datasets import load_dataset
+    from dws_theory.inr.data.siren import render
+    from dws_theory.inr.models.table import PRESETS, get_model
+    from dws_theory.inr.train.loop import get_batch, predict, prepare
 
     ds = load_dataset("mnist-dilate", progress=False)
     spec = get_model("dws")

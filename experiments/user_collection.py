@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dws_theory.inr.userdata import save_collection
+from dws_theory.inr.data.userdata import save_collection
 
 DIMS = (4, 16, 16, 16, 3)
 PROBLEMS = 4

@@ -1,15 +1,14 @@
-"""Learning on INR weight spaces: tasks, fitted-INR datasets, models, training.
+"""Learning on weight spaces: tasks, fitted-INR datasets, models, training.
 
 Weight-space batch layout (project-wide contract): ``weights[m-1]`` is ``[B, C, d_m, d_{m-1}]``
 and ``biases[m-1]`` is ``[B, C, d_m]`` for an MLP with widths ``d_0..d_M``; C = 1 for raw INRs.
 
-Modules, in the order data flows: ``signals`` (images, sines) -> ``siren`` (batched fitting)
--> ``datasets`` (recipes, cache, splits) and ``userdata`` (a user's own ``.pt`` collection)
--> ``normalize`` / ``augment`` (what a batch goes through) -> ``registry`` + ``models`` (what
-can be trained) -> ``train`` (the loop, single process or data-parallel) -> ``cli``.
-``tasks`` holds every task's facts.
+Three packages, data flowing one way: :mod:`~dws_theory.inr.data` (tasks, signals, SIREN fits,
+fitted datasets and their cache, the CNN zoo, a user's ``--data`` files, collections) ->
+:mod:`~dws_theory.inr.models` (what a builder is given, the builders, the model table) ->
+:mod:`~dws_theory.inr.train` (normalisation, augmentation, metrics, the loop); then ``cli``.
 """
 
-from .tasks import SOURCES, TASKS, Task, get_task
+from .data.tasks import SOURCES, TASKS, Task, get_task
 
 __all__ = ["SOURCES", "TASKS", "Task", "get_task"]

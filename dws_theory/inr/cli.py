@@ -10,14 +10,14 @@ import torch
 
 from ..arguments import non_negative_float, positive_float, positive_int, seed
 from ..errors import InputError, strict_json
-from .augment import AUGMENTATIONS
-from .datasets import load_dataset
-from .normalize import NORMALIZATIONS
-from .registry import MODELS, PRESETS, get_model
-from .siren import INIT_SCHEMES, SCHEDULES
-from .tasks import TASKS
-from .train import RunConfig, run, zoo_recipe
-from .zoo import load_zoo
+from .data.datasets import load_dataset
+from .data.siren import INIT_SCHEMES, SCHEDULES
+from .data.tasks import TASKS
+from .data.zoo import load_zoo
+from .models.table import MODELS, PRESETS, get_model
+from .train.augment import AUGMENTATIONS
+from .train.loop import RunConfig, run, zoo_recipe
+from .train.normalize import NORMALIZATIONS
 
 __all__ = ["add_data_parser", "add_train_parser", "format_summary"]
 
@@ -200,8 +200,6 @@ def _augment_list(text: str) -> list[str]:
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``train TASK|--data FILE --model MODEL``."""
-    from . import models  # noqa: F401  (registers the built-in models for the help text)
-
     p = subparsers.add_parser(
         "train",
         help="train a model on a weight-space task or on your own collection of networks",
@@ -210,8 +208,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument("task", nargs="?", choices=tuple(TASKS), default=None)
     p.add_argument("--data", default=None, metavar="FILE.pt", help="a collection of your own")
-    # No `choices`: models registered after this parser is built must still be accepted.
-    p.add_argument("--model", required=True, help=f"registered model: {', '.join(sorted(MODELS))}")
+    p.add_argument("--model", required=True, help=f"the model: {', '.join(sorted(MODELS))}")
     p.add_argument("--preset", choices=tuple(PRESETS), default="default")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--epochs", type=positive_int, default=None, help="default: per task/model")

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from dws_theory.errors import CommandError
-from dws_theory.inr import cache, datasets
 from dws_theory.inr.cli import add_data_parser
-from dws_theory.inr.datasets import (
+from dws_theory.inr.data import cache, datasets
+from dws_theory.inr.data.datasets import (
     default_recipe,
     estimate_bytes,
     load_dataset,
@@ -24,9 +24,9 @@ from dws_theory.inr.datasets import (
     resolve_cache_dir,
     stratified_subset,
 )
-from dws_theory.inr.signals import dilate_images, mnist_images
-from dws_theory.inr.siren import fit_sirens, render, siren_forward, siren_init
-from dws_theory.inr.tasks import SOURCES, TASKS
+from dws_theory.inr.data.signals import dilate_images, mnist_images
+from dws_theory.inr.data.siren import fit_sirens, render, siren_forward, siren_init
+from dws_theory.inr.data.tasks import SOURCES, TASKS
 
 DIGITS_DIMS = (2, 32, 32, 1)
 

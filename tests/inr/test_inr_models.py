@@ -7,14 +7,14 @@ import copy
 import pytest
 import torch
 
-from dws_theory.inr.augment import flip_hidden_signs
-from dws_theory.inr.baselines import permute_hidden
-from dws_theory.inr.collection import from_dataset
-from dws_theory.inr.datasets import load_dataset
-from dws_theory.inr.equivariant import NFN_MISSING, _batch_moments, build_dws, nfn_available
-from dws_theory.inr.registry import MODELS, Architecture, UnsupportedTask, get_model
-from dws_theory.inr.tasks import TASKS
-from dws_theory.inr.train import batch_loss, evaluate, get_batch, predict, prepare, train_step
+from dws_theory.inr.data.collection import from_dataset
+from dws_theory.inr.data.datasets import load_dataset
+from dws_theory.inr.data.tasks import TASKS
+from dws_theory.inr.models.base import Architecture, UnsupportedTask
+from dws_theory.inr.models.equivariant import NFN_MISSING, _batch_moments, build_dws, nfn_available
+from dws_theory.inr.models.table import MODELS, get_model
+from dws_theory.inr.train.augment import flip_hidden_signs, permute_hidden
+from dws_theory.inr.train.loop import batch_loss, evaluate, get_batch, predict, prepare, train_step
 
 N = 24
 FIT_STEPS = 30
@@ -74,7 +74,7 @@ def _build(name: str, p):
 
 
 def test_registered() -> None:
-    get_model("dws")  # imports the built-in models
+    get_model("dws")
     assert set(ALL_MODELS) <= set(MODELS)
     with pytest.raises(ValueError, match="registered"):
         get_model("nope")
@@ -185,7 +185,7 @@ def test_nfn_missing_names_pip_install(monkeypatch, datasets) -> None:
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_nfn)
-    from dws_theory.inr.equivariant import build_nfn
+    from dws_theory.inr.models.equivariant import build_nfn
 
     with pytest.raises(ImportError, match="pip install nfn"):
         build_nfn(_prepared(datasets, "digits-inr").info, ARCH)
@@ -206,7 +206,7 @@ def test_identity_residual_renders_the_input(datasets) -> None:
     model = _build("mlp", p)  # zero-initialised head: output = input INR
     ds = datasets["digits-dilate"]
     idx = ds.splits["test"]
-    from dws_theory.inr.siren import render
+    from dws_theory.inr.data.siren import render
 
     rendered = render([w[idx] for w in ds.weights], [b[idx] for b in ds.biases], ds.coords)
     expected = (rendered[..., 0] - ds.targets[idx].reshape(len(idx), -1)).pow(2).mean().item()
@@ -243,7 +243,7 @@ def test_batch_statistics_keep_the_symmetry_in_training_mode(datasets, mode: str
 def test_fused_and_explicit_batch_statistics_agree(training: bool) -> None:
     # One process uses F.batch_norm; data-parallel runs compute the moments explicitly (to
     # all-reduce them). Both paths must give the same outputs and running statistics.
-    from dws_theory.inr.equivariant import SymmetricBatchNorm
+    from dws_theory.inr.models.equivariant import SymmetricBatchNorm
 
     torch.manual_seed(6)
     xs = [torch.randn(5, 3, 4, 2, dtype=torch.float64), torch.randn(5, 3, 4, dtype=torch.float64)]

@@ -14,13 +14,15 @@ import torch
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
 
-from dws_theory.inr.baselines import FlatMLP, flatten_weights, permute_hidden, unflatten_weights
 from dws_theory.inr.cli import add_train_parser
-from dws_theory.inr.registry import PRESETS, get_model
-from dws_theory.inr.siren import render, siren_init
-from dws_theory.inr.tasks import TASKS
-from dws_theory.inr.train import RunConfig, prepare, resolve, train
-from dws_theory.inr.userdata import DataFileError, load_collection, save_collection
+from dws_theory.inr.data.layout import flatten_weights, unflatten_weights
+from dws_theory.inr.data.siren import render, siren_init
+from dws_theory.inr.data.tasks import TASKS
+from dws_theory.inr.data.userdata import DataFileError, load_collection, save_collection
+from dws_theory.inr.models.baselines import FlatMLP
+from dws_theory.inr.models.table import PRESETS, get_model
+from dws_theory.inr.train.augment import permute_hidden
+from dws_theory.inr.train.loop import RunConfig, prepare, resolve, train
 
 N = 24
 FIT_STEPS = 30
@@ -131,7 +133,7 @@ def test_train_returns_contract_and_selects_on_val(cache_dir) -> None:
 
 
 def test_model_selection_keeps_the_best_validation_epoch(cache_dir, monkeypatch) -> None:
-    import dws_theory.inr.train as train_module
+    import dws_theory.inr.train.loop as train_module
 
     val_scores = iter([0.2, 0.9, 0.1])  # accuracy: epoch 2 is the best
     seen: list[tuple[str, torch.Tensor]] = []
@@ -380,7 +382,7 @@ def test_data_parallel_training_matches_one_process(tmp_path) -> None:
 def test_compile_trains_through_torch_compile_to_the_same_parameters(
     cache_dir, monkeypatch
 ) -> None:
-    import dws_theory.inr.train as train_module
+    import dws_theory.inr.train.loop as train_module
     from dws_theory.codegen import compiled_prelude
 
     def trained_parameters(compile: bool) -> torch.Tensor:

@@ -7,10 +7,15 @@ import math
 import pytest
 import torch
 
-from dws_theory.inr.augment import AugmentConfig, augment, flip_hidden_signs, rotation_matrices
-from dws_theory.inr.baselines import permute_hidden
-from dws_theory.inr.normalize import fit_normalizer
-from dws_theory.inr.siren import render, siren_init
+from dws_theory.inr.data.siren import render, siren_init
+from dws_theory.inr.train.augment import (
+    AugmentConfig,
+    augment,
+    flip_hidden_signs,
+    permute_hidden,
+    rotation_matrices,
+)
+from dws_theory.inr.train.normalize import fit_normalizer
 
 DIMS = (2, 12, 10, 1)
 

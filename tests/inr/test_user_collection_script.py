@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from dws_theory.inr.userdata import load_collection
+from dws_theory.inr.data.userdata import load_collection
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "user_collection.py"
 

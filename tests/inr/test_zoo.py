@@ -9,11 +9,8 @@ import torch
 from scipy.stats import kendalltau
 
 from dws_theory.cli import main as cli_main
-from dws_theory.inr.collection import from_zoo
-from dws_theory.inr.metrics import kendall_tau
-from dws_theory.inr.registry import Architecture, get_model
-from dws_theory.inr.train import predict, prepare
-from dws_theory.inr.zoo import (
+from dws_theory.inr.data.collection import from_zoo
+from dws_theory.inr.data.zoo import (
     ZooRecipe,
     build_zoo,
     digits_split,
@@ -24,6 +21,10 @@ from dws_theory.inr.zoo import (
     train_cnns,
     zoo_cnn,
 )
+from dws_theory.inr.models.base import Architecture
+from dws_theory.inr.models.table import get_model
+from dws_theory.inr.train.loop import predict, prepare
+from dws_theory.inr.train.metrics import kendall_tau
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

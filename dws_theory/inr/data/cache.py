@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .. import atomic
+from ... import atomic
 
 __all__ = ["checksum", "read", "write"]
 

@@ -1,17 +1,13 @@
-"""The model registry: what a model builder is given, and the name -> model table.
+"""What a model builder is given and what a model table entry says (no model lives here).
 
-Model contract: ``MODELS[name].build(info, arch)`` returns an ``nn.Module`` whose ``forward(weights,
-biases)`` takes a *normalised* batch (``weights[m-1]``: ``[B, C, d_m, d_{m-1}]``, see
-:mod:`dws_theory.inr.normalize`) and returns
+Model contract: ``MODELS[name].build(info, arch)`` (:mod:`dws_theory.inr.models.table`) returns
+an ``nn.Module`` whose ``forward(weights, biases)`` takes a *normalised* batch (``weights[m-1]``:
+``[B, C, d_m, d_{m-1}]``, see :mod:`dws_theory.inr.train.loop.normalize`) and returns
 
 * ``[B, info.out_dim]`` for classification (logits) and regression (standardised targets);
 * ``(weights, biases)`` in the batch layout (channel axis optional) for weight-to-weight
   tasks: a residual that the training loop adds to the normalised input. A builder raises
   :class:`UnsupportedTask` for tasks it cannot handle.
-
-This module imports no model, so that models, the training loop and the task table can all
-import it without a cycle; the built-in models register themselves when
-:mod:`dws_theory.inr.models` is imported.
 """
 
 from __future__ import annotations
@@ -22,26 +18,16 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from ..errors import InputError
-from ..spec import WeightSpace
-from .normalize import Normalizer
-from .tasks import Task
+from ...errors import InputError
+from ...spec import WeightSpace
+from ..data.tasks import Task
+from ..train.normalize import Normalizer
 
-__all__ = [
-    "TaskInfo",
-    "Architecture",
-    "Preset",
-    "PRESETS",
-    "ModelSpec",
-    "UnsupportedTask",
-    "MODELS",
-    "register_model",
-    "get_model",
-]
+__all__ = ["TaskInfo", "Architecture", "ModelBuilder", "ModelSpec", "UnsupportedTask"]
 
 
 class UnsupportedTask(InputError):
-    """A registered model does not apply to the requested task."""
+    """A model does not apply to the requested task."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,8 +45,8 @@ class TaskInfo:
     def space(self, mode: str = "hidden") -> WeightSpace:
         """The networks' weight space in symmetry ``mode`` (``from_module`` of the example,
         else the MLP of ``dims``)."""
-        from ..frontends.module import from_module
-        from ..spec import mlp
+        from ...frontends.module import from_module
+        from ...spec import mlp
 
         return mlp(self.dims, mode) if self.example is None else from_module(self.example, mode)
 
@@ -119,32 +105,12 @@ class Architecture:
             raise InputError(f"expected dropout in [0, 1), got {self.dropout!r}")
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A named configuration: model sizes plus training overrides (``train --preset``)."""
-
-    arch: Architecture
-    train: dict[str, object]
-    description: str
-
-
-PRESETS: dict[str, Preset] = {
-    "default": Preset(Architecture(), {}, "the task's own defaults"),
-    # The DWSNets paper's MNIST classifier: 32 channels, 5 equivariant layers, AdamW with
-    # amsgrad at lr 5e-3, weight decay 5e-4, batch 512, 100 epochs (augmentation: the task's).
-    "paper": Preset(
-        Architecture(hidden_channels=32, num_layers=5),
-        {"lr": 5e-3, "weight_decay": 5e-4, "batch_size": 512, "epochs": 100, "amsgrad": True},
-        "the DWSNets paper's classifier configuration",
-    ),
-}
-
 ModelBuilder = Callable[[TaskInfo, Architecture], nn.Module]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model.
+    """An entry of the model table (:data:`dws_theory.inr.models.table.MODELS`).
 
     ``symmetry`` is the group the model is built to respect (``hidden``, ``all``, ``signed``)
     or None; its inputs are normalised with statistics pooled over that group's orbits, so the
@@ -159,31 +125,3 @@ class ModelSpec:
     description: str
     permutation_augment: bool = False
     defaults: dict[str, object] = field(default_factory=dict)
-
-
-MODELS: dict[str, ModelSpec] = {}
-
-
-def register_model(
-    name: str,
-    build: ModelBuilder,
-    *,
-    symmetry: str | None,
-    description: str,
-    permutation_augment: bool = False,
-    defaults: dict[str, object] | None = None,
-) -> ModelSpec:
-    """Add a model to :data:`MODELS` (refuses to overwrite a different builder silently)."""
-    if name in MODELS and MODELS[name].build is not build:
-        raise InputError(f"model {name!r} is already registered")
-    spec = ModelSpec(name, build, symmetry, description, permutation_augment, dict(defaults or {}))
-    MODELS[name] = spec
-    return spec
-
-
-def get_model(name: str) -> ModelSpec:
-    from . import models  # noqa: F401  (registers the built-in models)
-
-    if name not in MODELS:
-        raise InputError(f"unknown model {name!r}; registered: {', '.join(sorted(MODELS))}")
-    return MODELS[name]

@@ -14,7 +14,7 @@ Every CNN's randomness (init and minibatches) comes from its own generator, so a
 the same alone as in any chunk (``tests/inr/test_zoo.py`` checks it against ``torch.optim.AdamW``).
 
 Cache: ``<cache_dir>/digits-cnn-zoo-<hash>.pt`` with the whole :class:`ZooRecipe` hashed into
-the name, checked and written by :mod:`dws_theory.inr.cache` as the INR datasets are.
+the name, checked and written by :mod:`dws_theory.inr.data.cache` as the INR datasets are.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
-from ..errors import InputError
-from ..examples import zoo_cnn
-from ..spec import WeightSpace
+from ...errors import InputError
+from ...examples import zoo_cnn
+from ...spec import WeightSpace
 from . import cache
 from .datasets import make_splits, resolve_cache_dir
 
@@ -68,7 +68,7 @@ _INIT_SALT = 1_299_709
 
 def zoo_space(symmetry: str = "hidden") -> WeightSpace:
     """The zoo CNN's weight space as the module front end derives it."""
-    from ..frontends.module import from_module
+    from ...frontends.module import from_module
 
     return from_module(zoo_cnn(), symmetry)
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import InputError
-from ..spec import Kind, WeightSpace, mlp
+from ...errors import InputError
+from ...spec import Kind, WeightSpace, mlp
 
 __all__ = ["NORMALIZATIONS", "Normalizer", "fit_normalizer"]
 

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..errors import InputError
+from ...errors import InputError
 
 __all__ = [
     "DEFAULT_W0",

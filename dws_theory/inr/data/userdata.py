@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..convert import ConversionError, weights_from_models
-from ..errors import InputError
+from ...convert import ConversionError, weights_from_models
+from ...errors import InputError
 from .collection import Collection, standardise
 from .datasets import make_splits
 from .tasks import KINDS, user_task

@@ -4,7 +4,7 @@
 user's own collection), fits the input normalisation on the training split for the model's
 symmetry, trains with AdamW, keeps the epoch with the best validation metric and reports its
 test metric. Every training batch goes raw weights -> augmentations (the task's defaults or
-``augment=``) -> hidden-neuron permutation (models registered with ``permutation_augment``)
+``augment=``) -> hidden-neuron permutation (models whose table entry sets ``permutation_augment``)
 -> normalisation -> model.
 
 Data parallel: started under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the loop
@@ -30,18 +30,19 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..codegen.compiled_prelude import _compiled_forward
-from ..errors import InputError
-from .augment import AUGMENTATIONS, augment
-from .baselines import flatten_weights, permute_hidden, unflatten_weights
-from .collection import Collection, from_dataset, from_zoo
-from .datasets import load_dataset
+from ...codegen.compiled_prelude import _compiled_forward
+from ...errors import InputError
+from ..data.collection import Collection, from_dataset, from_zoo
+from ..data.datasets import load_dataset
+from ..data.layout import flatten_weights, unflatten_weights
+from ..data.siren import SCHEDULES, render
+from ..data.tasks import TrainDefaults, get_task
+from ..data.zoo import ZooRecipe, load_zoo
+from ..models.base import Architecture, ModelSpec, TaskInfo, UnsupportedTask
+from ..models.table import PRESETS, get_model
+from .augment import AUGMENTATIONS, augment, permute_hidden
 from .metrics import kendall_tau
 from .normalize import NORMALIZATIONS, Normalizer, fit_normalizer
-from .registry import PRESETS, Architecture, ModelSpec, TaskInfo, UnsupportedTask, get_model
-from .siren import SCHEDULES, render
-from .tasks import TrainDefaults, get_task
-from .zoo import ZooRecipe, load_zoo
 
 __all__ = [
     "RunConfig",
@@ -170,7 +171,7 @@ def prepare(
     ws, bs = data.raw(data.rows(data.splits["train"]))
     space = None
     if data.example is not None and symmetry is not None:
-        from ..frontends.module import from_module
+        from ...frontends.module import from_module
 
         space = from_module(data.example, symmetry)
     normalizer = fit_normalizer(ws, bs, scheme, symmetry, space)
@@ -359,7 +360,7 @@ def _device_for(device: str, world: World) -> str:
 
 def load_collection_for(config: RunConfig) -> Collection:
     if config.data is not None:
-        from .userdata import load_collection
+        from ..data.userdata import load_collection
 
         return load_collection(config.data)
     if get_task(config.task).is_zoo:  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """A collection of networks with targets and splits: what the training loop reads.
 
 Built from a fitted INR dataset (:func:`from_dataset`), the CNN zoo (:func:`from_zoo`) or a
-user's file (:func:`dws_theory.inr.userdata.load_collection`). Weights stay raw
+user's file (:func:`dws_theory.inr.data.userdata.load_collection`). Weights stay raw
 (unnormalised): the loop augments raw weights, then normalises them with the model's
 :class:`Normalizer`.
 
@@ -12,7 +12,7 @@ Targets are stored in loss space:
   ``target_mean`` / ``target_std`` turn predictions back into target units);
 * weights (rendered): the target image ``[N, P, d_M]`` sampled at ``coords``;
 * weights (given): the target networks' raw weights, flattened ``[N, D]`` in
-  :func:`~dws_theory.inr.baselines.flatten_weights` order.
+  :func:`~dws_theory.inr.data.layout.flatten_weights` order.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ...errors import InputError
 from .datasets import INRDataset
 from .tasks import Task, get_task
 from .zoo import ZooDataset, zoo_cnn

@@ -19,8 +19,8 @@ The others perturb every tensor:
                the other weights keep their values, so the network's function moves only by
                the dropped terms).
 
-Exact symmetries of the network's function live in :mod:`dws_theory.inr.baselines`
-(``permute_hidden``) and :func:`flip_hidden_signs` here (odd activations only).
+Exact symmetries of the network's function: :func:`permute_hidden` and
+:func:`flip_hidden_signs` (odd activations only).
 The image-space ones change the signal, so they only apply where the target does not move
 with it: classification and regression of invariant properties, never weight-to-weight tasks.
 """
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from ...errors import InputError
 
-__all__ = ["AUGMENTATIONS", "AugmentConfig", "augment", "flip_hidden_signs"]
+__all__ = ["AUGMENTATIONS", "AugmentConfig", "augment", "flip_hidden_signs", "permute_hidden"]
 
 AUGMENTATIONS = ("rotate", "translate", "scale", "noise", "dropout")
 
@@ -141,3 +141,28 @@ def flip_hidden_signs(
         bs[k - 1] = bs[k - 1] * s
         ws[k] = ws[k] * s.unsqueeze(-2)
     return ws, bs
+
+
+def permute_hidden(
+    weights: Sequence[Tensor], biases: Sequence[Tensor], generator: torch.Generator
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Apply an independent random permutation to every hidden layer of every sample.
+
+    Hidden layer k (1 <= k < M) permutes the rows of ``W_k``, the entries of ``b_k`` and the
+    columns of ``W_{k+1}`` with the same permutation (shared across channels, which are
+    features of the same neuron), so each network computes the same function. The input and
+    output neurons are left alone. ``generator`` is a CPU generator (permutations are drawn on
+    CPU, then moved to the data's device).
+    """
+    weights, biases = list(weights), list(biases)
+    batch = weights[0].shape[0]
+    for k in range(1, len(weights)):
+        w_in, b_in, w_out = weights[k - 1], biases[k - 1], weights[k]
+        d = w_in.shape[-2]
+        perm = torch.argsort(torch.rand(batch, d, generator=generator), dim=1).to(w_in.device)
+        # New neuron i is old neuron perm[i]: gather rows / entries / columns with perm.
+        lead = [1] * (w_in.dim() - 3)  # channel axes, if any
+        weights[k - 1] = w_in.gather(-2, perm.view(batch, *lead, d, 1).expand_as(w_in))
+        biases[k - 1] = b_in.gather(-1, perm.view(batch, *lead, d).expand_as(b_in))
+        weights[k] = w_out.gather(-1, perm.view(batch, *lead, 1, d).expand_as(w_out))
+    return weights, biases

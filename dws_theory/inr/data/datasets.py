@@ -1,8 +1,8 @@
 """INR weight-space datasets: fitted SIRENs with targets, fixed splits and a checked cache.
 
-The tasks and their sources are in :mod:`dws_theory.inr.tasks`; the signals in
-:mod:`dws_theory.inr.signals`; the fitting in :mod:`dws_theory.inr.siren`. This module turns a
-:class:`Recipe` into fitted INRs, caches them, and attaches each task's targets:
+The tasks and their sources are in :mod:`dws_theory.inr.data.tasks`; the signals in
+:mod:`dws_theory.inr.data.signals`; the fitting in :mod:`dws_theory.inr.data.siren`. This
+module turns a :class:`Recipe` into fitted INRs, caches them, and attaches each task's targets:
 
 ``label``      the digit class (``digits-inr``, ``mnist-inr``);
 ``frequency``  the sine's ``a`` (``sine-inr``);
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import CommandError, InputError
+from ...errors import CommandError, InputError
 from . import cache
 from . import signals as sig
 from .siren import DEFAULT_W0, INIT_SCHEMES, FitResult, fit_sirens, psnr
@@ -161,7 +161,7 @@ def default_recipe(
 
 def _source(task: Task) -> Source:
     if task.source is None:
-        where = " (a CNN zoo: dws_theory.inr.zoo.load_zoo builds it)" if task.is_zoo else ""
+        where = " (a CNN zoo: dws_theory.inr.data.zoo.load_zoo builds it)" if task.is_zoo else ""
         raise InputError(f"task {task.name!r} has no INR source to fit{where}")
     return SOURCES[task.source]
 

@@ -1,85 +1,28 @@
-"""Non-equivariant baselines on weight-space batches, and hidden-neuron permutation augmentation.
+"""Non-equivariant baselines on weight-space batches.
 
 Batch layout: ``weights[m-1]`` is ``[B, C, d_m, d_{m-1}]``, ``biases[m-1]`` is ``[B, C, d_m]``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
-from .normalize import Normalizer
-from .siren import DEFAULT_W0, render
+from ...errors import InputError
+from ..data.layout import Shape, flatten_weights, unflatten_weights
+from ..data.siren import DEFAULT_W0, render
+from ..train.normalize import Normalizer
 
 __all__ = [
-    "flatten_weights",
-    "unflatten_weights",
-    "permute_hidden",
     "FlatMLP",
     "PixelClassifier",
     "STAT_QUANTILES",
     "weight_statistics",
     "StatsNet",
 ]
-
-Shape = tuple[int, ...]
-
-
-def flatten_weights(weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
-    """Concatenate ``W_1, b_1, W_2, b_2, ...`` per sample into ``[B, D]``."""
-    parts: list[Tensor] = []
-    for w, b in zip(weights, biases, strict=True):
-        parts += [w.flatten(1), b.flatten(1)]
-    return torch.cat(parts, dim=1)
-
-
-def unflatten_weights(
-    flat: Tensor, weight_shapes: Sequence[Shape], bias_shapes: Sequence[Shape]
-) -> tuple[list[Tensor], list[Tensor]]:
-    """Inverse of :func:`flatten_weights`; shapes exclude the batch axis (``(C, d_m, d_{m-1})``)."""
-    sizes: list[int] = []
-    shapes: list[Shape] = []
-    for ws, bs in zip(weight_shapes, bias_shapes, strict=True):
-        sizes += [_numel(ws), _numel(bs)]
-        shapes += [tuple(ws), tuple(bs)]
-    pieces = torch.split(flat, sizes, dim=1)
-    out = [p.reshape(flat.shape[0], *s) for p, s in zip(pieces, shapes, strict=True)]
-    return out[0::2], out[1::2]
-
-
-def _numel(shape: Shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-def permute_hidden(
-    weights: Sequence[Tensor], biases: Sequence[Tensor], generator: torch.Generator
-) -> tuple[list[Tensor], list[Tensor]]:
-    """Apply an independent random permutation to every hidden layer of every sample.
-
-    Hidden layer k (1 <= k < M) permutes the rows of ``W_k``, the entries of ``b_k`` and the
-    columns of ``W_{k+1}`` with the same permutation (shared across channels, which are
-    features of the same neuron), so each network computes the same function. The input and
-    output neurons are left alone. ``generator`` is a CPU generator (permutations are drawn on
-    CPU, then moved to the data's device).
-    """
-    weights, biases = list(weights), list(biases)
-    batch = weights[0].shape[0]
-    for k in range(1, len(weights)):
-        w_in, b_in, w_out = weights[k - 1], biases[k - 1], weights[k]
-        d = w_in.shape[-2]
-        perm = torch.argsort(torch.rand(batch, d, generator=generator), dim=1).to(w_in.device)
-        # New neuron i is old neuron perm[i]: gather rows / entries / columns with perm.
-        lead = [1] * (w_in.dim() - 3)  # channel axes, if any
-        weights[k - 1] = w_in.gather(-2, perm.view(batch, *lead, d, 1).expand_as(w_in))
-        biases[k - 1] = b_in.gather(-1, perm.view(batch, *lead, d).expand_as(b_in))
-        weights[k] = w_out.gather(-1, perm.view(batch, *lead, 1, d).expand_as(w_out))
-    return weights, biases
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -112,7 +55,7 @@ class FlatMLP(nn.Module):
             raise InputError("give exactly one of out_dim and out_shapes")
         self.out_shapes = out_shapes
         if out_shapes is not None:
-            out_dim = sum(_numel(s) for s in (*out_shapes[0], *out_shapes[1]))
+            out_dim = sum(math.prod(s) for s in (*out_shapes[0], *out_shapes[1]))
         assert out_dim is not None
         self.net = _mlp([in_dim, *hidden, out_dim])
         if out_shapes is not None:
