@@ -33,6 +33,7 @@ from .errors import InputError
 
 __all__ = [
     "STAGING_PREFIX",
+    "check_file",
     "check_folder",
     "remove_stale",
     "replacing",
@@ -140,7 +141,8 @@ def replacing(path: str | Path) -> Iterator[Path]:
         _fsync(temporary)
         os.replace(temporary, path)
     except OSError as e:
-        if e.filename is not None and Path(e.filename) == temporary:  # name the real target
+        # Name the real target: a write error names no file, an open one the temporary.
+        if e.errno is not None and (e.filename is None or Path(e.filename) == temporary):
             raise type(e)(e.errno, e.strerror, str(path)) from e
         raise
     finally:
@@ -182,8 +184,33 @@ def check_folder(folder: str | Path) -> None:
     if not probe.is_dir():
         code = errno.EEXIST if probe == target else errno.ENOTDIR
         raise OSError(code, os.strerror(code), str(target))
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(probe))
+    _check_writable(probe)
+
+
+def check_file(path: str | Path) -> None:
+    """Raise the OSError that writing the file `path` would raise, without writing: its
+    folder must exist and be writable, and `path` must not be a folder. Run it before the
+    work whose result goes there (a training run), not after."""
+    _require_path(path)
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    folder = target.parent
+    if not folder.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(folder))
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+    _check_writable(folder)
+
+
+def _check_writable(folder: Path) -> None:
+    if os.access(folder, os.W_OK | os.X_OK):
+        return
+    code = errno.EACCES
+    with contextlib.suppress(OSError, AttributeError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            code = errno.EROFS
+    raise OSError(code, os.strerror(code), str(folder))
 
 
 def _make_dirs(target: Path, created: list[Path]) -> None:

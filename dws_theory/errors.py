@@ -76,6 +76,7 @@ _PATH_EXPECTED = {
     errno.EROFS: "a writable path, but the file system is read-only",
     errno.ENOSPC: "free space for the file, but the device is full",
     errno.EDQUOT: "free space for the file, but the disk quota is exceeded",
+    errno.EFBIG: "room for the file, but it is larger than this process may write",
     errno.ENAMETOOLONG: "a shorter path, but a file name is longer than the system allows",
     errno.ENOENT: "an existing path, but there is no such file or directory",
 }

@@ -36,7 +36,14 @@ from torch import Tensor
 
 from ...errors import InputError
 
-__all__ = ["AUGMENTATIONS", "AugmentConfig", "augment", "flip_hidden_signs", "permute_hidden"]
+__all__ = [
+    "AUGMENTATIONS",
+    "AugmentConfig",
+    "augment",
+    "check_geometric",
+    "flip_hidden_signs",
+    "permute_hidden",
+]
 
 AUGMENTATIONS = ("rotate", "translate", "scale", "noise", "dropout")
 
@@ -76,6 +83,16 @@ def _first_layer(
     return [new_w1, *weights[1:]], [new_b1, *biases[1:]]
 
 
+def check_geometric(names: Sequence[str], d0: int) -> None:
+    """Refuse a geometric augmentation the inputs do not have: a rotation needs 2-D
+    coordinates (it would otherwise do nothing while the user believes it ran)."""
+    if "rotate" in names and d0 != 2:
+        raise InputError(
+            f"expected networks with 2-D inputs for --augment rotate (a rotation of the "
+            f"plane), got {d0}-D inputs; use translate or scale"
+        )
+
+
 def augment(
     weights: Sequence[Tensor],
     biases: Sequence[Tensor],
@@ -89,8 +106,9 @@ def augment(
         raise InputError(f"expected augmentations from {AUGMENTATIONS}, got {sorted(unknown)}")
     ws, bs = list(weights), list(biases)
     batch, d0 = ws[0].shape[0], ws[0].shape[-1]
+    check_geometric(names, d0)
     a: Tensor | None = None
-    if "rotate" in names and d0 == 2:
+    if "rotate" in names:
         a = rotation_matrices(batch, config.rotate_deg, generator)
     if "scale" in names:
         s = _uniform((batch, 1, 1), 1 - config.scale, 1 + config.scale, generator)
