@@ -29,7 +29,6 @@ __all__ = [
     "add_channel_arguments",
     "add_shape_arguments",
     "bounded_int",
-    "finite_float",
     "non_negative_float",
     "non_negative_int",
     "path_text",
@@ -92,11 +91,6 @@ def _float(text: str, expected: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}")
     return value
-
-
-def finite_float(text: str) -> float:
-    """Any finite float (no nan, no inf)."""
-    return _float(text, "a finite number")
 
 
 def positive_float(text: str) -> float:

@@ -62,7 +62,8 @@ def build(
     certified, lowered into one `LayerPlan`, and both go to the module and the derivation
     (reduced copies the routes and the sharing figure need are enumerated once each)."""
     from .codegen import render
-    from .codegen.files import target_plan, write_source
+    from .codegen.cli import target_plan
+    from .codegen.files import write_source
     from .report.page import write_page
 
     say = progress or (lambda _msg: None)

@@ -25,6 +25,7 @@ __all__ = [
     "SpecError",
     "MODES",
     "mlp",
+    "mlp_shape",
     "parse_dims",
     "parse_mode",
     "shown",
@@ -339,3 +340,13 @@ def mlp(dims: str | tuple[int, ...] | list[int], mode: str = "hidden") -> Weight
         tensors.append(Tensor(f"W{m}", (f"n{m}", f"n{m - 1}")))
         tensors.append(Tensor(f"b{m}", (f"n{m}",)))
     return WeightSpace(tuple(sets), tuple(tensors))
+
+
+def mlp_shape(space: WeightSpace) -> tuple[tuple[int, ...], str] | None:
+    """(dims, mode) when the space is `mlp(dims, mode)`, else None."""
+    dims = tuple(s.size for s in space.sets)
+    if len(dims) >= 2:
+        for mode in MODES:
+            if mlp(dims, mode) == space:
+                return dims, mode
+    return None

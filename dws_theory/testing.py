@@ -19,10 +19,11 @@ output may be `(weights, biases)`, an object with `.weights` and `.biases`, or o
 The checks run on a float64 copy of the layer with random parameters (the layer passed in
 is left untouched), so their tolerances are float64 ones.
 
-`space` is a `WeightSpace` (`mlp("2,32,32,1", "hidden")`, `from_module(cnn)`, ...) or a
-widths string, read with `mode`. Every check takes any space whose tensors are weights (two
-or more axes) and biases (one axis); the last two compare with this project's complete
-layer of that space (`runtime.layer_classes(space)`).
+`space` is anything `frontends.resolve` takes: a `WeightSpace` (`mlp("2,32,32,1",
+"hidden")`, `from_module(cnn)`, ...), widths or a spec string, read with `mode`, or a
+module. Every check takes any space whose tensors are weights (two or more axes) and biases
+(one axis); the last two compare with this project's complete layer of that space
+(`runtime.layer_classes(space)`).
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .action import act, gather_axis, split_names
+from .aliases import SpaceLike, Tensors
 from .basis import enumerate_basis
-from .group import GroupElement, random_element
-from .spec import Kind, WeightSpace, mlp
+from .frontends.resolve import resolve
+from .group import random_element
+from .spec import Kind, WeightSpace
 
 __all__ = [
     "Transformation",
@@ -52,7 +56,6 @@ __all__ = [
     "random_inputs",
 ]
 
-Tensors = list[torch.Tensor]
 # Gaps below this (relative, float64) are rounding; equivariance holds.
 EQUIVARIANCE_RTOL = 1e-9
 # Gaps above this (relative, float64) are real; the layer does not commute.
@@ -77,17 +80,8 @@ class WeightSpaceBatch(Sequence):
 
 
 # -- spaces, inputs and calls ----------------------------------------------------------------
-def _space(space: WeightSpace | str, mode: str) -> WeightSpace:
-    return mlp(space, mode) if isinstance(space, str) else space
-
-
-def _names(space: WeightSpace) -> tuple[list[str], list[str]]:
-    """(weight tensors, bias tensors) of the space, in the order a layer receives them."""
-    weights = [t.name for t in space.tensors if len(t.axes) >= 2]
-    biases = [t.name for t in space.tensors if len(t.axes) == 1]
-    if len(weights) + len(biases) != len(space.tensors):
-        raise ValueError(f"expected a space whose tensors all have one or more axes, got {space}")
-    return weights, biases
+def _space(space: SpaceLike, mode: str) -> WeightSpace:
+    return resolve(space, mode).space
 
 
 def _in_channels(layer: nn.Module, given: int | None) -> int:
@@ -114,7 +108,7 @@ def random_inputs(
     space: WeightSpace, batch: int, channels: int, gen: torch.Generator
 ) -> tuple[Tensors, Tensors]:
     """Standard-normal float64 features `[B, C, *shape]` for every weight and bias."""
-    weights, biases = _names(space)
+    weights, biases = split_names(space)
 
     def one(name: str) -> torch.Tensor:
         shape = (batch, channels, *space.shape(name))
@@ -165,35 +159,7 @@ def _relative_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm()) / scale if scale > 0 else float((a - b).norm())
 
 
-# -- the group action, and transformations outside the group ---------------------------------
-def _gather(t: torch.Tensor, axis: int, perm: np.ndarray, sign: np.ndarray | None) -> torch.Tensor:
-    dim = 2 + axis
-    t = t.index_select(dim, torch.as_tensor(perm, device=t.device))
-    if sign is not None:
-        shape = [1] * t.dim()
-        shape[dim] = -1
-        t = t * torch.as_tensor(sign, dtype=t.dtype, device=t.device).view(shape)
-    return t
-
-
-def act(
-    space: WeightSpace, g: GroupElement, weights: Tensors, biases: Tensors
-) -> tuple[Tensors, Tensors]:
-    """g acting on `[B, C, *shape]` features: every axis gathered by its set's permutation
-    and multiplied by its signs."""
-    names_w, names_b = _names(space)
-
-    def one(t: torch.Tensor, name: str) -> torch.Tensor:
-        for axis, set_name in enumerate(space.tensor(name).axes):
-            t = _gather(t, axis, g.perm(set_name), g.sign(set_name))
-        return t
-
-    return (
-        [one(t, n) for t, n in zip(weights, names_w, strict=True)],
-        [one(t, n) for t, n in zip(biases, names_b, strict=True)],
-    )
-
-
+# -- transformations outside the group ------------------------------------------------------
 @dataclass(frozen=True)
 class Transformation:
     """A map of the weight space that is not a group element: `perm` applied to one axis of
@@ -208,14 +174,14 @@ class Transformation:
     def __call__(
         self, space: WeightSpace, weights: Tensors, biases: Tensors
     ) -> tuple[Tensors, Tensors]:
-        names_w, names_b = _names(space)
+        names_w, names_b = split_names(space)
         perm = np.array(self.perm)
 
         def one(t: torch.Tensor, name: str) -> torch.Tensor:
             for axis, set_name in enumerate(space.tensor(name).axes):
                 chosen = name == self.tensor and axis == self.axis
                 if chosen or (self.tensor is None and set_name == self.set_name):
-                    t = _gather(t, axis, perm, None)
+                    t = gather_axis(t, 2 + axis, perm)
             return t
 
         return (
@@ -257,7 +223,7 @@ def outside_transformations(space: WeightSpace) -> list[Transformation]:
 # -- the three checks --------------------------------------------------------------------------
 def assert_equivariant(
     layer: nn.Module,
-    space: WeightSpace | str,
+    space: SpaceLike,
     mode: str = "hidden",
     *,
     in_channels: int | None = None,
@@ -301,7 +267,7 @@ def _reference_layer(space: WeightSpace, out: tuple[Tensors, Tensors] | Tensors,
 
 def assert_not_over_symmetric(
     layer: nn.Module,
-    space: WeightSpace | str,
+    space: SpaceLike,
     mode: str = "hidden",
     *,
     in_channels: int | None = None,
@@ -382,7 +348,7 @@ def jacobian_rank(
 
 def assert_complete(
     layer: nn.Module,
-    space: WeightSpace | str,
+    space: SpaceLike,
     mode: str = "hidden",
     *,
     in_channels: int | None = None,

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 
 from ..basis import Basis
 from ..orbits import Pattern
-from ..spec import Kind, SpecError, WeightSpace, mlp, parse_mode
+from ..spec import Kind, SpecError, WeightSpace, mlp, mlp_shape, parse_mode
 from .plan import (
     EQUIVARIANT,
     INVARIANT,
@@ -53,20 +53,10 @@ from .plan import (
     local_name,
 )
 
-__all__ = ["lower", "mlp_shape"]
+__all__ = ["lower"]
 
 Reading = tuple[str, Classes, Classes]  # (tensor, kept classes, pooled classes)
 Placement = tuple[str | None, Classes, Classes]  # (out tensor, kept classes, broadcast classes)
-
-
-def mlp_shape(space: WeightSpace) -> tuple[tuple[int, ...], str] | None:
-    """(dims, mode) when the space is `mlp(dims, mode)`, else None."""
-    dims = tuple(s.size for s in space.sets)
-    if len(dims) >= 2:
-        for mode in ("hidden", "all", "signed"):
-            if mlp(dims, mode) == space:
-                return dims, mode
-    return None
 
 
 def _suffix(sets: Sequence[str]) -> str:

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..codegen.files import module_name, space_stem
-from ..codegen.lower import mlp_shape
 from ..errors import cut
-from ..spec import SpecError, WeightSpace, mlp, parse_dims, parse_mode, shown
+from ..naming import module_name, space_stem
+from ..spec import SpecError, WeightSpace, mlp, mlp_shape, parse_dims, parse_mode, shown
 
 if TYPE_CHECKING:
     from torch import nn

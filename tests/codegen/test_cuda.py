@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from dws_theory.aliases import Tensors
 from dws_theory.models import DWSNet
 from dws_theory.runtime import layer_classes
 
@@ -20,7 +21,6 @@ pytestmark = [
 ]
 
 DIMS = (2, 5, 6, 1)  # its W2 has a fused identity term (no fixed axis)
-Tensors = list[torch.Tensor]
 
 
 def inputs(batch: int, channels: int, seed: int) -> tuple[Tensors, Tensors]:
