@@ -52,6 +52,7 @@ __all__ = [
     "assert_equivariant",
     "assert_not_over_symmetric",
     "jacobian_rank",
+    "matrix_rank",
     "outside_transformations",
     "random_inputs",
 ]
@@ -60,6 +61,8 @@ __all__ = [
 EQUIVARIANCE_RTOL = 1e-9
 # Gaps above this (relative, float64) are real; the layer does not commute.
 DETECTION_GAP = 1e-6
+# Singular values below this share of the largest are zero (float64): the one rank tolerance.
+RANK_RTOL = 1e-9
 
 
 class WeightSpaceBatch(Sequence):
@@ -315,6 +318,49 @@ def assert_not_over_symmetric(
     return checked
 
 
+def matrix_rank(matrix: torch.Tensor | np.ndarray) -> int:
+    """Numerical rank: singular values above RANK_RTOL times the largest (float64 data)."""
+    if isinstance(matrix, torch.Tensor):
+        matrix = matrix.detach().cpu().numpy()
+    singular = np.linalg.svd(matrix, compute_uv=False)  # LAPACK's gesdd: torch's is slower
+    if singular.size == 0 or float(singular[0]) == 0.0:
+        return 0
+    return int((singular > singular[0] * RANK_RTOL).sum())
+
+
+def _projected_jacobian(
+    layer: nn.Module, weights: Tensors, biases: Tensors, project: torch.Tensor
+) -> torch.Tensor:
+    """R J, J = d(outputs) / d(parameters): one batched backward pass (vmap over R's rows),
+    256 rows at a time, or one pass per row where a layer's operations do not vmap."""
+    params = {n: p.detach() for n, p in layer.named_parameters() if p.requires_grad}
+
+    def outputs(values: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.nn.utils.stateless._reparametrize_module(layer, values):
+            return _flat(_call(layer, weights, biases))
+
+    try:
+        _, pullback = torch.func.vjp(outputs, params)
+        (rows,) = torch.vmap(pullback, chunk_size=256)(project)  # bounded memory
+        return torch.cat([rows[n].reshape(len(project), -1) for n in params], dim=1)
+    except (RuntimeError, NotImplementedError):  # no batching rule for some operation
+        pass
+    live = [p for p in layer.parameters() if p.requires_grad]
+    out = _flat(_call(layer, weights, biases))
+    rows_list = []
+    for r in project:
+        grads = torch.autograd.grad(out @ r, live, retain_graph=True, allow_unused=True)
+        rows_list.append(
+            torch.cat(
+                [
+                    (g if g is not None else torch.zeros_like(q)).reshape(-1)
+                    for g, q in zip(grads, live, strict=True)
+                ]
+            )
+        )
+    return torch.stack(rows_list)
+
+
 def jacobian_rank(
     layer: nn.Module,
     space: WeightSpace,
@@ -322,28 +368,14 @@ def jacobian_rank(
     biases: Tensors,
     seed: int = 0,
 ) -> int:
-    """Numerical rank of d(outputs at the given inputs) / d(parameters), from R J for a
-    random R with a few more rows than parameters (one backward pass per row)."""
-    params = [p for p in layer.parameters() if p.requires_grad]
-    count = sum(p.numel() for p in params)
-    out = _flat(_call(layer, weights, biases))
+    """Numerical rank (`matrix_rank`) of d(outputs at the given inputs) / d(parameters),
+    from R J for a random R with a few more rows than parameters."""
+    count = sum(p.numel() for p in layer.parameters() if p.requires_grad)
+    with torch.no_grad():
+        size = _flat(_call(layer, weights, biases))
     gen = torch.Generator().manual_seed(seed)
-    project = torch.randn(count + 8, out.numel(), generator=gen, dtype=out.dtype)
-    rows = []
-    for r in project:
-        grads = torch.autograd.grad(out @ r, params, retain_graph=True, allow_unused=True)
-        rows.append(
-            torch.cat(
-                [
-                    (g if g is not None else torch.zeros_like(p)).reshape(-1)
-                    for g, p in zip(grads, params, strict=True)
-                ]
-            )
-        )
-    singular = torch.linalg.svdvals(torch.stack(rows).detach())
-    if singular.numel() == 0 or float(singular[0]) == 0.0:
-        return 0
-    return int((singular > singular[0] * 1e-9).sum())
+    project = torch.randn(count + 8, size.numel(), generator=gen, dtype=size.dtype)
+    return matrix_rank(_projected_jacobian(layer, weights, biases, project))
 
 
 def assert_complete(
