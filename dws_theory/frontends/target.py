@@ -107,6 +107,8 @@ def _run_user_code(what: str, call: Callable[[], T]) -> T:
     into a SpecError naming `what`; Ctrl-C and SIGTERM still interrupt."""
     try:
         return call()
+    except SpecError:
+        raise  # already one line that says what was expected
     except (Exception, SystemExit) as e:
         raise SpecError(_failure(what, e)) from None
 
@@ -177,4 +179,7 @@ def from_module(module: nn.Module, name: str, mode: str = "hidden", reference: s
 def from_module_file(reference: str, mode: str = "hidden") -> Target:
     """The target of `--module FILE.py:NAME`: from_module of that module."""
     module, name = load_module_file(reference)
-    return from_module(module, name, mode, reference)
+    # Tracing runs the module's own forward: whatever that raises is the file's failure too.
+    return _run_user_code(
+        f"--module: tracing {name}", lambda: from_module(module, name, mode, reference)
+    )

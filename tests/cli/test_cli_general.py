@@ -179,6 +179,8 @@ HOSTILE_MODULE_FILE = textwrap.dedent(
     """
     import sys
 
+    from torch import nn
+
 
     def exits():
         sys.exit(0)
@@ -198,6 +200,19 @@ HOSTILE_MODULE_FILE = textwrap.dedent(
 
     def recurses():
         return recurses()
+
+
+    class Exits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            sys.exit(4)
+
+
+    def exits_in_forward():
+        return Exits()
     """
 )
 
@@ -214,6 +229,7 @@ HOSTILE_MODULE_FILE = textwrap.dedent(
         (HOSTILE_MODULE_FILE, "raises", "calling raises() failed: RuntimeError: xxx"),
         (HOSTILE_MODULE_FILE, "raises_key", "failed: KeyError: 'weights'"),
         (HOSTILE_MODULE_FILE, "recurses", "calling recurses() failed: RecursionError"),
+        (HOSTILE_MODULE_FILE, "exits_in_forward", "tracing exits_in_forward called sys.exit(4)"),
     ],
 )
 def test_a_module_file_that_exits_raises_or_recurses_is_one_line(source, name, fragment, tmp_path):
