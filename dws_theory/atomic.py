@@ -189,12 +189,18 @@ def check_folder(folder: str | Path) -> None:
 
 def check_file(path: str | Path) -> None:
     """Raise the OSError that writing the file `path` would raise, without writing: its
-    folder must exist and be writable, and `path` must not be a folder. Run it before the
-    work whose result goes there (a training run), not after."""
+    folder must exist and be writable, and `path` must not be a folder or any other file
+    that is not a regular one (a FIFO, a device). Run it before the work whose result goes
+    there (a training run), not after."""
     _require_path(path)
     target = Path(path)
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    if target.exists() and not target.is_file():  # a FIFO, a device: never replaced
+        raise InputError(
+            f"expected a regular file or a new name, got {str(target)!r}, which is neither "
+            "(a FIFO, a device or a socket)"
+        )
     folder = target.parent
     if not folder.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(folder))

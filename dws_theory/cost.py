@@ -26,10 +26,12 @@ from .spec import Kind, WeightSpace
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_LAYER_ELEMENTS",
     "MAX_PATTERNS",
     "MAX_TENSORS",
     "CostError",
     "check_cost",
+    "check_layer",
     "partition_count",
     "pattern_count",
 ]
@@ -43,6 +45,11 @@ MAX_TENSORS = 2 * MAX_DEPTH
 # deepest MLP needs, so every space within MAX_TENSORS whose blocks have few axes per set
 # passes, and a tensor with many axes on one set (Bell numbers) does not.
 MAX_PATTERNS = 2_000_000
+# Basis elements of one layer (its parameters per input and output channel): every fixed
+# axis makes its patterns dense, n^t elements each. Counting them costs nothing (`basis`
+# and `verify` report any count); a layer with more than this many parameters per channel
+# pair (4 GB in float32) cannot be built on any machine, so no module is made for it.
+MAX_LAYER_ELEMENTS = 10**9
 
 
 class CostError(SpecError):
@@ -115,8 +122,20 @@ def check_cost(space: WeightSpace) -> None:
     if patterns > MAX_PATTERNS:
         raise CostError(
             f"expected at most {MAX_PATTERNS:,} orbit patterns (set partitions of each "
-            f"block's axes per neuron set), got {_magnitude(patterns)} (they grow as Bell "
-            "numbers of the axes a block has on one permuted set)"
+            f"block's axes per neuron set), got {_magnitude(patterns)}: too many tensors "
+            "sharing sets, or too many axes on one permuted set (Bell numbers of them)"
+        )
+
+
+def check_layer(equivariant_linear: int, invariant_linear: int) -> None:
+    """Raise `CostError` when a layer with these basis counts cannot be built (its
+    parameters per channel pair over MAX_LAYER_ELEMENTS)."""
+    largest = max(equivariant_linear, invariant_linear)
+    if largest > MAX_LAYER_ELEMENTS:
+        raise CostError(
+            f"expected a layer of at most {MAX_LAYER_ELEMENTS:,} parameters per channel pair, "
+            f"got {_magnitude(largest)} (dense over its fixed axes); `basis` and `verify` "
+            "report such counts, but no layer of that size can be built"
         )
 
 

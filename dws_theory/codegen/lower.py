@@ -36,6 +36,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from ..basis import Basis
+from ..cost import check_layer
 from ..orbits import Pattern
 from ..spec import Kind, SpecError, WeightSpace, mlp, mlp_shape, parse_mode
 from .plan import (
@@ -240,6 +241,7 @@ def lower(basis: Basis, mode: str | None = None, origin: str | None = None) -> L
     """
     space = basis.space
     _check_space(space)
+    check_layer(basis.equivariant_linear, basis.invariant_linear)
     dims, mode, origin = _plan_labels(space, mode, origin)
     mixes = _lower_mixes(basis)
     pools = [op for op in mixes if isinstance(op, Pool)]

@@ -10,6 +10,7 @@ from strategies import mlp_dims, modes, small_spaces
 
 from dws_theory.basis import enumerate_basis
 from dws_theory.certify import certify
+from dws_theory.codegen.lower import lower
 from dws_theory.cost import MAX_PATTERNS, MAX_TENSORS, CostError, partition_count, pattern_count
 from dws_theory.frontends.module import from_module
 from dws_theory.runtime import layer_classes
@@ -17,6 +18,17 @@ from dws_theory.spec import MAX_WIDTH, Kind, NeuronSet, SpecError, WeightSpace, 
 
 # 12 axes on one permuted set: its block T <- T has Bell(24) (about 4.5e17) patterns.
 TWELVE_AXES = f"sets[a:30:permuted] tensors[T({','.join(['a'] * 12)})]"
+
+
+# Three axes on one fixed set of 10**6: one pattern per block, but 10**36 dense elements.
+DENSE = "sets[k:1000000:fixed] tensors[T(k,k,k)]"
+
+
+def test_a_layer_too_large_to_build_is_counted_but_not_made():
+    basis = enumerate_basis(WeightSpace.parse(DENSE))  # counting it is cheap
+    assert basis.equivariant_linear == 10**36
+    with pytest.raises(CostError, match="no layer of that size can be built"):
+        lower(basis)
 
 
 def _enumerated(space: WeightSpace) -> int:
@@ -57,8 +69,9 @@ def test_partition_counts_are_stirling_sums_and_even_partitions():
             f"expected at most {MAX_PATTERNS:,} orbit patterns",
         ),
         (lambda: layer_classes(WeightSpace.parse(TWELVE_AXES)), "orbit patterns"),
+        (lambda: layer_classes(WeightSpace.parse(DENSE)), "at most 1,000,000,000 parameters"),
     ],
-    ids=["basis-deep", "certify-deep", "layers-deep", "basis-12-axes", "layers-12-axes"],
+    ids=["basis-deep", "certify-deep", "layers-deep", "basis-12-axes", "layers-12-axes", "dense"],
 )
 def test_the_python_api_refuses_what_the_engine_cannot_afford(call, fragment):
     with pytest.raises(CostError, match=fragment) as raised:

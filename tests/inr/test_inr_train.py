@@ -522,8 +522,9 @@ def _never_load(monkeypatch) -> None:
         ("{dir}", "expected a file, but the path is a directory"),
         ("{dir}/small.pt/model.pt", "expected a directory, but part of the path is a file"),
         ("", "argument --save: expected a folder or file path, got an empty string"),
+        ("/dev/null", "expected a regular file or a new name, got '/dev/null'"),
     ],
-    ids=["missing-folder", "directory", "under-a-file", "empty"],
+    ids=["missing-folder", "directory", "under-a-file", "empty", "device"],
 )
 def test_a_bad_save_target_is_one_line_before_training(
     target, fragment, small_data, monkeypatch, capsys
