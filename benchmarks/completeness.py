@@ -18,28 +18,24 @@ Comparing column spaces says *which* basis elements a layer misses.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-from torch.func import functional_call, jacfwd, jacrev
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from layer_speed import (  # noqa: E402  (a sibling script, not a package)
+from harness import (
     flat_weight_space,
     load_factory,
     nfn_layers,
     output_tensors,
     random_weight_space,
 )
+from torch import nn
+from torch.func import functional_call, jacfwd, jacrev
 
-from dws_theory.basis import Basis, enumerate_basis, pattern_entries  # noqa: E402
-from dws_theory.spec import WeightSpace, mlp, mlp_shape  # noqa: E402
-from dws_theory.testing import jacobian_rank, matrix_rank  # noqa: E402
+from dws_theory.basis import Basis, enumerate_basis, pattern_entries
+from dws_theory.spec import WeightSpace, mlp, mlp_shape
+from dws_theory.testing import jacobian_rank, matrix_rank
 
 
 # -- Jacobians -------------------------------------------------------------------------------
