@@ -34,8 +34,9 @@ class Element(Protocol):
 
 @dataclass(frozen=True)
 class SampleElements:
-    """One group element per sample: `perms[set]` is `[B, n]` (new index i reads old index
-    perms[b, i]), `signs[set]` `[B, n]` of +-1. A set named in neither is left alone."""
+    """Group elements given by tensors: `perms[set]` is `[B, n]`, one per sample (new index i
+    reads old index perms[b, i]), or `[n]`, one for the batch; `signs[set]` likewise, of
+    +-1. A set named in neither is left alone."""
 
     perms: Mapping[str, torch.Tensor]
     signs: Mapping[str, torch.Tensor]

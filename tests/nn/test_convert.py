@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from strategies import mlp_dims
 from torch import nn
 
+from dws_theory.action import SampleElements, act
 from dws_theory.convert import (
     ConversionError,
     dims_of,
@@ -169,13 +170,11 @@ def test_activation_instance_is_copied_per_gap():
 def permute_hidden(
     weights: list[torch.Tensor], biases: list[torch.Tensor], perms: dict[int, torch.Tensor]
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Permute neurons of hidden layer k: rows of W_k, entries of b_k, columns of W_{k+1}."""
-    weights, biases = list(weights), list(biases)
-    for k, perm in perms.items():
-        weights[k - 1] = weights[k - 1][:, :, perm, :]
-        biases[k - 1] = biases[k - 1][:, :, perm]
-        weights[k] = weights[k][:, :, :, perm]
-    return weights, biases
+    """Permute neurons of hidden layer k (rows of W_k, entries of b_k, columns of W_{k+1}):
+    the package's group action with set n_k permuted by perms[k]."""
+    dims = (weights[0].shape[-1], *(w.shape[-2] for w in weights))
+    element = SampleElements({f"n{k}": perm for k, perm in perms.items()}, {})
+    return act(mlp(dims), element, list(weights), list(biases))
 
 
 @given(
