@@ -32,6 +32,7 @@ __all__ = [
     "CostError",
     "check_cost",
     "check_layer",
+    "check_parameter_count",
     "partition_count",
     "pattern_count",
 ]
@@ -101,6 +102,17 @@ def pattern_count(space: WeightSpace) -> int:
     for i, j in sharing:
         total += _patterns(space, [axes[i], axes[j]]) - own[i] * own[j]
     return total
+
+
+def check_parameter_count(parameters: int) -> None:
+    """Raise `CostError` for a module with more parameters than the engine takes tensors:
+    each parameter is at least one tensor of its space, so a module over the limit is
+    refused before it is traced (tracing a very deep module takes minutes)."""
+    if parameters > MAX_TENSORS:
+        raise CostError(
+            f"expected a module of at most {MAX_TENSORS:,} parameters (each is a tensor of its "
+            f"weight space; the engine keeps all blocks of pairs of them), got {parameters:,}"
+        )
 
 
 def check_cost(space: WeightSpace) -> None:

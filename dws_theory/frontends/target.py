@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from ..cost import check_parameter_count
 from ..errors import cut
 from ..naming import module_name, space_stem
 from ..spec import SpecError, WeightSpace, mlp, mlp_shape, parse_dims, parse_mode, shown
@@ -152,6 +153,7 @@ def from_module(module: nn.Module, name: str, mode: str = "hidden", reference: s
     `FILE.py:NAME` that rebuilds it on the command line (default `FILE.py:<name>`)."""
     from .module import trace_module
 
+    check_parameter_count(sum(1 for _ in module.parameters()))  # before a long trace
     trace = trace_module(module, mode)
     shape = mlp_shape(trace.space)
     origin = f"--module {reference or f'FILE.py:{name}'} --symmetry {trace.mode}"

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given
 from strategies import mlp_dims, modes, small_spaces
 
+from dws_theory import cost
 from dws_theory.basis import enumerate_basis
 from dws_theory.certify import certify
 from dws_theory.codegen.lower import lower
@@ -79,11 +80,28 @@ def test_the_python_api_refuses_what_the_engine_cannot_afford(call, fragment):
     assert isinstance(raised.value, SpecError), "one kind of error for every bad space"
 
 
-def test_a_traced_module_is_held_to_the_same_limit():
-    layers = [torch.nn.Linear(2, 2) for _ in range(MAX_TENSORS // 2 + 1)]
+def test_a_traced_module_is_held_to_the_same_limit(monkeypatch):
+    """The limit, lowered to 10 tensors, is met by a traced 6-layer network (12 tensors), so
+    the test needs no 501-layer trace."""
+    monkeypatch.setattr(cost, "MAX_TENSORS", 10)
+    layers = [torch.nn.Linear(2, 2) for _ in range(6)]
     space = from_module(torch.nn.Sequential(*layers), "hidden")
-    with pytest.raises(CostError, match=f"got {MAX_TENSORS + 2:,} tensors"):
+    with pytest.raises(CostError, match="expected at most 10 tensors .* got 12 tensors"):
         enumerate_basis(space)
+
+
+def test_a_module_over_the_limit_is_refused_before_it_is_traced(monkeypatch):
+    import dws_theory.frontends.module as module_frontend
+    from dws_theory.frontends.target import from_module as target_of_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("traced a module the engine cannot take")
+
+    monkeypatch.setattr(cost, "MAX_TENSORS", 10)
+    monkeypatch.setattr(module_frontend, "trace_module", never)
+    layers = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(6)])
+    with pytest.raises(CostError, match="at most 10 parameters .* got 12"):
+        target_of_module(layers, "deep")
 
 
 def test_the_limits_let_the_deepest_mlp_through():
