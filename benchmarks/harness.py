@@ -247,11 +247,14 @@ def cpu_peak_bytes(step: Callable[[], None]) -> int:
     return peak
 
 
-def cuda_peak_bytes(step: Callable[[], None]) -> int:
+def cuda_peak_bytes(step: Callable[[], None], calls: int = 1) -> int:
+    """The highest allocation above the start over `calls` steps (a fresh candidate's first
+    steps include what its compilation and CUDA-graph capture allocate)."""
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    step()
+    for _ in range(calls):
+        step()
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - base
 

@@ -35,7 +35,8 @@ from torch import nn
 from .activations import ReLU
 from .aliases import Tensors
 from .codegen.backends import DEFAULT_BACKEND
-from .codegen.compiled_prelude import _compiled_forward
+from .codegen.preludes.compiled import _compiled_forward
+from .cuda_graphs import graph_options, module_device, uses_cuda_graphs
 from .frontends.resolve import resolve
 from .runtime import layer_classes
 from .spec import Kind, NeuronSet, WeightSpace, mlp_shape, parse_mode
@@ -101,16 +102,22 @@ class DWSNet(nn.Module):
         dropout: dropout probability inside the head (the equivariant trunk has none, so
             equivariance holds sample by sample in training mode too).
         in_channels: channels of the input features (1 for raw weights).
-        backend: `eager` (default), `compiled` or `fused`: with `compiled`, the whole
-            forward (layers, activations, invariant layer and head) runs through
+        backend: `eager` (default), `compiled`, `fused` or `triton`: with `compiled`, the
+            whole forward (layers, activations, invariant layer and head) runs through
             `torch.compile` as one graph, built at the first call, and the eager forward
             where that cannot be built (after one warning), inside an outer compilation and
             under torch.func transforms; `fused` is the same with the fused layers' C
-            kernels for the identity terms. The layers are
+            kernels for the identity terms (CPU), `triton` with Triton kernels (CUDA).
+            The layers are
             `runtime.layer_classes(..., backend)`; parameters and `state_dict` are the same
             for all. Compiling the whole model is faster than compiling each layer on its
             own: the activations fuse with the layers' sums (the project's
             docs/benchmarks.md, section Model speed).
+        cuda_graphs: with a compiling backend on a CUDA device, replay the compiled forward
+            and backward as CUDA graphs (inductor's `triton.cudagraphs`, as
+            `mode="reduce-overhead"`): the step is launch-bound there. Each new input shape
+            records a graph, and a call's outputs are overwritten by a later call of the
+            same shape: clone what you keep. False: compiled without graphs.
     """
 
     def __init__(
@@ -126,6 +133,7 @@ class DWSNet(nn.Module):
         dropout: float = 0.0,
         in_channels: int = 1,
         backend: str = DEFAULT_BACKEND,
+        cuda_graphs: bool = True,
     ) -> None:
         super().__init__()
         self.space, self.mode = _space_of(dims, mode)
@@ -166,6 +174,9 @@ class DWSNet(nn.Module):
         self.equivariant_output = equivariant_output
         equivariant, invariant = layer_classes(self.space, self.mode, backend)
         self.backend = backend
+        if not isinstance(cuda_graphs, bool):
+            raise TypeError(f"DWSNet: cuda_graphs must be True or False, got {cuda_graphs!r}")
+        self.cuda_graphs = cuda_graphs
         self.signed = signed
         if signed:
             # Linear maps and odd activations keep every signed entry odd, and an invariant
@@ -202,7 +213,10 @@ class DWSNet(nn.Module):
         `WeightSpaceFeatures`); an equivariant output is then an object of the same type.
         With backend `compiled` this runs `_forward` (the eager forward) compiled."""
         if self.backend in _WHOLE_MODEL:
-            return _compiled_for(type(self), self.backend, self.layers[0])(self, weights, biases)
+            wanted = getattr(self, "cuda_graphs", True)  # (a model pickled before the option)
+            graphs = uses_cuda_graphs(module_device(self), wanted, compiled=True)
+            run = _compiled_for(type(self), self.backend, self.layers[0], graphs)
+            return run(self, weights, biases)
         return self._forward(weights, biases)
 
     def _forward(
@@ -233,16 +247,20 @@ class DWSNet(nn.Module):
         return [w.abs() for w in ws], [b.abs() for b in bs]
 
 
-_WHOLE_MODEL = ("compiled", "fused")  # backends whose models compile the whole forward
-_COMPILED: dict[tuple[type, str], Callable[..., object]] = {}
+_WHOLE_MODEL = ("compiled", "fused", "triton")  # backends whose models compile the whole forward
+_COMPILED: dict[tuple[type, str, bool], Callable[..., object]] = {}
 
 
-def _compiled_for(cls: type, backend: str, layer: nn.Module) -> Callable[..., object]:
+def _compiled_for(
+    cls: type, backend: str, layer: nn.Module, graphs: bool = False
+) -> Callable[..., object]:
     """`cls._forward` through torch.compile with the compiled layers' fallbacks, one wrapper
-    per class and backend (the wrapper takes the instance as its first argument, so copies
-    share it), with the inductor options of the layers' module (the fused backend's graph
-    passes)."""
-    if (cls, backend) not in _COMPILED:
+    per class, backend and use of CUDA graphs (the wrapper takes the instance as its first
+    argument, so copies share it), with the inductor options of the layers' module (the
+    kernel backends' graph passes) and CUDA graphs where `graphs`."""
+    if (cls, backend, graphs) not in _COMPILED:
         options = getattr(sys.modules[type(layer).__module__], "COMPILE_OPTIONS", None)
-        _COMPILED[cls, backend] = _compiled_forward(cls._forward, options)
-    return _COMPILED[cls, backend]
+        _COMPILED[cls, backend, graphs] = _compiled_forward(
+            cls._forward, graph_options(options, graphs)
+        )
+    return _COMPILED[cls, backend, graphs]

@@ -8,8 +8,8 @@ registry by name (`registry.ROUTES`):
 - `orbit_count`, `commutant`, `exact_commutation`, `independence` (explicit.py): orbits on
   explicit index pairs, the commutant's dimension, integer commutation of every dense
   element with every generator, and the rank of the dense elements;
-- `module` (module_route.py, registered where torch is available): the space checked
-  against the module it was derived from, when one is given.
+- `module` (module_route.py): the space checked against the module it was derived from,
+  when one is given (`source=(module, trace)`).
 
 Explicit routes need explicit index pairs. When the space is too large they run on a
 reduced copy (reduce.py), and the certificate says so. When it is too deep (more than
@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 from ..basis import Basis, enumerate_basis
 from ..spec import WeightSpace, require_space
+from . import module_route  # noqa: F401  (registers the module route, after registry's own)
 from .counts import closed_form_counts, enumeration_counts, set_factor
 from .explicit import commutant_counts, exact_commutation, independence_ranks, orbit_count_counts
 from .reduce import axes_bound, explicit_space, reduce_space

@@ -17,7 +17,7 @@ from torch import fx, nn
 
 from ..spec import SpecError
 
-__all__ = ["example_inputs", "parse_input_shape"]
+__all__ = ["example_inputs"]
 
 BATCH = 2
 SPATIAL_SIZES = (
@@ -64,19 +64,6 @@ _NORM_SPATIAL = {
     nn.InstanceNorm2d: 2,
     nn.InstanceNorm3d: 3,
 }
-
-
-def parse_input_shape(text: str) -> tuple[int, ...]:
-    """`--input-shape 2,3,32,32` -> (2, 3, 32, 32), with a clear error."""
-    items = [p.strip() for p in str(text).split(",")]
-    if not items or any(not p.isascii() or not p.isdigit() for p in items):
-        raise SpecError(
-            f"expected --input-shape as comma-separated sizes like 2,3,32,32, got {text!r}"
-        )
-    shape = tuple(int(p) for p in items)
-    if any(s < 1 or s > 4096 for s in shape) or len(shape) > 8:
-        raise SpecError(f"expected at most 8 sizes from 1 to 4096 in --input-shape, got {text!r}")
-    return shape
 
 
 def _first_layer(graph_module: fx.GraphModule) -> nn.Module | None:
@@ -156,15 +143,18 @@ def _as_tuple(example: object) -> tuple[torch.Tensor, ...]:
 
 def example_inputs(
     module: nn.Module, graph_module: fx.GraphModule, example: object = None
-) -> tuple[torch.Tensor, ...]:
-    """The input the trace runs on (see the module docstring)."""
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The inputs the trace may run on, in order: the user's alone, else every candidate made
+    from the first layer that the module runs on (the trace takes the first one it can
+    follow: `[2, d]` may run a token model by accident, reading the batch as tokens)."""
     placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
     if example is not None:
         inputs = _as_tuple(example)
         if not _runs(module, inputs):
             shapes = ", ".join(str(list(x.shape)) for x in inputs)
             raise SpecError(f"from_module: the module does not run on the example input {shapes}")
-        return inputs
+        yield inputs
+        return
     if len(placeholders) != 1:
         raise SpecError(
             f"from_module: forward takes {len(placeholders)} inputs; pass example_input= (a tuple "
@@ -176,10 +166,13 @@ def example_inputs(
             "from_module: cannot make an example input (the first layer is not a Linear, "
             "convolution, Embedding or norm layer); pass example_input= or --input-shape"
         )
+    found = False
     for inputs in _candidates(first, _dtype(module)):
         if _runs(module, inputs):
-            return inputs
-    raise SpecError(
-        f"from_module: no input made from the first layer ({type(first).__name__}) runs the "
-        "module; pass example_input= or --input-shape"
-    )
+            found = True
+            yield inputs
+    if not found:
+        raise SpecError(
+            f"from_module: no input made from the first layer ({type(first).__name__}) runs "
+            "the module; pass example_input= or --input-shape"
+        )

@@ -57,6 +57,9 @@ from .ops import Call, Traced, lookup
 
 __all__ = ["Link", "ModuleTrace", "TensorSource", "from_module", "trace_module"]
 
+# Inputs made from the first layer that run the module, tried in turn until one traces.
+MAX_EXAMPLE_TRIES = 4
+
 
 # An input or output tensor's layout by set names: per axis, per concatenated part, per
 # factor, (the factor's set, or None for the batch and positions; its size).
@@ -233,10 +236,6 @@ class Tracer(fx.Interpreter):
         for slot in self._leaves([axis]):
             self.slots.flag(slot, "pinned")
         self.notes.append(f"fixed by {why}")
-
-    def input_axis(self, axis: Axis) -> None:
-        for slot in self._leaves([axis]):
-            self.slots.flag(slot, "input")
 
     def bind(self, call: Call, own: Axis, activation: Axis) -> None:
         """A parameter axis reads (or writes) an activation axis: it takes that axis's layout,
@@ -844,14 +843,26 @@ def trace_module(
         raise SpecError("from_module: the module has no parameters")
     work = copy.deepcopy(module).eval()
     graph_module = _graph_module(work)
-    inputs = example_inputs(work, graph_module, example_input)
     state = _state(work)
-    tracer = Tracer(graph_module, state)
-    try:
-        with torch.no_grad():
-            tracer.run(*inputs)
-    except LayoutError as e:
-        raise tracer.fail(None, str(e)) from None
+    first_error: SpecError | None = None
+    tracer = None
+    for tries, inputs in enumerate(example_inputs(work, graph_module, example_input)):
+        if tries >= MAX_EXAMPLE_TRIES:
+            break
+        candidate = Tracer(graph_module, state)
+        try:
+            with torch.no_grad():
+                candidate.run(*inputs)
+        except LayoutError as e:
+            first_error = first_error or candidate.fail(None, str(e))
+            continue
+        except SpecError as e:
+            first_error = first_error or e
+            continue
+        tracer = candidate
+        break
+    if tracer is None:
+        raise first_error or SpecError("from_module: no example input could be traced")
     unused = [n for n in params if n not in tracer.used]
     if unused:
         raise SpecError(f"from_module: parameters never used by forward: {', '.join(unused)}")

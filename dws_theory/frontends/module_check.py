@@ -282,21 +282,16 @@ def under_claims(module: nn.Module, trace, seed: int = 1) -> list[str]:
     for s in space.sets:
         tries = []
         if s.kind is Kind.FIXED and s.size >= 2 and s.name not in ends:
-            tries.append(
-                (
-                    "is fixed, but permuting it alone",
-                    {s.name: tuple(int(i) for i in rng.permutation(s.size))},
-                    {},
-                )
-            )
+            order = rng.permutation(s.size)  # one cycle through a random order: moves every index
+            cycle = np.empty(s.size, dtype=np.int64)
+            cycle[order] = np.roll(order, -1)
+            perm = tuple(int(i) for i in cycle)
+            tries.append(("is fixed, but permuting it alone", {s.name: perm}, {}))
         if trace.mode == "signed" and s.kind is Kind.PERMUTED and s.name not in ends:
-            tries.append(
-                (
-                    "is permuted, but flipping the signs of its neurons",
-                    {},
-                    {s.name: tuple(int(v) for v in rng.choice([-1, 1], s.size))},
-                )
-            )
+            flips = rng.choice([-1, 1], s.size)
+            flips[rng.integers(s.size)] = -1  # at least one neuron flipped
+            what = "is permuted, but flipping the signs of its neurons"
+            tries.append((what, {}, {s.name: tuple(int(v) for v in flips)}))
         for what, perms, signs in tries:
             g = GroupElement(
                 tuple((n, perms.get(n, p)) for n, p in base_perms.items()),

@@ -618,14 +618,14 @@ def _layer_norm(t: Tracer, call: Call) -> Traced:
 
 # -- embeddings ----------------------------------------------------------------------------------
 def _embedding(t: Tracer, call: Call) -> Traced:
-    """Embedding(V, E): the vocabulary axis is the network's input alphabet (fixed in
-    `hidden` mode), the embedding axis a channel set written into the result."""
+    """Embedding(V, E): the vocabulary axis is fixed (the tokens' identities, in every mode),
+    the embedding axis a channel set written into the result."""
     tokens = call.arg(0, "input")
     if isinstance(call.target, nn.Module):
         weight = t.module_state(call, "weight")
     else:
         weight = t.state_arg(call, 1, rank=2)
-    t.input_axis(weight.layout[0])
+    t.positional([weight.layout[0]])  # token identities: fixed in every mode
     t.meet(weight.layout[0])
     t.meet(weight.layout[1])
     t.role(weight, (0, 1))
@@ -1063,7 +1063,7 @@ def _ops() -> list[Op]:
         ),
         Op(
             "Embedding, EmbeddingBag",
-            "vocabulary axis: the network's input (fixed in `hidden` mode); embedding axis: a set",
+            "vocabulary axis fixed (token identities); embedding axis: a set",
             _embedding,
             modules=(nn.Embedding, nn.EmbeddingBag),
             functions=(F.embedding, F.embedding_bag),

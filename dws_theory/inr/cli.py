@@ -9,6 +9,7 @@ from dataclasses import replace
 import torch
 
 from ..arguments import non_negative_float, path_text, positive_float, positive_int, seed
+from ..cuda_graphs import AUTOCAST
 from ..errors import InputError, strict_json
 from .data.datasets import load_dataset
 from .data.siren import INIT_SCHEMES, SCHEDULES
@@ -178,6 +179,8 @@ def _run_train(args: argparse.Namespace) -> int:
         save=args.save,
         progress=not args.quiet,
         compile=args.compile,
+        cuda_graphs=not args.no_cuda_graphs,
+        autocast=args.autocast,
     )
     result = run(config)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -260,6 +263,18 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="run the training step through torch.compile (eager, after one warning, where "
         "it cannot be built): faster steps for large models and batches, after compiles that "
         "take from tens of seconds to minutes, so it pays only on long runs",
+    )
+    p.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        help="with --compile on CUDA, do not replay the step as CUDA graphs (by default it is, "
+        "and an epoch's last partial batch is dropped so that every step has one shape)",
+    )
+    p.add_argument(
+        "--autocast",
+        choices=sorted(AUTOCAST),
+        default=None,
+        help="run the training step's forward under torch.autocast to this dtype",
     )
     _add_fit_options(p, "--fit-steps")
     p.set_defaults(func=_run_train)

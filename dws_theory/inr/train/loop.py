@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ... import atomic
-from ...codegen.compiled_prelude import _compiled_forward
+from ...cuda_graphs import AUTOCAST, static_batches, step_module, uses_cuda_graphs
 from ...errors import InputError
 from ..data.cache import save_file
 from ..data.collection import Collection, from_dataset, from_zoo
@@ -87,6 +87,8 @@ class RunConfig:
     save: str | None = None  # write the selected model's state_dict here
     progress: bool = True
     compile: bool = False  # run the training step's forward through torch.compile
+    cuda_graphs: bool = True  # with compile on CUDA: graphed steps, full batches only
+    autocast: str | None = None  # "bf16": the training step's forward under autocast
 
     def __post_init__(self) -> None:
         if (self.task is None) == (self.data is None):
@@ -101,6 +103,10 @@ class RunConfig:
         if self.normalize not in NORMALIZATIONS:
             raise InputError(
                 f"expected a normalisation in {NORMALIZATIONS}, got {self.normalize!r}"
+            )
+        if self.autocast is not None and self.autocast not in AUTOCAST:
+            raise InputError(
+                f"expected an autocast dtype in {tuple(AUTOCAST)}, got {self.autocast!r}"
             )
         if self.preset not in PRESETS:
             raise InputError(f"expected a preset in {tuple(PRESETS)}, got {self.preset!r}")
@@ -261,22 +267,6 @@ def batch_loss(
     """Loss of the raw batch ``(weights, biases)`` of networks ``idx``."""
     pred = predict(model, p, weights, biases)
     return p.data.task.loss(pred, _loss_targets(p, p.data.targets[idx]))
-
-
-class CompiledForward(nn.Module):
-    """`module` whose forward runs through torch.compile, built at the first call: the
-    generated layers' compiled wrapper, so where the compiled code cannot be built (no C++
-    compiler, say) one warning names the reason and the eager forward runs. It holds
-    `module` (parameters and `state_dict` under `module.`); evaluation and saving use
-    `module` itself."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-        self._run = _compiled_forward(type(module).forward)
-
-    def forward(self, weights: list[Tensor], biases: list[Tensor]) -> object:
-        return self._run(self.module, weights, biases)
 
 
 def train_step(
@@ -462,7 +452,10 @@ def _fit(
     world: World,
 ) -> dict[str, float]:
     task = p.data.task
-    net: nn.Module = CompiledForward(model) if config.compile else model
+    net = step_module(
+        model, compile=config.compile, cuda_graphs=config.cuda_graphs, autocast_name=config.autocast
+    )
+    static = uses_cuda_graphs(next(model.parameters()).device, config.cuda_graphs, config.compile)
     if world.size > 1:
         net = nn.parallel.DistributedDataParallel(net)
     optimizer = torch.optim.AdamW(
@@ -474,7 +467,7 @@ def _fit(
     shuffle = torch.Generator().manual_seed(config.seed)
     augmenter = Augmenter(settings.augment, spec.permutation_augment, config.seed)
     train_idx = p.data.splits["train"]
-    steps_per_epoch = len(batches(len(train_idx), settings.batch_size))
+    steps_per_epoch = len(batches(len(train_idx), settings.batch_size, static))
     scheduler = _scheduler(optimizer, settings.schedule, settings.epochs * steps_per_epoch)
     best_val: float | None = None
     best_epoch = 0
@@ -490,7 +483,7 @@ def _fit(
         order = train_idx[torch.randperm(len(train_idx), generator=shuffle).to(train_idx.device)]
         view = torch.randint(p.data.n_views, (len(order),), generator=shuffle).to(order.device)
         losses = []
-        for pos in batches(len(order), settings.batch_size):
+        for pos in batches(len(order), settings.batch_size, static):
             idx, v = order[pos.to(order.device)], view[pos.to(order.device)]
             ws, bs = augmenter(*get_batch(p, idx, v))  # global batch: every rank draws alike
             mine, weight = world.part(torch.arange(len(idx), device=idx.device))
@@ -513,9 +506,13 @@ def _fit(
     }
 
 
-def batches(n: int, batch_size: int) -> list[Tensor]:
-    """Positions 0..n-1 in batches of ``batch_size``; a last batch of one joins the one
-    before it (batch statistics need two networks), so only n = 1 gives a batch of one."""
+def batches(n: int, batch_size: int, static: bool = False) -> list[Tensor]:
+    """Positions 0..n-1 in batches of ``batch_size``. With ``static`` (CUDA graphs: one shape
+    for every step) the last partial batch is dropped where a full one exists; else a last
+    batch of one joins the one before it (batch statistics need two networks), so only
+    n = 1 gives a batch of one."""
+    if static:
+        return static_batches(n, batch_size, static)
     parts = list(torch.arange(n).split(batch_size))
     if len(parts) > 1 and len(parts[-1]) == 1:
         parts[-2:] = [torch.cat(parts[-2:])]
