@@ -9,6 +9,7 @@ command-line arguments that rebuild it (printed in the emitted module's header).
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .module import ModuleTrace
 
 T = TypeVar("T")
+# The largest random example input `--input-shape` may ask for (256 MB in float32).
+MAX_INPUT_ELEMENTS = 2**26
 
 __all__ = [
     "Target",
@@ -208,6 +211,12 @@ def from_module_file(
     if input_shape is not None:
         import torch
 
+        size = math.prod(input_shape)
+        if size > MAX_INPUT_ELEMENTS:  # torch would fail to allocate it with a traceback
+            raise SpecError(
+                f"expected an --input-shape of at most {MAX_INPUT_ELEMENTS:,} elements, got "
+                f"{size:,}"
+            )
         dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
         example = torch.randn(input_shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
     # Tracing runs the module's own forward: whatever that raises is the file's failure too.

@@ -241,3 +241,13 @@ def test_a_module_file_that_exits_raises_or_recurses_is_one_line(source, name, f
     assert len(lines) == 1 and lines[0].startswith("dws-theory: error: --module: "), err
     assert fragment.format(file=path) in lines[0]
     assert len(lines[0]) < 400
+
+
+def test_an_input_shape_too_large_to_make_is_one_line(module_file):
+    shape = ",".join(["4096"] * 8)
+    code, out, err = run(["basis", "--module", f"{module_file}:instance", "--input-shape", shape])
+    assert (code, out) == (2, ""), err
+    assert err.splitlines() == [
+        "dws-theory: error: expected an --input-shape of at most 67,108,864 elements, got "
+        f"{4096**8:,}"
+    ]
