@@ -3,10 +3,13 @@
 Features are the layout contract's `[B, C, *shape]` tensors, weights (two or more axes) and
 biases (one axis) in the space's order. An element acts by gathering along every axis with
 its neuron set's permutation and multiplying by the set's signs:
-`y[b, c, .., i, ..] = sign[i] * x[b, c, .., perm[i], ..]`. The element is either one
-`group.GroupElement` for the whole batch, or one element per sample (`SampleElements`,
-what weight-space augmentations draw). `dws_theory.testing`, the augmentations of
-`inr/train` and the tests all act through `act`.
+`y[b, c, .., i, ..] = sign[i] * x[b, c, .., perm[i], ..]`. An axis on a child set (a set
+nested in blocks of its parent, `NeuronSet.parent`) is gathered after its parent axis (which
+comes first in the tensor), by the permutation of the block the output index lies in:
+`(g x)[.., h, .., i, ..] = s_p(h) s_c(h, i) x[.., sigma(h), .., tau_h(i), ..]`. The element
+is either one `group.GroupElement` for the whole batch, or one element per sample
+(`SampleElements`, what weight-space augmentations draw). `dws_theory.testing` (and through
+it the module check), the augmentations of `inr/train` and the tests all act through here.
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ import torch
 from .aliases import Tensors
 from .spec import WeightSpace
 
-__all__ = ["Element", "SampleElements", "act", "act_on_axes", "gather_axis", "split_names"]
+__all__ = [
+    "Element",
+    "SampleElements",
+    "act",
+    "act_on",
+    "gather_axis",
+    "gather_in_blocks",
+    "split_names",
+]
 
 
 class Element(Protocol):
@@ -71,12 +82,32 @@ def gather_axis(t: torch.Tensor, dim: int, perm: object, sign: object = None) ->
     return t
 
 
-def act_on_axes(t: torch.Tensor, axes: tuple[str, ...], g: Element) -> torch.Tensor:
-    """g acting on one `[B, ..., *shape]` tensor (batch first, then any channel axes) whose
-    last `len(axes)` axes lie on the named sets."""
-    start = t.dim() - len(axes)
+def gather_in_blocks(
+    t: torch.Tensor, parent: int, axis: int, perm: object, sign: object
+) -> torch.Tensor:
+    """y[.., h, .., i, ..] = sign[h, i] * t[.., h, .., perm[h, i], ..]: a child axis gathered
+    by the permutation of the block its parent axis (`parent`, an earlier dim) indexes."""
+    perm = torch.as_tensor(perm, device=t.device)
+    shape = [1] * t.dim()
+    shape[parent], shape[axis] = perm.shape
+    t = torch.gather(t, axis, perm.view(shape).expand(t.shape))
+    return t * torch.as_tensor(sign, device=t.device).to(t.dtype).view(shape)
+
+
+def act_on(
+    space: WeightSpace, g: Element, tensor: str, t: torch.Tensor, lead: int | None = None
+) -> torch.Tensor:
+    """g acting on one tensor of the space with `lead` leading axes (batch and channel: 2;
+    a module's own parameter: 0; by default every axis before the tensor's own)."""
+    axes = space.tensor(tensor).axes
+    start = t.dim() - len(axes) if lead is None else lead
+    parents = space.parent_axes(tensor)
     for axis, set_name in enumerate(axes):
-        t = gather_axis(t, start + axis, g.perm(set_name), g.sign(set_name))
+        perm, sign = g.perm(set_name), g.sign(set_name)
+        if parents[axis] is None:
+            t = gather_axis(t, start + axis, perm, sign)
+        else:
+            t = gather_in_blocks(t, start + parents[axis], start + axis, perm, sign)
     return t
 
 
@@ -95,11 +126,7 @@ def act(
     """g acting on `[B, C, *shape]` features: every axis gathered by its set's permutation
     and multiplied by its signs."""
     names_w, names_b = split_names(space)
-
-    def one(t: torch.Tensor, name: str) -> torch.Tensor:
-        return act_on_axes(t, space.tensor(name).axes, g)
-
     return (
-        [one(t, n) for t, n in zip(weights, names_w, strict=True)],
-        [one(t, n) for t, n in zip(biases, names_b, strict=True)],
+        [act_on(space, g, n, t) for t, n in zip(weights, names_w, strict=True)],
+        [act_on(space, g, n, t) for t, n in zip(biases, names_b, strict=True)],
     )

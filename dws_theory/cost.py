@@ -88,9 +88,11 @@ def _patterns(space: WeightSpace, axes: Iterable[Counter]) -> int:
 
 
 def pattern_count(space: WeightSpace) -> int:
-    """Orbit patterns of all blocks (linear, bias and invariant), as `enumerate_basis` would
-    list them. Blocks of two tensors that share no neuron set count the product of their
-    own patterns, so only pairs that share a set are visited one by one."""
+    """Orbit patterns of all blocks (linear, bias and invariant): exactly as many as
+    `enumerate_basis` lists for sets that are not nested, at most that many where a child
+    set's partitions are constrained by its parent's (nested sets count as if flat). Blocks
+    of two tensors that share no neuron set count the product of their own patterns, so only
+    pairs that share a set are visited one by one."""
     axes = [Counter(t.axes) for t in space.tensors]
     own = [_patterns(space, [a]) for a in axes]
     total = sum(own) ** 2 + 2 * sum(own)  # every pair as if it shared nothing; bias, invariant

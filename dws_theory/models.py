@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from itertools import pairwise
 
 import torch
@@ -39,7 +40,7 @@ from .codegen.preludes.compiled import _compiled_forward
 from .cuda_graphs import graph_options, module_device, uses_cuda_graphs
 from .frontends.resolve import resolve
 from .runtime import layer_classes
-from .spec import Kind, NeuronSet, WeightSpace, mlp_shape, parse_mode
+from .spec import Kind, WeightSpace, mlp_shape, parse_mode
 
 __all__ = ["DWSNet", "default_activation"]
 
@@ -78,9 +79,8 @@ def _space_of(target: object, mode: str) -> tuple[WeightSpace, str | None]:
 
 def _unsigned(space: WeightSpace) -> WeightSpace:
     """The same space with every signed set merely permuted (its sign flips forgotten)."""
-    sets = tuple(
-        NeuronSet(s.name, s.size, Kind.PERMUTED if s.kind is Kind.SIGNED else s.kind)
-        for s in space.sets
+    sets = tuple(  # replace keeps a nested set's parent
+        replace(s, kind=Kind.PERMUTED) if s.kind is Kind.SIGNED else s for s in space.sets
     )
     return WeightSpace(sets, space.tensors)
 

@@ -5,9 +5,10 @@ Three properties every equivariant weight-space layer must have, each one assert
 - `assert_equivariant(layer, space)`: L(g x) = g L(x) for random group elements g (for a
   layer whose output is one tensor per sample: L(g x) = L(x), invariance).
 - `assert_not_over_symmetric(layer, space)`: L does NOT commute with transformations that
-  are not in the group (the rows of one weight permuted alone, a fixed set permuted) where
-  the complete equivariant layer does not either. Equivariance alone cannot see a layer that
-  respects a larger group than it should.
+  are not in the group (the rows of one weight permuted alone, a fixed set permuted, for a
+  nested set a position moved from one block to another) where the complete equivariant
+  layer does not either. Equivariance alone cannot see a layer that respects a larger group
+  than it should.
 - `assert_complete(layer, space)`: the rank of the Jacobian of L's outputs with respect to
   its parameters equals the orbit count (c_in c_out per linear basis element plus c_out per
   bias orbit): nothing missing. Raw parameters above the rank are redundant, not wrong.
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .action import act, gather_axis, split_names
+from .action import act, act_on, gather_axis, split_names
 from .aliases import SpaceLike, Tensors
 from .basis import enumerate_basis
 from .frontends.resolve import resolve
@@ -48,6 +49,7 @@ __all__ = [
     "Transformation",
     "WeightSpaceBatch",
     "act",
+    "act_on",
     "assert_complete",
     "assert_equivariant",
     "assert_not_over_symmetric",
@@ -166,13 +168,18 @@ def _relative_gap(a: torch.Tensor, b: torch.Tensor) -> float:
 @dataclass(frozen=True)
 class Transformation:
     """A map of the weight space that is not a group element: `perm` applied to one axis of
-    one tensor alone (`tensor` set), or to every axis on one fixed set (`tensor` None)."""
+    one tensor alone (`tensor` set), or to every axis on one fixed set (`tensor` None).
+
+    With `across_blocks`, `set_name` is a child set and `perm` permutes its flat (block,
+    position) index, h * d + i, on every axis of that set together with its parent axis:
+    a position moved into another block, which no element of S_d wr S_H does."""
 
     description: str
     set_name: str
     perm: tuple[int, ...]
     tensor: str | None = None
     axis: int = 0
+    across_blocks: bool = False
 
     def __call__(
         self, space: WeightSpace, weights: Tensors, biases: Tensors
@@ -181,9 +188,12 @@ class Transformation:
         perm = np.array(self.perm)
 
         def one(t: torch.Tensor, name: str) -> torch.Tensor:
+            parents = space.parent_axes(name)
             for axis, set_name in enumerate(space.tensor(name).axes):
                 chosen = name == self.tensor and axis == self.axis
-                if chosen or (self.tensor is None and set_name == self.set_name):
+                if self.across_blocks and set_name == self.set_name:
+                    t = _gather_flat(t, parents[axis], axis, perm)
+                elif chosen or (self.tensor is None and set_name == self.set_name):
                     t = gather_axis(t, 2 + axis, perm)
             return t
 
@@ -193,19 +203,47 @@ class Transformation:
         )
 
 
+def _gather_flat(t: torch.Tensor, parent: int, axis: int, perm: np.ndarray) -> torch.Tensor:
+    """y[.., h, .., i, ..] = t[.., q // d, .., q % d, ..] with q = perm[h * d + i]: the parent
+    and child axes read as one flat axis of H * d and gathered by `perm`."""
+    blocks, size = t.shape[2 + parent], t.shape[2 + axis]
+    moved = t.movedim((2 + parent, 2 + axis), (-2, -1))
+    flat = moved.reshape(*moved.shape[:-2], blocks * size)
+    flat = flat.index_select(-1, torch.as_tensor(perm, device=t.device))
+    return flat.reshape(moved.shape).movedim((-2, -1), (2 + parent, 2 + axis))
+
+
 def _shift(n: int) -> tuple[int, ...]:
     """A permutation that moves every index (a cycle), for n >= 2."""
     return tuple((i + 1) % n for i in range(n))
 
 
+def _across(space: WeightSpace, child: str) -> Transformation:
+    """Position 0 of block 0 swapped with position 0 of block 1 (flat 0 <-> d)."""
+    d = space.set(child).size
+    blocks = space.set(space.set(child).parent).size
+    perm = list(range(blocks * d))
+    perm[0], perm[d] = d, 0
+    return Transformation(
+        f"position 0 of {child} moved between blocks 0 and 1 of {space.set(child).parent}",
+        child,
+        tuple(perm),
+        across_blocks=True,
+    )
+
+
 def outside_transformations(space: WeightSpace) -> list[Transformation]:
     """Transformations outside the group: each fixed set of width >= 2 permuted everywhere
-    (a fixed set is not permuted by G), and each axis of width >= 2 of each tensor permuted
-    alone (G moves an axis only together with every other axis on its set)."""
+    (a fixed set is not permuted by G), each axis of width >= 2 of each tensor permuted
+    alone (G moves an axis only together with every other axis on its set), and for each
+    child set of a parent with two or more blocks, one position moved from block 0 to
+    block 1 on every tensor (G moves positions only inside a block, or whole blocks)."""
     found = []
     for s in space.sets:
         if s.kind is Kind.FIXED and s.size >= 2:
             found.append(Transformation(f"fixed set {s.name} permuted", s.name, _shift(s.size)))
+        if s.parent is not None and space.set(s.parent).size >= 2:
+            found.append(_across(space, s.name))
     for t in space.tensors:
         for axis, set_name in enumerate(t.axes):
             size = space.set(set_name).size

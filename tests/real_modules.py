@@ -12,8 +12,9 @@ on random inputs.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from dws_theory.examples import ResNet, resnet18  # noqa: F401  (re-exported for tests)
 
 
 def act(odd: bool) -> nn.Module:
@@ -145,59 +146,6 @@ class Shuffle(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.act(self.shuffle(self.conv(x))))
-
-
-class BasicBlock(nn.Module):
-    """torchvision's ResNet BasicBlock: conv-bn-relu-conv-bn, a projected shortcut."""
-
-    def __init__(self, c_in: int, c: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c)
-        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c)
-        self.downsample = None
-        if stride != 1 or c_in != c:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(c_in, c, 1, stride=stride, bias=False), nn.BatchNorm2d(c)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + identity)
-
-
-class ResNet(nn.Module):
-    """torchvision's ResNet layout (stem, stages of BasicBlocks, pool, fc), any widths."""
-
-    def __init__(self, widths: tuple[int, ...] = (4, 8), blocks: int = 2, classes: int = 10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, widths[0], 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        layers, c_in = [], widths[0]
-        for i, c in enumerate(widths):
-            stage = [BasicBlock(c_in, c, 1 if i == 0 else 2)]
-            stage += [BasicBlock(c, c, 1) for _ in range(blocks - 1)]
-            layers.append(nn.Sequential(*stage))
-            c_in = c
-        self.layers = nn.ModuleList(layers)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(widths[-1], classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for stage in self.layers:
-            x = stage(x)
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-def resnet18(classes: int = 1000, width: int = 64) -> nn.Module:
-    """torchvision's ResNet-18 (11.7 M parameters at width 64 and 1,000 classes)."""
-    return ResNet((width, 2 * width, 4 * width, 8 * width), blocks=2, classes=classes)
 
 
 def vgg(c_in: int = 3, widths: tuple[int, ...] = (4, 8), classes: int = 5) -> nn.Module:

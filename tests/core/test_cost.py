@@ -42,6 +42,12 @@ def test_pattern_count_is_what_enumeration_lists(space):
     assert pattern_count(space) == _enumerated(space)
 
 
+def test_pattern_count_bounds_nested_spaces():
+    """A child set's partitions are constrained by its parent's: the count is an upper bound."""
+    space = WeightSpace.parse("sets[h:2:permuted g:3:permuted@h] tensors[T(h,g) U(h,g,h,g)]")
+    assert pattern_count(space) >= _enumerated(space)
+
+
 @given(mlp_dims(max_depth=4), modes)
 def test_pattern_count_of_mlps(dims, mode):
     space = mlp(dims, mode)

@@ -578,13 +578,18 @@ def _render_invariant(plan: LayerPlan) -> list[str]:
     body = []
     for pool in pools.values():
         body += _render_pool(space, pool, pools, 8)
-    uses_batch = any("batch" in line for line in body if not line.lstrip().startswith("#"))
+    # No invariant orbit survives (every one killed by a sign): no features, bias only.
+    uses_batch = not mix.features or any(
+        "batch" in line for line in body if not line.lstrip().startswith("#")
+    )
     check = ["weights", "biases", "c_in", '"InvariantLayer"', "self.bias"]
     lines += call(8, "batch" if uses_batch else "", "_check_inputs", check)
     lines += unpack(8, [w if w in used else "_" for w in weights], "weights")
     lines += unpack(8, [b if b in used else "_" for b in biases], "biases")
     lines += body
-    if len(mix.features) == 1:
+    if not mix.features:
+        lines.append("        return self.bias.new_zeros((batch, 0))")
+    elif len(mix.features) == 1:
         lines.append(f"        return {mix.features[0]}")
     else:
         lines += call(8, "", "return torch.cat", [list(mix.features), "1"])
