@@ -94,8 +94,8 @@ class NeuronSet:
             object.__setattr__(self, "kind", Kind(self.kind))
         except ValueError:
             raise SpecError(
-                f"expected a neuron set kind, one of {', '.join(k.value for k in Kind)}, got "
-                f"{shown(self.kind)}"
+                f"unknown neuron set kind {shown(self.kind)}; expected one of "
+                f"{', '.join(k.value for k in Kind)}"
             ) from None
         if self.parent is not None:
             if not _IDENTIFIER.fullmatch(str(self.parent)):
