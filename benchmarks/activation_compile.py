@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
+import harness
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import layer_speed  # noqa: E402  (timing, pairing and allocator helpers)
-
-from dws_theory.activations import ReLU  # noqa: E402
+from dws_theory.activations import ReLU
 
 
 def candidate(act: nn.Module, compiled: bool, batch: int, channels: int) -> Callable[[], None]:
@@ -63,19 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compiled": candidate(nn.ReLU(), True, args.batch, args.channels),
         "compiled-ours": candidate(ReLU(), True, args.batch, args.channels),
     }
-    timed = layer_speed.interleaved_medians(steps, "cpu", args.repeats, args.min_block)
+    timed = harness.interleaved_medians(steps, "cpu", args.repeats, args.min_block)
     print(
         f"torch {torch.__version__}, threads={args.threads}, B={args.batch}, "
-        f"C={args.channels}, allocator={layer_speed.allocator(dict(os.environ))}"
+        f"C={args.channels}, allocator={harness.allocator(dict(os.environ))}"
     )
     print("| candidate | fwd+bwd ms (median) | x eager (paired) |")
     print("|---|---|---|")
     for name, t in timed.items():
-        ratio = layer_speed.paired_ratio(t.rounds, timed["eager"].rounds)
+        ratio = harness.paired_ratio(t.rounds, timed["eager"].rounds)
         print(f"| {name} | {t.median * 1e3:.1f} | {ratio:.2f} |")
     return 0
 
 
 if __name__ == "__main__":
-    layer_speed.rerun_under_steady_malloc()
+    harness.rerun_under_steady_malloc()
     raise SystemExit(main())

@@ -18,27 +18,24 @@ Comparing column spaces says *which* basis elements a layer misses.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-from torch.func import functional_call, jacfwd, jacrev
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from layer_speed import (  # noqa: E402  (a sibling script, not a package)
+from harness import (
     flat_weight_space,
     load_factory,
     nfn_layers,
     output_tensors,
     random_weight_space,
 )
+from torch import nn
+from torch.func import functional_call, jacfwd, jacrev
 
-from dws_theory.basis import Basis, enumerate_basis, pattern_entries  # noqa: E402
-from dws_theory.spec import mlp  # noqa: E402
+from dws_theory.basis import Basis, enumerate_basis, pattern_entries
+from dws_theory.spec import WeightSpace, mlp, mlp_shape
+from dws_theory.testing import jacobian_rank, matrix_rank
 
 
 # -- Jacobians -------------------------------------------------------------------------------
@@ -62,14 +59,14 @@ def parameter_jacobian(module: nn.Module, args: tuple, flatten: Callable) -> np.
     return torch.cat([jac[k].reshape(n_out, -1) for k in params], dim=1).numpy()
 
 
-def numeric_rank(matrix: np.ndarray) -> tuple[int, float, float]:
-    """(rank, smallest kept singular value, largest dropped one), numpy's default tolerance.
+def numeric_rank(matrix: np.ndarray, rank: int | None = None) -> tuple[int, float, float]:
+    """(rank, smallest kept singular value, largest dropped one), the rank by
+    `dws_theory.testing.matrix_rank` (one tolerance for the project) unless given.
 
     The dropped value is 0.0 when the rank equals the number of columns (nothing dropped).
     """
     s = np.linalg.svd(matrix, compute_uv=False)
-    tol = s.max() * max(matrix.shape) * np.finfo(matrix.dtype).eps if s.size else 0.0
-    rank = int((s > tol).sum())
+    rank = matrix_rank(matrix) if rank is None else rank
     kept = float(s[rank - 1]) if rank else 0.0
     dropped = float(s[rank]) if rank < s.size else 0.0
     return rank, kept, dropped
@@ -134,34 +131,41 @@ class Result:
 
 
 def compare(
-    name: str, jac: np.ndarray, raw: int, ref: np.ndarray, ref_rank: int, names: list[str]
+    name: str,
+    jac: np.ndarray,
+    rank: int,
+    raw: int,
+    ref: np.ndarray,
+    ref_rank: int,
+    names: list[str],
 ) -> Result:
-    rank, kept, dropped = numeric_rank(jac)
+    """`rank` is the layer's `jacobian_rank`; `jac` its Jacobian, to tell what it misses."""
+    rank, kept, dropped = numeric_rank(jac, rank)
     joint = numeric_rank(np.concatenate([jac, ref], axis=1))[0]
     missing = [names[i] for i in missing_columns(jac, ref, rank)] if rank else names
     return Result(name, raw, rank, kept, dropped, joint, missing)
 
 
-def nfn_jacobian(cls: type, weights: list, biases: list) -> tuple[np.ndarray, int]:
+def _flatten(out: object) -> torch.Tensor:
+    return flat_weight_space(output_tensors(out)).reshape(-1)
+
+
+def nfn_jacobian(cls: type, space: WeightSpace, weights: list, biases: list):
+    """(Jacobian, rank by `jacobian_rank`, raw parameters) of NFN's layer `cls`."""
     _, _, features, spec_of = nfn_layers()
     layer = cls(spec_of(features(weights, biases)), 1, 1).double()
     raw = sum(p.numel() for p in layer.parameters())
-
-    def flatten(out: object) -> torch.Tensor:
-        return flat_weight_space(output_tensors(out)).reshape(-1)
-
-    return parameter_jacobian(layer, (features(weights, biases),), flatten), raw
+    jac = parameter_jacobian(layer, (features(weights, biases),), _flatten)
+    return jac, jacobian_rank(layer, space, weights, biases), raw
 
 
-def ours_jacobian(factory: Callable, dims: tuple, mode: str, weights: list, biases: list):
-    equivariant, _ = factory(dims, mode)
+def ours_jacobian(factory: Callable, space: WeightSpace, mode: str, weights: list, biases: list):
+    """(Jacobian, rank by `jacobian_rank`, raw parameters) of our layer."""
+    equivariant, _ = factory(mlp_shape(space)[0], mode)
     layer = equivariant(1, 1).double()
     raw = sum(p.numel() for p in layer.parameters())
-
-    def flatten(out: object) -> torch.Tensor:
-        return flat_weight_space(output_tensors(out)).reshape(-1)
-
-    return parameter_jacobian(layer, (weights, biases), flatten), raw
+    jac = parameter_jacobian(layer, (weights, biases), _flatten)
+    return jac, jacobian_rank(layer, space, weights, biases), raw
 
 
 def run(
@@ -177,7 +181,8 @@ def run(
     if nfn is None:
         lines.append("nfn is not installed: only the reference and our layer are measured")
     for mode, nfn_cls in (("hidden", nfn and nfn[0]), ("all", nfn and nfn[1])):
-        basis = enumerate_basis(mlp(dims, mode))
+        space = mlp(dims, mode)
+        basis = enumerate_basis(space)
         orbits = basis.equivariant_linear + basis.equivariant_bias
         # Too few random inputs make distinct basis elements agree on all of them: double
         # the sample count until the reference reaches the orbit count.
@@ -198,11 +203,11 @@ def run(
         )
         results = []
         if factory is not None:
-            jac, raw = ours_jacobian(factory, dims, mode, weights, biases)
-            results.append(compare(f"ours-{mode}", jac, raw, ref, ref_rank, names))
+            jac, rank, raw = ours_jacobian(factory, space, mode, weights, biases)
+            results.append(compare(f"ours-{mode}", jac, rank, raw, ref, ref_rank, names))
         if nfn_cls is not None:
-            jac, raw = nfn_jacobian(nfn_cls, weights, biases)
-            results.append(compare(nfn_cls.__name__, jac, raw, ref, ref_rank, names))
+            jac, rank, raw = nfn_jacobian(nfn_cls, space, weights, biases)
+            results.append(compare(nfn_cls.__name__, jac, rank, raw, ref, ref_rank, names))
         for r in results:
             lines.append(
                 f"  {r.name}: raw parameters {r.raw}, Jacobian rank {r.rank} "

@@ -31,10 +31,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import harness
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import layer_speed  # noqa: E402  (the steady allocator re-run)
 
 
 def fused_module():
@@ -182,5 +180,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    layer_speed.rerun_under_steady_malloc()
+    harness.rerun_under_steady_malloc()
     raise SystemExit(main())

@@ -55,15 +55,12 @@ import os
 import platform
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
+import harness
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import layer_speed  # noqa: E402  (timing, pairing, allocator and memory helpers)
-
-from dws_theory.models import DWSNet  # noqa: E402
+from dws_theory.models import DWSNet
 
 
 class IdentityMix(nn.Module):
@@ -197,10 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--cudagraphs needs --device cuda and --compile", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    dims = layer_speed.parse_shape(args.dims)
-    weights, biases = layer_speed.random_weight_space(
-        dims, args.batch, 1, args.device, torch.float32
-    )
+    dims = harness.parse_shape(args.dims)
+    weights, biases = harness.random_weight_space(dims, args.batch, 1, args.device, torch.float32)
     labels = torch.randint(10, (args.batch,), generator=torch.Generator().manual_seed(0))
     labels = labels.to(args.device)
     models = make_models(dims, args.channels, args.layers, args.compile, args.cudagraphs)
@@ -221,17 +216,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     first = {}  # CUDA: peaks over each fresh model's first steps (capture included)
     for name in steps if args.device == "cuda" else ():
-        first[name] = layer_speed.cuda_peak_bytes(steps[name], calls=3)
+        first[name] = harness.cuda_peak_bytes(steps[name], calls=3)
     if args.layers > 1 and (args.models is None or "gemms" in args.models):
         steps["gemms"] = gemms_step(dims, args.batch, args.channels, args.layers, args.device)
-    timed = layer_speed.interleaved_medians(steps, args.device, args.repeats, args.min_block)
-    peak = layer_speed.cuda_peak_bytes if args.device == "cuda" else layer_speed.cpu_peak_bytes
+    timed = harness.interleaved_medians(steps, args.device, args.repeats, args.min_block)
+    peak = harness.cuda_peak_bytes if args.device == "cuda" else harness.cpu_peak_bytes
     device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor()
     print(
         f"device={args.device} ({device or platform.machine()}), torch {torch.__version__}, "
         f"threads={args.threads}, dims={args.dims}, B={args.batch}, C={args.channels}, "
         f"layers={args.layers}, repeats={args.repeats}, "
-        f"allocator={layer_speed.allocator(dict(os.environ))}"
+        f"allocator={harness.allocator(dict(os.environ))}"
     )
     cuda = args.device == "cuda"
     extra = " first peak MB |" if cuda else ""
@@ -241,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in steps:
         t = timed[name]
         count = f"{sum(p.numel() for p in models[name].parameters()):,}" if name in models else "-"
-        ratio = layer_speed.paired_ratio(t.rounds, base)
+        ratio = harness.paired_ratio(t.rounds, base)
         tail = f" {first[name] / 2**20:.1f} |" if name in first else (" - |" if cuda else "")
         print(
             f"| {name} | {count} | {t.median * 1e3:.1f} | {t.minimum * 1e3:.1f} | "
@@ -250,17 +245,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "nfn" in models:
         print()
         for name in (n for n in models if n.startswith("dws")):
-            ratio = layer_speed.paired_ratio(timed["nfn"].rounds, timed[name].rounds)
+            ratio = harness.paired_ratio(timed["nfn"].rounds, timed[name].rounds)
             print(f"nfn step / {name} step = {ratio:.2f}x (paired)")
             if "nfn-cudagraphs" in timed:
                 graphed = timed["nfn-cudagraphs"].rounds
-                ratio = layer_speed.paired_ratio(graphed, timed[name].rounds)
+                ratio = harness.paired_ratio(graphed, timed[name].rounds)
                 print(f"nfn-cudagraphs step / {name} step = {ratio:.2f}x (paired)")
         if "bound" in timed:
-            bound = layer_speed.paired_ratio(timed["nfn"].rounds, timed["bound"].rounds)
+            bound = harness.paired_ratio(timed["nfn"].rounds, timed["bound"].rounds)
             print(f"nfn step / bound step = {bound:.2f}x (paired): the most any layer can gain")
         if "gemms" in timed:
-            gemms = layer_speed.paired_ratio(timed["nfn"].rounds, timed["gemms"].rounds)
+            gemms = harness.paired_ratio(timed["nfn"].rounds, timed["gemms"].rounds)
             print(
                 f"nfn step / gemms = {gemms:.2f}x (paired): the most a model of the complete "
                 "basis can gain where its GEMMs set the time"
@@ -269,5 +264,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    layer_speed.rerun_under_steady_malloc()
+    harness.rerun_under_steady_malloc()
     raise SystemExit(main())

@@ -15,16 +15,13 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
+import harness
+import layer_speed
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import layer_speed  # noqa: E402  (the same inputs, candidates and step as the speed benchmark)
 
 Key = tuple[str, tuple[tuple[int, ...], ...]]
 
@@ -90,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from dws_theory.runtime import layer_classes
 
-    dims = layer_speed.parse_shape(args.dims)
-    weights, biases = layer_speed.random_weight_space(dims, args.batch, args.channels)
+    dims = harness.parse_shape(args.dims)
+    weights, biases = harness.random_weight_space(dims, args.batch, args.channels)
     equivariant, _ = layer_classes(dims, args.mode)
     layer = equivariant(args.channels, args.channels)
     candidate = layer_speed.module_candidate(args.mode, layer, weights, biases)
@@ -107,12 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{args.dims} {args.mode}, {what}, B={args.batch}, C={args.channels}, "
         f"threads={args.threads}, {args.steps} steps, "
-        f"allocator={layer_speed.allocator(dict(os.environ))}"
+        f"allocator={harness.allocator(dict(os.environ))}"
     )
     print(report(plain, timer, args.steps, args.top))
     return 0
 
 
 if __name__ == "__main__":
-    layer_speed.rerun_under_steady_malloc()
+    harness.rerun_under_steady_malloc()
     raise SystemExit(main())

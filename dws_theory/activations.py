@@ -6,10 +6,9 @@ its gradient written from the output, `grad * sign(relu(x))`, instead of the bui
 0 elsewhere, in both forms), but what the compiled graph keeps for the backward differs: for
 the built-in ReLU, inductor saves a boolean mask `x <= 0`, and its CPU code (torch 2.13,
 AVX-512) stores and loads such masks very slowly; written from the output it keeps the float
-output, which the next layer saves anyway. On a [512, 32, 32, 32] broadcast sum and ReLU,
-forward and backward, 2 threads (`python benchmarks/activation_compile.py`), the compiled
-built-in took 3.26x eager's time and this form 0.54x; a compiled DWSNet training step
-(B=512, 32 channels) went from 2.12x eager's time to 0.73x (docs/benchmarks.md, Model speed).
+output, which the next layer saves anyway. What that buys, measured (on a broadcast sum and
+ReLU alone, `python benchmarks/activation_compile.py`, and on a compiled DWSNet training
+step): docs/benchmarks.md, section Model speed.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Callable
 
+from .cost import MAX_DEPTH, MAX_TENSORS, check_cost
 from .spec import MODES, SpecError, parse_dims, parse_mode, shown
 
 __all__ = [
@@ -29,9 +30,9 @@ __all__ = [
     "add_channel_arguments",
     "add_shape_arguments",
     "bounded_int",
-    "finite_float",
     "non_negative_float",
     "non_negative_int",
+    "path_text",
     "positive_float",
     "positive_int",
     "probability",
@@ -41,13 +42,6 @@ __all__ = [
 ]
 
 DEFAULT_DIMS = "2,32,32,1"
-# The deepest MLP the commands take: the engine keeps all 4 M^2 blocks, about 1 KB each.
-# Measured on 2 busy cores: `verify` of 2, 300 hidden layers of 64, 1 in 22 s and 400 MB;
-# of 2, 499 hidden layers of 64, 1 (depth 500) in 115 s and 830 MB (a test run beside it).
-MAX_DEPTH = 500
-# The same guard for any weight space (--spec, --module): at most as many tensors as an MLP
-# of MAX_DEPTH layers has (a weight and a bias per layer), so at most 4 MAX_DEPTH^2 blocks.
-MAX_TENSORS = 2 * MAX_DEPTH
 # Seeds go to numpy's and torch's generators; 2**32 - 1 is the largest both take everywhere.
 MAX_SEED = 2**32 - 1
 
@@ -100,11 +94,6 @@ def _float(text: str, expected: str) -> float:
     return value
 
 
-def finite_float(text: str) -> float:
-    """Any finite float (no nan, no inf)."""
-    return _float(text, "a finite number")
-
-
 def positive_float(text: str) -> float:
     """A finite float above zero: learning rates, step sizes."""
     value = _float(text, "a finite positive number")
@@ -131,6 +120,14 @@ def probability(text: str) -> float:
             f"expected a number from 0 up to (not including) 1, got {shown(text)}"
         )
     return value
+
+
+def path_text(text: str) -> str:
+    """A file or folder path: any text but the empty string, which would quietly mean the
+    current folder."""
+    if text == "":
+        raise argparse.ArgumentTypeError("expected a folder or file path, got an empty string")
+    return text
 
 
 class _DefaultDims(tuple):
@@ -236,14 +233,8 @@ def target_of(args: argparse.Namespace):
             args.module, args.symmetry or "hidden", args.input_shape, not args.no_module_check
         )
     else:
-        return from_dims(args.dims, args.symmetry or "hidden")  # DIMS' depth checked above
-    tensors = len(target.space.tensors)
-    if tensors > MAX_TENSORS:
-        raise SpecError(
-            f"expected at most {MAX_TENSORS} tensors (the engine keeps all blocks: "
-            f"{MAX_TENSORS**2:,} at {MAX_TENSORS} tensors), got {tensors:,} tensors "
-            f"({tensors**2:,} blocks)"
-        )
+        target = from_dims(args.dims, args.symmetry or "hidden")
+    check_cost(target.space)  # before any work; enumerate_basis checks again for the API
     return target
 
 

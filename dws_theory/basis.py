@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cost import check_cost
 from .orbits import Pattern, block_patterns
 from .spec import WeightSpace, require_space
 
@@ -183,8 +184,10 @@ def pattern_entries(space: WeightSpace, p: Pattern, normalised: bool) -> Entries
 
 
 def enumerate_basis(space: WeightSpace) -> Basis:
-    """All equivariant linear, bias and invariant patterns of a weight space."""
+    """All equivariant linear, bias and invariant patterns of a weight space (`CostError`,
+    before any work, for a space over the engine's limits: `cost.check_cost`)."""
     require_space(space, "enumerate_basis")
+    check_cost(space)
     names = [t.name for t in space.tensors]
     linear = tuple(p for a in names for b in names for p in block_patterns(space, a, b))
     bias = tuple(p for a in names for p in block_patterns(space, a, None))

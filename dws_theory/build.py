@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arguments import add_channel_arguments, add_shape_arguments, target_of
+from .arguments import add_channel_arguments, add_shape_arguments, path_text, target_of
 from .atomic import check_folder, staged
 from .basis import Basis, enumerate_basis
 from .certify import Certificate, certify
-from .docs import DEFAULT_DOCS_DIR
 from .frontends.target import Target, from_dims
+from .report.page import DEFAULT_DOCS_DIR
 from .spec import WeightSpace
 
 __all__ = ["BuildResult", "build", "build_summary", "add_build_parser"]
@@ -62,8 +62,9 @@ def build(
     certified, lowered into one `LayerPlan`, and both go to the module and the derivation
     (reduced copies the routes and the sharing figure need are enumerated once each)."""
     from .codegen import render
-    from .codegen.files import target_plan, write_source
-    from .docs import DEFAULT_DOCS_DIR, write_page
+    from .codegen.cli import target_plan
+    from .codegen.files import write_source
+    from .report.page import write_page
 
     say = progress or (lambda _msg: None)
     target = dims if isinstance(dims, Target) else from_dims(dims, mode)
@@ -188,12 +189,14 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> None:
     add_shape_arguments(p, optional_dims=True)
     p.add_argument(
         "--out-code",
+        type=path_text,
         default=DEFAULT_CODE_DIR,
         metavar="DIR",
         help=f"folder for the layer module (default {DEFAULT_CODE_DIR})",
     )
     p.add_argument(
         "--out-docs",
+        type=path_text,
         default=DEFAULT_DOCS_DIR,
         metavar="DIR",
         help=f"folder for the derivation (default {DEFAULT_DOCS_DIR})",

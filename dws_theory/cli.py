@@ -1,21 +1,37 @@
-"""`dws-theory` command line: thin; parses, calls the pipeline steps, prints or writes."""
+"""`dws-theory` command line: thin; parses, calls the pipeline steps, prints or writes.
+
+Only the standard library and `errors` (itself standard library only) load before `main`'s
+error path is in place: the commands' modules (numpy, sympy, torch) are imported inside it,
+so Ctrl-C or SIGTERM at any moment, the first second included, gives one line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from .arguments import add_channel_arguments, add_shape_arguments, target_of
-from .basis import Basis, enumerate_basis
-from .build import add_build_parser
-from .certify import Certificate, certify
-from .codegen import add_generate_parser
-from .docs import add_docs_parser
-from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXPECTED, describe, strict_json
-from .spec import WeightSpace
+from .errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXPECTED,
+    CommandError,
+    Terminated,
+    describe,
+    strict_json,
+)
+
+if TYPE_CHECKING:
+    from .basis import Basis
+    from .certify import Certificate
+    from .spec import WeightSpace
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,6 +117,9 @@ def basis_table(target, basis: Basis, c_in: int, c_out: int) -> str:
 
 
 def _run_basis(args: argparse.Namespace) -> int:
+    from .arguments import target_of
+    from .basis import enumerate_basis
+
     target = target_of(args)
     basis = enumerate_basis(target.space)
     if args.json:
@@ -111,6 +130,8 @@ def _run_basis(args: argparse.Namespace) -> int:
 
 
 def _add_basis(sub: argparse._SubParsersAction) -> None:
+    from .arguments import add_channel_arguments, add_shape_arguments
+
     p = sub.add_parser("basis", help="count the equivariant basis, block by block")
     add_shape_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -120,6 +141,8 @@ def _add_basis(sub: argparse._SubParsersAction) -> None:
 
 # -- verify ------------------------------------------------------------------------------------
 def certificate_text(cert: Certificate) -> str:
+    from .spec import WeightSpace
+
     lines = [
         f"equivariant linear {cert.equivariant_linear:,}, equivariant bias "
         f"{cert.equivariant_bias:,}, invariant linear {cert.invariant_linear:,}",
@@ -143,6 +166,9 @@ def certificate_text(cert: Certificate) -> str:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
+    from .arguments import target_of
+    from .certify import certify
+
     target = target_of(args)
     title = short_widths(dims_label(target.dims)) if target.dims is not None else target.title
     print(f"verifying {title} ({target.mode or 'kinds from the spec'})", file=sys.stderr)
@@ -159,6 +185,8 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:
+    from .arguments import add_shape_arguments
+
     p = sub.add_parser("verify", help="check the basis by independent routes")
     add_shape_arguments(p, optional_dims=True)
     p.add_argument("--json", action="store_true", help="machine-readable certificate")
@@ -193,6 +221,10 @@ def _version() -> str:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given the arguments, only the subcommands they can need are loaded."""
+    from .build import add_build_parser
+    from .codegen.cli import add_generate_parser
+    from .report.cli import add_docs_parser
+
     args = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in args if not a.startswith("-")), None)
     parser = _Parser(prog="dws-theory", description="Equivariant layers for deep weight spaces.")
@@ -230,15 +262,48 @@ def _silence_stdout() -> None:
         pass
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The one error path: expected failures print one line and return 2 (130 for Ctrl-C);
-    anything else is a bug and keeps its traceback."""
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, so it cleans up
+    as Ctrl-C does; a second SIGTERM during that cleanup is ignored, not a second raise
+    inside it. Other threads (a test runner's) cannot set handlers and keep the default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def terminate(signum: int, frame: object) -> None:
+        if not raised:
+            raised.append(signum)
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        try:
-            args = build_parser(argv).parse_args(argv)
-            return args.func(args)
-        finally:  # a full disk or a closed pipe shows at the flush: report it here, too
-            sys.stdout.flush()
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    if sys.stdout is None:  # started with stdout closed (`>&-`): the result has nowhere to go
+        raise CommandError(
+            "expected an open standard output (a terminal, file or pipe), got a closed one"
+        )
+    try:
+        args = build_parser(argv).parse_args(argv)
+        return args.func(args)
+    finally:  # a full disk or a closed pipe shows at the flush: report it here, too
+        sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The one error path: expected failures print one line and return 2 (130 for Ctrl-C,
+    143 for SIGTERM); anything else is a bug and keeps its traceback."""
+    try:
+        with _sigterm_as_interrupt():
+            return _run(argv)
+    except Terminated:
+        return _error("terminated (SIGTERM); nothing was left half-written", EXIT_TERMINATED)
     except KeyboardInterrupt:
         return _error("interrupted (Ctrl-C); nothing was left half-written", EXIT_INTERRUPTED)
     except BrokenPipeError as e:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -256,15 +256,20 @@ def weights_from_model(
 
 
 def weights_from_models(
-    models: Sequence[ModelLike], missing_bias: MissingBias = "error"
+    models: Iterable[ModelLike], missing_bias: MissingBias = "error"
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Models of one architecture stacked into a batch: `[B, 1, d_m, d_{m-1}]`, `[B, 1, d_m]`.
 
-    For modules other than Sequentials of Linear layers (see `weights_from_model`): every
-    parameter stacked as `[B, 1, *shape]`, weights (two or more axes) and biases (one axis)
-    in named_parameters() order, the layout of `layer_classes(from_module(models[0]))`."""
-    if isinstance(models, (nn.Module, Mapping)) or len(models) == 0:
-        raise ConversionError("expected a non-empty list of models or state_dicts")
+    `models` is any iterable (a list, a generator), read once. For modules other than
+    Sequentials of Linear layers (see `weights_from_model`): every parameter stacked as
+    `[B, 1, *shape]`, weights (two or more axes) and biases (one axis) in
+    named_parameters() order, the layout of `layer_classes(from_module(models[0]))`."""
+    expected = "expected a non-empty list (or other iterable) of models or state_dicts"
+    if isinstance(models, (nn.Module, Mapping, str, bytes)) or not isinstance(models, Iterable):
+        raise ConversionError(f"{expected}, got {type(models).__name__}")
+    models = list(models)
+    if not models:
+        raise ConversionError(f"{expected}, got an empty one")
     _check_missing_bias(missing_bias)
     if _is_general(models[0], missing_bias):
         return _stack_general(list(models))

@@ -1,13 +1,17 @@
 """Expected failures of the command line, each said in one line.
 
 `dws-theory` has one error path (`cli.main`): every failure a user can cause (a bad value,
-an output path that is a file or read-only or on a full disk, a closed pipe, Ctrl-C, a cost
-over a limit) is turned into one line `dws-theory: error: ...` that says what was expected,
-and exit code 2 (130 for Ctrl-C). A traceback means a bug in the project.
+an output path that is a file or read-only or on a full disk, a closed pipe, Ctrl-C or
+SIGTERM, a cost over a limit) is turned into one line `dws-theory: error: ...` that says
+what was expected, and exit code 2 (130 for Ctrl-C, 143 for SIGTERM). A traceback means a
+bug in the project.
 
 Commands raise `CommandError` for failures of their own (a result that cannot be written as
 strict JSON, a cost over the machine's memory); `describe` turns any expected exception into
-its line.
+its line, never longer than `MAX_LINE` characters.
+
+This module imports nothing but the standard library: the command line imports it before
+anything else, so that Ctrl-C while the rest loads is already reported in one line.
 """
 
 from __future__ import annotations
@@ -17,20 +21,50 @@ import json
 import math
 from collections.abc import Iterator
 
-from .spec import SpecError
-
 __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
     "EXPECTED",
+    "MAX_LINE",
     "CommandError",
     "InputError",
+    "SpecError",
+    "Terminated",
+    "cut",
     "describe",
+    "shown",
     "strict_json",
 ]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+MAX_LINE = 300  # the longest error line: a message that echoes a pasted file is cut
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` itself up to `limit` characters, else its head and its length, about `limit`
+    characters in all."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 20, 1)]}... ({len(text):,} characters)"
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """`repr(value)` for an error message, cut to about `limit` characters (a 5,000-digit
+    number or a pasted file is not echoed back in full)."""
+    return cut(repr(value), limit)
+
+
+class SpecError(ValueError):
+    """A specification that cannot describe a weight space; the message says what was expected."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, CI runners and `kill` send), raised where the signal arrives
+    as Ctrl-C is, so every cleanup that Ctrl-C runs runs for it too."""
+
 
 # What a path that failed with each errno was expected to be.
 _PATH_EXPECTED = {
@@ -42,6 +76,7 @@ _PATH_EXPECTED = {
     errno.EROFS: "a writable path, but the file system is read-only",
     errno.ENOSPC: "free space for the file, but the device is full",
     errno.EDQUOT: "free space for the file, but the disk quota is exceeded",
+    errno.EFBIG: "room for the file, but it is larger than this process may write",
     errno.ENAMETOOLONG: "a shorter path, but a file name is longer than the system allows",
     errno.ENOENT: "an existing path, but there is no such file or directory",
 }
@@ -88,7 +123,7 @@ def describe(exc: BaseException) -> str:
             "expected a smaller shape or data set"
         )
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return cut(text[0] if text else type(exc).__name__, MAX_LINE)
 
 
 def _non_finite(value: object, path: str = "") -> Iterator[str]:

@@ -34,16 +34,15 @@ import torch
 from torch import nn
 
 from .activations import ReLU
+from .aliases import Tensors
 from .codegen.backends import DEFAULT_BACKEND
-from .codegen.lower import mlp_shape
 from .codegen.preludes.compiled import _compiled_forward
 from .cuda_graphs import graph_options, module_device, uses_cuda_graphs
+from .frontends.resolve import resolve
 from .runtime import layer_classes
-from .spec import Kind, WeightSpace, mlp, parse_dims, parse_mode
+from .spec import Kind, WeightSpace, mlp_shape, parse_mode
 
 __all__ = ["DWSNet", "default_activation"]
-
-Tensors = list[torch.Tensor]
 
 
 def default_activation(mode: str) -> nn.Module:
@@ -70,18 +69,12 @@ def _is_odd(activation: Callable[[torch.Tensor], torch.Tensor]) -> bool:
 
 
 def _space_of(target: object, mode: str) -> tuple[WeightSpace, str | None]:
-    """(space, mode label) from widths, a WeightSpace or an example module."""
-    if isinstance(target, WeightSpace):
-        shape = mlp_shape(target)
-        return target, shape[1] if shape is not None else parse_mode(mode)
-    if isinstance(target, nn.Module):
-        from .frontends.module import trace_module
-
-        trace = trace_module(target, mode)
-        return trace.space, trace.mode
-    dims = parse_dims(target)
-    mode = parse_mode(mode)
-    return mlp(dims, mode), mode
+    """(space, mode label) of what `frontends.resolve` takes; an MLP's space keeps its own
+    mode (the default `hidden` does not relabel a signed MLP's space)."""
+    if isinstance(target, WeightSpace) and mlp_shape(target) is not None:
+        mode = None
+    resolved = resolve(target, mode)
+    return resolved.space, resolved.mode
 
 
 def _unsigned(space: WeightSpace) -> WeightSpace:

@@ -2,8 +2,9 @@
 
 `layer_classes(dims_or_space, mode)` renders the same source `dws-theory generate` writes and
 executes it in a fresh module namespace, so the classes behave exactly as the checked-in
-modules do. It takes MLP widths (`2,32,32,1` or a sequence) or any `WeightSpace` (from
-`from_module`, `WeightSpace.parse`, ...). The module is importable by name
+modules do. It takes whatever `frontends.resolve` takes: MLP widths (`2,32,32,1` or a
+sequence), a spec string, any `WeightSpace` (from `from_module`, `WeightSpace.parse`, ...)
+or a torch module to trace. The module is importable by name
 (`dws_theory._generated.dws_2_32_32_1_hidden`; see `dws_theory._generated`), so layers and
 models built on them pickle and `torch.save` / `torch.load` across processes. The source is
 registered with `linecache`, so tracebacks and `inspect` show the real lines.
@@ -13,18 +14,16 @@ from __future__ import annotations
 
 import importlib
 import types
-from collections.abc import Sequence
 from functools import cache
 
-from ._generated import module_name as generated_module_name
 from ._generated import register
+from .aliases import SpaceLike
 from .codegen.backends import DEFAULT_BACKEND, check_backend
-from .codegen.lower import mlp_shape
-from .spec import WeightSpace, mlp, parse_dims, parse_mode
+from .frontends.resolve import resolve
+from .naming import mlp_generated_name
+from .spec import WeightSpace, mlp, mlp_shape
 
 __all__ = ["layer_classes", "load_module"]
-
-Shape = str | Sequence[int] | WeightSpace
 
 
 @cache
@@ -35,31 +34,23 @@ def _module(spec: str, mode: str | None, backend: str) -> types.ModuleType:
     if shape is not None and mlp(shape[0], mode or shape[1]) == space:
         mode = mode or shape[1]  # an MLP's space: the MLP's module, however it was given
         if backend == DEFAULT_BACKEND:
-            return importlib.import_module(generated_module_name(shape[0], mode))
+            return importlib.import_module(mlp_generated_name(shape[0], mode))
     return importlib.import_module(register(spec, mode, backend))
 
 
-def _space(shape: Shape, mode: str | None) -> tuple[WeightSpace, str | None]:
-    if isinstance(shape, WeightSpace):
-        return shape, parse_mode(mode) if mode is not None else None
-    dims = parse_dims(shape)
-    mode = parse_mode(mode or "hidden")
-    return mlp(dims, mode), mode
-
-
 def load_module(
-    shape: Shape, mode: str | None = None, backend: str = DEFAULT_BACKEND
+    shape: SpaceLike, mode: str | None = None, backend: str = DEFAULT_BACKEND
 ) -> types.ModuleType:
     """The generated module for an MLP shape and mode (default hidden), or for a weight space
     (cached). For a `WeightSpace`, `mode` only labels the module: the set kinds are the
     space's own (for an MLP's space it must be that space's mode)."""
-    space, mode = _space(shape, mode)
+    target = resolve(shape, mode)
     check_backend(backend)
-    return _module(str(space), mode, backend)
+    return _module(str(target.space), target.mode, backend)
 
 
 def layer_classes(
-    shape: Shape, mode: str | None = None, backend: str = DEFAULT_BACKEND
+    shape: SpaceLike, mode: str | None = None, backend: str = DEFAULT_BACKEND
 ) -> tuple[type, type]:
     """(EquivariantLayer, InvariantLayer) for an MLP shape and mode or a weight space."""
     module = load_module(shape, mode, backend)

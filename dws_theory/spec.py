@@ -37,6 +37,8 @@ from enum import Enum
 
 import networkx as nx
 
+from .errors import SpecError, cut, shown
+
 __all__ = [
     "Kind",
     "NeuronSet",
@@ -45,6 +47,7 @@ __all__ = [
     "SpecError",
     "MODES",
     "mlp",
+    "mlp_shape",
     "parse_dims",
     "parse_mode",
     "shown",
@@ -55,19 +58,6 @@ __all__ = [
 # The widest neuron set `parse_dims` accepts: far above any MLP a weight-space model reads,
 # low enough that every count and every emitted shape stays a machine integer.
 MAX_WIDTH = 1_000_000
-
-
-def shown(value: object, limit: int = 60) -> str:
-    """`repr(value)` for an error message, cut to about `limit` characters (a 5,000-digit
-    number or a pasted file is not echoed back in full)."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit - 20]}... ({len(text):,} characters)"
-
-
-class SpecError(ValueError):
-    """A specification that cannot describe a weight space; the message says what was expected."""
 
 
 class Kind(str, Enum):
@@ -89,17 +79,29 @@ class NeuronSet:
     parent: str | None = None
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
-            raise SpecError(f"neuron set name must be an identifier, got {self.name!r}")
-        if not isinstance(self.size, int) or self.size < 1:
+        if not isinstance(self.name, str) or not _IDENTIFIER.fullmatch(self.name):
+            raise SpecError(f"neuron set name must be an identifier, got {shown(self.name)}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
             raise SpecError(
-                f"neuron set {self.name!r} needs a positive integer size, got {self.size!r}"
+                f"neuron set {self.name!r} needs a positive integer size, got {shown(self.size)}"
             )
-        object.__setattr__(self, "kind", Kind(self.kind))
+        if self.size > MAX_WIDTH:  # every front end builds its sets here: one limit for all
+            raise SpecError(
+                f"neuron set {self.name!r} needs a size of at most {MAX_WIDTH:,}, got "
+                f"{shown(self.size)}"
+            )
+        try:
+            object.__setattr__(self, "kind", Kind(self.kind))
+        except ValueError:
+            raise SpecError(
+                f"unknown neuron set kind {shown(self.kind)}; expected one of "
+                f"{', '.join(k.value for k in Kind)}"
+            ) from None
         if self.parent is not None:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(self.parent)):
+            if not _IDENTIFIER.fullmatch(str(self.parent)):
                 raise SpecError(
-                    f"neuron set {self.name!r}: expected a parent set name, got {self.parent!r}"
+                    f"neuron set {self.name!r}: expected a parent set name, got "
+                    f"{shown(self.parent)}"
                 )
             if self.parent == self.name:
                 raise SpecError(f"neuron set {self.name!r} cannot be its own parent")
@@ -117,8 +119,8 @@ class Tensor:
     axes: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
-            raise SpecError(f"tensor name must be an identifier, got {self.name!r}")
+        if not isinstance(self.name, str) or not _IDENTIFIER.fullmatch(self.name):
+            raise SpecError(f"tensor name must be an identifier, got {shown(self.name)}")
         object.__setattr__(self, "axes", tuple(self.axes))
 
     def __str__(self) -> str:
@@ -142,19 +144,25 @@ class WeightSpace:
         object.__setattr__(self, "tensors", tuple(self.tensors))
         object.__setattr__(self, "_set_by_name", {s.name: s for s in self.sets})
         object.__setattr__(self, "_tensor_by_name", {t.name: t for t in self.tensors})
-        names = [s.name for s in self.sets]
-        if len(set(names)) != len(names):
-            raise SpecError(f"neuron set names must be distinct, got {names}")
-        tnames = [t.name for t in self.tensors]
-        if len(set(tnames)) != len(tnames):
-            raise SpecError(f"tensor names must be distinct, got {tnames}")
+        if len(self._set_by_name) != len(self.sets):
+            raise SpecError(
+                f"neuron set names must be distinct, got {_repeated(s.name for s in self.sets)} "
+                "twice"
+            )
+        if len(self._tensor_by_name) != len(self.tensors):
+            raise SpecError(
+                f"tensor names must be distinct, got {_repeated(t.name for t in self.tensors)} "
+                "twice"
+            )
         if not self.tensors:
             raise SpecError("a weight space needs at least one tensor")
-        for t in self.tensors:
+        for t in self.tensors:  # dict lookups: linear in the size of the spec
             for axis in t.axes:
-                if axis not in names:
+                if axis not in self._set_by_name:
+                    names = ", ".join(s.name for s in self.sets)
                     raise SpecError(
-                        f"tensor {t.name} has axis {axis!r}, not a neuron set of {names}"
+                        f"tensor {t.name} has axis {shown(axis)}, not a neuron set of "
+                        f"{cut(names, 80)}"
                     )
         for s in self.sets:
             _check_parent(self, s)
@@ -250,44 +258,78 @@ class WeightSpace:
 
     @classmethod
     def parse(cls, text: str) -> WeightSpace:
-        m = re.fullmatch(r"\s*sets\[(.*)\]\s*tensors\[(.*)\]\s*", text)
+        """The space `str(space)` prints; a clear SpecError (the text echoed shortened) for
+        anything else."""
+        if not isinstance(text, str):
+            raise SpecError(f"expected a spec string, got {type(text).__name__}")
+        m = re.fullmatch(r"\s*sets\[(.*)\]\s*tensors\[(.*)\]\s*", text, re.DOTALL)
         if not m:
             raise SpecError(
-                f"expected 'sets[name:size:kind ...] tensors[T(a,b) ...]', got {text!r}"
+                f"expected 'sets[name:size:kind ...] tensors[T(a,b) ...]', got {shown(text)}"
             )
-        sets = []
-        for item in m.group(1).split():
-            parts = item.split(":")
-            if len(parts) != 3 or not parts[1].isdigit():
-                raise SpecError(
-                    f"expected a neuron set 'name:size:kind' or 'name:size:kind@parent', "
-                    f"got {item!r}"
-                )
-            kind_text, at, parent = parts[2].partition("@")
-            if at and not parent:
-                raise SpecError(f"expected a parent set name after '@', got {item!r}")
-            try:
-                kind = Kind(kind_text)
-            except ValueError:
-                raise SpecError(f"unknown neuron set kind {kind_text!r}") from None
-            sets.append(NeuronSet(parts[0], int(parts[1]), kind, parent or None))
-        tensors = []
-        for item in m.group(2).split():
-            tm = re.fullmatch(r"(\w+)\(([\w,]*)\)", item)
-            if not tm:
-                raise SpecError(f"expected a tensor 'T(a,b)', got {item!r}")
-            axes = tuple(a for a in tm.group(2).split(",") if a)
-            tensors.append(Tensor(tm.group(1), axes))
-        return cls(tuple(sets), tuple(tensors))
+        sets = tuple(_parse_set(item) for item in m.group(1).split())
+        tensors = tuple(_parse_tensor(item) for item in m.group(2).split())
+        return cls(sets, tensors)
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# ASCII only: `\w` and `isdigit()` also take letters and digits of other scripts (`²`).
+_SET_ITEM = re.compile(r"([^:]*):([^:]*):([^:]*)")
+_TENSOR_ITEM = re.compile(
+    r"([A-Za-z_][A-Za-z0-9_]*)\(((?:[A-Za-z_][A-Za-z0-9_]*)(?:,[A-Za-z_][A-Za-z0-9_]*)*)?\)"
+)
+
+
+def _repeated(names: object) -> str:
+    """The first name that occurs twice, shortened for a message."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            return shown(name)
+        seen.add(name)
+    return "none"
+
+
+def _parse_set(item: str) -> NeuronSet:
+    m = _SET_ITEM.fullmatch(item)
+    if not m:
+        raise SpecError(
+            f"expected a neuron set 'name:size:kind' or 'name:size:kind@parent', got {shown(item)}"
+        )
+    name, size, kind_and_parent = m.groups()
+    kind, at, parent = kind_and_parent.partition("@")
+    if at and not parent:
+        raise SpecError(f"expected a parent set name after '@', got {shown(item)}")
+    if not re.fullmatch(r"[0-9]+", size):
+        raise SpecError(
+            f"neuron set {shown(name)} needs a size written with the digits 0-9, got {shown(size)}"
+        )
+    if len(size.lstrip("0")) > len(str(MAX_WIDTH)):  # before int(): no 5,000-digit parse
+        raise SpecError(
+            f"neuron set {name!r} needs a size of at most {MAX_WIDTH:,}, got {shown(size)}"
+        )
+    return NeuronSet(name, int(size), kind, parent or None)
+
+
+def _parse_tensor(item: str) -> Tensor:
+    m = _TENSOR_ITEM.fullmatch(item)
+    if not m:
+        raise SpecError(
+            f"expected a tensor 'T(a,b)' (names joined by single commas), got {shown(item)}"
+        )
+    return Tensor(m.group(1), tuple(m.group(2).split(",")) if m.group(2) else ())
 
 
 def _check_parent(space: WeightSpace, s: NeuronSet) -> None:
     """A child's parent exists, has no parent itself, and moves whenever the child does."""
     if s.parent is None:
         return
-    names = [x.name for x in space.sets]
-    if s.parent not in names:
-        raise SpecError(f"neuron set {s.name} has parent {s.parent!r}, not a neuron set of {names}")
+    if s.parent not in space._set_by_name:
+        names = ", ".join(x.name for x in space.sets)
+        raise SpecError(
+            f"neuron set {s.name} has parent {shown(s.parent)}, not a neuron set of "
+            f"{cut(names, 80)}"
+        )
     parent = space.set(s.parent)
     if parent.parent is not None:
         raise SpecError(
@@ -343,7 +385,8 @@ def parse_mode(mode: str) -> str:
         return _ALIASES[mode.strip().lower()]
     except (KeyError, AttributeError):
         raise SpecError(
-            f"unknown symmetry mode {mode!r}; expected one of hidden, all, signed (aliases hnp, np)"
+            f"unknown symmetry mode {shown(mode)}; expected one of hidden, all, signed "
+            "(aliases hnp, np)"
         ) from None
 
 
@@ -406,3 +449,13 @@ def mlp(dims: str | tuple[int, ...] | list[int], mode: str = "hidden") -> Weight
         tensors.append(Tensor(f"W{m}", (f"n{m}", f"n{m - 1}")))
         tensors.append(Tensor(f"b{m}", (f"n{m}",)))
     return WeightSpace(tuple(sets), tuple(tensors))
+
+
+def mlp_shape(space: WeightSpace) -> tuple[tuple[int, ...], str] | None:
+    """(dims, mode) when the space is `mlp(dims, mode)`, else None."""
+    dims = tuple(s.size for s in space.sets)
+    if len(dims) >= 2:
+        for mode in MODES:
+            if mlp(dims, mode) == space:
+                return dims, mode
+    return None

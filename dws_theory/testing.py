@@ -20,10 +20,11 @@ output may be `(weights, biases)`, an object with `.weights` and `.biases`, or o
 The checks run on a float64 copy of the layer with random parameters (the layer passed in
 is left untouched), so their tolerances are float64 ones.
 
-`space` is a `WeightSpace` (`mlp("2,32,32,1", "hidden")`, `from_module(cnn)`, ...) or a
-widths string, read with `mode`. Every check takes any space whose tensors are weights (two
-or more axes) and biases (one axis); the last two compare with this project's complete
-layer of that space (`runtime.layer_classes(space)`).
+`space` is anything `frontends.resolve` takes: a `WeightSpace` (`mlp("2,32,32,1",
+"hidden")`, `from_module(cnn)`, ...), widths or a spec string, read with `mode`, or a
+module. Every check takes any space whose tensors are weights (two or more axes) and biases
+(one axis); the last two compare with this project's complete layer of that space
+(`runtime.layer_classes(space)`).
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .action import act, act_on, gather_axis, split_names
+from .aliases import SpaceLike, Tensors
 from .basis import enumerate_basis
-from .group import GroupElement, random_element
-from .spec import Kind, WeightSpace, mlp
+from .frontends.resolve import resolve
+from .group import random_element
+from .spec import Kind, WeightSpace
 
 __all__ = [
     "Transformation",
@@ -50,15 +54,17 @@ __all__ = [
     "assert_equivariant",
     "assert_not_over_symmetric",
     "jacobian_rank",
+    "matrix_rank",
     "outside_transformations",
     "random_inputs",
 ]
 
-Tensors = list[torch.Tensor]
 # Gaps below this (relative, float64) are rounding; equivariance holds.
 EQUIVARIANCE_RTOL = 1e-9
 # Gaps above this (relative, float64) are real; the layer does not commute.
 DETECTION_GAP = 1e-6
+# Singular values below this share of the largest are zero (float64): the one rank tolerance.
+RANK_RTOL = 1e-9
 
 
 class WeightSpaceBatch(Sequence):
@@ -79,17 +85,8 @@ class WeightSpaceBatch(Sequence):
 
 
 # -- spaces, inputs and calls ----------------------------------------------------------------
-def _space(space: WeightSpace | str, mode: str) -> WeightSpace:
-    return mlp(space, mode) if isinstance(space, str) else space
-
-
-def _names(space: WeightSpace) -> tuple[list[str], list[str]]:
-    """(weight tensors, bias tensors) of the space, in the order a layer receives them."""
-    weights = [t.name for t in space.tensors if len(t.axes) >= 2]
-    biases = [t.name for t in space.tensors if len(t.axes) == 1]
-    if len(weights) + len(biases) != len(space.tensors):
-        raise ValueError(f"expected a space whose tensors all have one or more axes, got {space}")
-    return weights, biases
+def _space(space: SpaceLike, mode: str) -> WeightSpace:
+    return resolve(space, mode).space
 
 
 def _in_channels(layer: nn.Module, given: int | None) -> int:
@@ -116,7 +113,7 @@ def random_inputs(
     space: WeightSpace, batch: int, channels: int, gen: torch.Generator
 ) -> tuple[Tensors, Tensors]:
     """Standard-normal float64 features `[B, C, *shape]` for every weight and bias."""
-    weights, biases = _names(space)
+    weights, biases = split_names(space)
 
     def one(name: str) -> torch.Tensor:
         shape = (batch, channels, *space.shape(name))
@@ -167,60 +164,7 @@ def _relative_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm()) / scale if scale > 0 else float((a - b).norm())
 
 
-# -- the group action, and transformations outside the group ---------------------------------
-def _gather(
-    t: torch.Tensor, axis: int, perm: np.ndarray, sign: np.ndarray | None, lead: int = 2
-) -> torch.Tensor:
-    dim = lead + axis
-    t = t.index_select(dim, torch.as_tensor(perm, device=t.device))
-    if sign is not None:
-        shape = [1] * t.dim()
-        shape[dim] = -1
-        t = t * torch.as_tensor(sign, dtype=t.dtype, device=t.device).view(shape)
-    return t
-
-
-def _gather_in_blocks(
-    t: torch.Tensor, parent: int, axis: int, perm: np.ndarray, sign: np.ndarray, lead: int = 2
-) -> torch.Tensor:
-    """y[.., h, .., i, ..] = sign[h, i] * t[.., h, .., perm[h, i], ..]: a child axis gathered
-    by the permutation of the block its parent axis (`parent`, earlier) indexes."""
-    shape = [1] * t.dim()
-    shape[lead + parent], shape[lead + axis] = perm.shape
-    index = torch.as_tensor(perm, device=t.device).view(shape).expand(t.shape)
-    t = torch.gather(t, lead + axis, index)
-    return t * torch.as_tensor(sign, dtype=t.dtype, device=t.device).view(shape)
-
-
-def act(
-    space: WeightSpace, g: GroupElement, weights: Tensors, biases: Tensors
-) -> tuple[Tensors, Tensors]:
-    """g acting on `[B, C, *shape]` features: every axis gathered by its set's permutation
-    and multiplied by its signs. An axis on a child set is gathered after its parent axis
-    (which comes first), by the permutation of the block the output index lies in:
-    (g x)[.., h, .., i, ..] = s_p(h) s_c(h, i) x[.., sigma(h), .., tau_h(i), ..]."""
-    names_w, names_b = _names(space)
-    return (
-        [act_on(space, g, n, t) for t, n in zip(weights, names_w, strict=True)],
-        [act_on(space, g, n, t) for t, n in zip(biases, names_b, strict=True)],
-    )
-
-
-def act_on(
-    space: WeightSpace, g: GroupElement, tensor: str, t: torch.Tensor, lead: int = 2
-) -> torch.Tensor:
-    """g acting on one tensor of the space with `lead` leading axes (batch and channel: 2;
-    a module's own parameter: 0). The project's one group action on torch tensors."""
-    parents = space.parent_axes(tensor)
-    for axis, set_name in enumerate(space.tensor(tensor).axes):
-        perm, sign = g.perm(set_name), g.sign(set_name)
-        if parents[axis] is None:
-            t = _gather(t, axis, perm, sign, lead)
-        else:
-            t = _gather_in_blocks(t, parents[axis], axis, perm, sign, lead)
-    return t
-
-
+# -- transformations outside the group ------------------------------------------------------
 @dataclass(frozen=True)
 class Transformation:
     """A map of the weight space that is not a group element: `perm` applied to one axis of
@@ -240,7 +184,7 @@ class Transformation:
     def __call__(
         self, space: WeightSpace, weights: Tensors, biases: Tensors
     ) -> tuple[Tensors, Tensors]:
-        names_w, names_b = _names(space)
+        names_w, names_b = split_names(space)
         perm = np.array(self.perm)
 
         def one(t: torch.Tensor, name: str) -> torch.Tensor:
@@ -250,7 +194,7 @@ class Transformation:
                 if self.across_blocks and set_name == self.set_name:
                     t = _gather_flat(t, parents[axis], axis, perm)
                 elif chosen or (self.tensor is None and set_name == self.set_name):
-                    t = _gather(t, axis, perm, None)
+                    t = gather_axis(t, 2 + axis, perm)
             return t
 
         return (
@@ -320,7 +264,7 @@ def outside_transformations(space: WeightSpace) -> list[Transformation]:
 # -- the three checks --------------------------------------------------------------------------
 def assert_equivariant(
     layer: nn.Module,
-    space: WeightSpace | str,
+    space: SpaceLike,
     mode: str = "hidden",
     *,
     in_channels: int | None = None,
@@ -364,7 +308,7 @@ def _reference_layer(space: WeightSpace, out: tuple[Tensors, Tensors] | Tensors,
 
 def assert_not_over_symmetric(
     layer: nn.Module,
-    space: WeightSpace | str,
+    space: SpaceLike,
     mode: str = "hidden",
     *,
     in_channels: int | None = None,
@@ -412,6 +356,49 @@ def assert_not_over_symmetric(
     return checked
 
 
+def matrix_rank(matrix: torch.Tensor | np.ndarray) -> int:
+    """Numerical rank: singular values above RANK_RTOL times the largest (float64 data)."""
+    if isinstance(matrix, torch.Tensor):
+        matrix = matrix.detach().cpu().numpy()
+    singular = np.linalg.svd(matrix, compute_uv=False)  # LAPACK's gesdd: torch's is slower
+    if singular.size == 0 or float(singular[0]) == 0.0:
+        return 0
+    return int((singular > singular[0] * RANK_RTOL).sum())
+
+
+def _projected_jacobian(
+    layer: nn.Module, weights: Tensors, biases: Tensors, project: torch.Tensor
+) -> torch.Tensor:
+    """R J, J = d(outputs) / d(parameters): one batched backward pass (vmap over R's rows),
+    256 rows at a time, or one pass per row where a layer's operations do not vmap."""
+    params = {n: p.detach() for n, p in layer.named_parameters() if p.requires_grad}
+
+    def outputs(values: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.nn.utils.stateless._reparametrize_module(layer, values):
+            return _flat(_call(layer, weights, biases))
+
+    try:
+        _, pullback = torch.func.vjp(outputs, params)
+        (rows,) = torch.vmap(pullback, chunk_size=256)(project)  # bounded memory
+        return torch.cat([rows[n].reshape(len(project), -1) for n in params], dim=1)
+    except (RuntimeError, NotImplementedError):  # no batching rule for some operation
+        pass
+    live = [p for p in layer.parameters() if p.requires_grad]
+    out = _flat(_call(layer, weights, biases))
+    rows_list = []
+    for r in project:
+        grads = torch.autograd.grad(out @ r, live, retain_graph=True, allow_unused=True)
+        rows_list.append(
+            torch.cat(
+                [
+                    (g if g is not None else torch.zeros_like(q)).reshape(-1)
+                    for g, q in zip(grads, live, strict=True)
+                ]
+            )
+        )
+    return torch.stack(rows_list)
+
+
 def jacobian_rank(
     layer: nn.Module,
     space: WeightSpace,
@@ -419,33 +406,19 @@ def jacobian_rank(
     biases: Tensors,
     seed: int = 0,
 ) -> int:
-    """Numerical rank of d(outputs at the given inputs) / d(parameters), from R J for a
-    random R with a few more rows than parameters (one backward pass per row)."""
-    params = [p for p in layer.parameters() if p.requires_grad]
-    count = sum(p.numel() for p in params)
-    out = _flat(_call(layer, weights, biases))
+    """Numerical rank (`matrix_rank`) of d(outputs at the given inputs) / d(parameters),
+    from R J for a random R with a few more rows than parameters."""
+    count = sum(p.numel() for p in layer.parameters() if p.requires_grad)
+    with torch.no_grad():
+        size = _flat(_call(layer, weights, biases))
     gen = torch.Generator().manual_seed(seed)
-    project = torch.randn(count + 8, out.numel(), generator=gen, dtype=out.dtype)
-    rows = []
-    for r in project:
-        grads = torch.autograd.grad(out @ r, params, retain_graph=True, allow_unused=True)
-        rows.append(
-            torch.cat(
-                [
-                    (g if g is not None else torch.zeros_like(p)).reshape(-1)
-                    for g, p in zip(grads, params, strict=True)
-                ]
-            )
-        )
-    singular = torch.linalg.svdvals(torch.stack(rows).detach())
-    if singular.numel() == 0 or float(singular[0]) == 0.0:
-        return 0
-    return int((singular > singular[0] * 1e-9).sum())
+    project = torch.randn(count + 8, size.numel(), generator=gen, dtype=size.dtype)
+    return matrix_rank(_projected_jacobian(layer, weights, biases, project))
 
 
 def assert_complete(
     layer: nn.Module,
-    space: WeightSpace | str,
+    space: SpaceLike,
     mode: str = "hidden",
     *,
     in_channels: int | None = None,

@@ -8,50 +8,19 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from dws_theory import testing
+from dws_theory.aliases import Tensors
 from dws_theory.basis import Basis
-from dws_theory.group import GroupElement
-from dws_theory.spec import WeightSpace
+from dws_theory.spec import mlp
 from dws_theory.symbolic import evaluate_formula, pattern_formula
-
-Tensors = list[torch.Tensor]
+from dws_theory.testing import act as act  # the package's one group action, for the tests
 
 
 def random_inputs(
     dims: Sequence[int], batch: int, channels: int, gen: torch.Generator
 ) -> tuple[Tensors, Tensors]:
-    """Random features in the layout contract, float64."""
-    weights = [
-        torch.randn(batch, channels, dims[m], dims[m - 1], generator=gen, dtype=torch.float64)
-        for m in range(1, len(dims))
-    ]
-    biases = [
-        torch.randn(batch, channels, dims[m], generator=gen, dtype=torch.float64)
-        for m in range(1, len(dims))
-    ]
-    return weights, biases
-
-
-def act(space: WeightSpace, g: GroupElement, weights: Tensors, biases: Tensors):
-    """The group action on [B, C, ...] tensors: y[.., i, ..] = sign[i] * x[.., perm[i], ..].
-
-    Written independently of the engine's `signed_permutation`: a gather along every axis of
-    every tensor with the permutation of its neuron set, then a multiplication by its signs.
-    """
-
-    def one(t: torch.Tensor, name: str) -> torch.Tensor:
-        for pos, set_name in enumerate(space.tensor(name).axes):
-            dim = 2 + pos
-            t = t.index_select(dim, torch.as_tensor(g.perm(set_name)))
-            shape = [1] * t.dim()
-            shape[dim] = -1
-            t = t * torch.as_tensor(g.sign(set_name), dtype=t.dtype).view(shape)
-        return t
-
-    depth = len(weights)
-    return (
-        [one(weights[m], f"W{m + 1}") for m in range(depth)],
-        [one(biases[m], f"b{m + 1}") for m in range(depth)],
-    )
+    """Random float64 features of an MLP in the layout contract (`testing.random_inputs`)."""
+    return testing.random_inputs(mlp(dims), batch, channels, gen)
 
 
 def permute_one_axis(t: torch.Tensor, dim: int, perm: np.ndarray) -> torch.Tensor:

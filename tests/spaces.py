@@ -31,11 +31,13 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
+from dws_theory.action import act_on
 from dws_theory.group import GroupElement
 from dws_theory.spec import Kind, NeuronSet, Tensor, WeightSpace
+from dws_theory.testing import random_inputs
 
 MODES = ("hidden", "all", "signed")
-Tensors = dict[str, torch.Tensor]
+NamedTensors = dict[str, torch.Tensor]  # by tensor name
 
 
 def _kind(mode: str, end: bool) -> Kind:
@@ -244,59 +246,46 @@ def general_spaces(max_kernel_axes: int = 2) -> st.SearchStrategy[WeightSpace]:
 
 
 # -- tensors of a space ------------------------------------------------------------------------
-def random_tensors(space: WeightSpace, batch: int, channels: int, gen: torch.Generator) -> Tensors:
-    """Random [B, C, *shape] features per tensor, float64."""
-    return {
-        t.name: torch.randn(
-            batch, channels, *space.shape(t.name), generator=gen, dtype=torch.float64
-        )
-        for t in space.tensors
-    }
+def random_tensors(
+    space: WeightSpace, batch: int, channels: int, gen: torch.Generator
+) -> NamedTensors:
+    """Random float64 [B, C, *shape] features per tensor (`testing.random_inputs`)."""
+    return joined(space, *random_inputs(space, batch, channels, gen))
 
 
-def split(space: WeightSpace, x: Tensors) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def split(space: WeightSpace, x: NamedTensors) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """(weights, biases) of the layout contract: two or more axes, one axis; in order."""
     weights = [x[t.name] for t in space.tensors if len(t.axes) >= 2]
     biases = [x[t.name] for t in space.tensors if len(t.axes) == 1]
     return weights, biases
 
 
-def joined(space: WeightSpace, weights, biases) -> Tensors:
+def joined(space: WeightSpace, weights, biases) -> NamedTensors:
     """The inverse of `split`."""
     names_w = [t.name for t in space.tensors if len(t.axes) >= 2]
     names_b = [t.name for t in space.tensors if len(t.axes) == 1]
     return dict(zip(names_w, weights, strict=True)) | dict(zip(names_b, biases, strict=True))
 
 
-def flat(space: WeightSpace, x: Tensors) -> torch.Tensor:
+def flat(space: WeightSpace, x: NamedTensors) -> torch.Tensor:
     """[B, C, P]: tensors in the space's order, C order inside."""
     first = x[space.tensors[0].name]
     return torch.cat([x[t.name].reshape(*first.shape[:2], -1) for t in space.tensors], dim=2)
 
 
-def act(space: WeightSpace, g: GroupElement, x: Tensors) -> Tensors:
-    """y[.., i, ..] = sign[i] * x[.., perm[i], ..] along every axis (gather, then multiply)."""
-
-    def one(t: torch.Tensor, name: str) -> torch.Tensor:
-        for pos, set_name in enumerate(space.tensor(name).axes):
-            dim = 2 + pos
-            t = t.index_select(dim, torch.as_tensor(g.perm(set_name)))
-            shape = [1] * t.dim()
-            shape[dim] = -1
-            t = t * torch.as_tensor(g.sign(set_name), dtype=t.dtype).view(shape)
-        return t
-
-    return {name: one(t, name) for name, t in x.items()}
+def act(space: WeightSpace, g: GroupElement, x: NamedTensors) -> NamedTensors:
+    """The group action (`dws_theory.action`, the one the package uses) on named tensors."""
+    return {name: act_on(space, g, name, t) for name, t in x.items()}
 
 
-def permute_axis(x: Tensors, name: str, axis: int, perm: np.ndarray) -> Tensors:
+def permute_axis(x: NamedTensors, name: str, axis: int, perm: np.ndarray) -> NamedTensors:
     """Permute one axis of one tensor alone (usually not a group element)."""
     out = dict(x)
     out[name] = x[name].index_select(2 + axis, torch.as_tensor(perm))
     return out
 
 
-def relative_gap(a: Tensors, b: Tensors) -> float:
+def relative_gap(a: NamedTensors, b: NamedTensors) -> float:
     num = sum(float(((a[k] - b[k]) ** 2).sum().detach()) for k in b) ** 0.5
     den = sum(float((b[k] ** 2).sum().detach()) for k in b) ** 0.5
     return num / den

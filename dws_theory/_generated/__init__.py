@@ -9,7 +9,7 @@ finds a class by module and name, and importing the module here rebuilds it from
 
 Any other weight space (from `from_module`, `WeightSpace.parse`, ...), and an MLP printed
 by a backend other than the default, gets a module named by its short file stem
-(`dws_space_<mode>_<hash of the spec>`, see `codegen.files.space_stem`; the backend's name
+(`dws_space_<mode>_<hash of the spec>`, see `naming.space_stem`; the backend's name
 appended), registered when `layer_classes` first builds it. A name cannot carry a whole spec, so:
 instances of its layers (and models holding them) pickle with the spec they were built
 from and load in any process (`__reduce_ex__` rebuilds the module from the spec); the
@@ -26,17 +26,15 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import linecache
-import re
 import sys
 import types
 from collections.abc import Sequence
 
+from .. import naming
 from ..codegen.backends import DEFAULT_BACKEND, backend_stem
 
 __all__ = ["module_name", "register", "spec_of"]
 
-
-_STEM = re.compile(r"dws_(?P<dims>[0-9]+(?:_[0-9]+)+)_(?P<mode>hidden|all|signed)")
 
 # Modules of weight spaces other than MLPs: full name -> (spec, mode, backend).
 _REGISTERED: dict[str, tuple[str, str | None, str]] = {}
@@ -45,18 +43,17 @@ _REGISTERED: dict[str, tuple[str, str | None, str]] = {}
 def module_name(dims: Sequence[int], mode: str) -> str:
     """`dws_theory._generated.dws_2_32_32_1_hidden` for widths (2, 32, 32, 1) and `hidden`
     (the default backend's module; any width and depth, no hash)."""
-    return f"{__name__}.dws_{'_'.join(str(d) for d in dims)}_{mode}"
+    return naming.mlp_generated_name(dims, mode)
 
 
 def register(spec: str, mode: str | None, backend: str = DEFAULT_BACKEND) -> str:
     """The module name of a weight space that `module_name` does not name (not an MLP's,
     or another backend's), recorded so that importing it in this process rebuilds the
     module from `spec`."""
-    from ..codegen.files import space_stem
     from ..spec import WeightSpace
 
-    stem = backend_stem(space_stem(WeightSpace.parse(spec), mode), backend)
-    name = f"{__name__}.{stem}"
+    stem = backend_stem(naming.space_stem(WeightSpace.parse(spec), mode), backend)
+    name = naming.generated_name(stem)
     _REGISTERED[name] = (spec, mode, backend)
     return name
 
@@ -66,12 +63,8 @@ def spec_of(name: str) -> tuple[tuple[int, ...] | str, str | None, str] | None:
     backend) of a registered one, else None."""
     if name in _REGISTERED:
         return _REGISTERED[name]
-    if not name.startswith(f"{__name__}."):
-        return None
-    match = _STEM.fullmatch(name.removeprefix(f"{__name__}."))
-    if match is None:
-        return None
-    return tuple(int(d) for d in match["dims"].split("_")), match["mode"], DEFAULT_BACKEND
+    shape = naming.mlp_of_stem(name)
+    return None if shape is None else (*shape, DEFAULT_BACKEND)
 
 
 def _rebuild(spec: str, mode: str | None, backend: str, qualname: str) -> object:

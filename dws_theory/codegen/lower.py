@@ -36,8 +36,9 @@ import math
 from collections.abc import Iterable, Sequence
 
 from ..basis import Basis
+from ..cost import check_layer
 from ..orbits import Pattern
-from ..spec import Kind, SpecError, WeightSpace, mlp, parse_mode
+from ..spec import Kind, SpecError, WeightSpace, mlp, mlp_shape, parse_mode
 from .plan import (
     EQUIVARIANT,
     INVARIANT,
@@ -53,20 +54,10 @@ from .plan import (
     local_name,
 )
 
-__all__ = ["lower", "mlp_shape"]
+__all__ = ["lower"]
 
 Reading = tuple[str, Classes, Classes]  # (tensor, kept classes, pooled classes)
 Placement = tuple[str | None, Classes, Classes]  # (out tensor, kept classes, broadcast classes)
-
-
-def mlp_shape(space: WeightSpace) -> tuple[tuple[int, ...], str] | None:
-    """(dims, mode) when the space is `mlp(dims, mode)`, else None."""
-    dims = tuple(s.size for s in space.sets)
-    if len(dims) >= 2:
-        for mode in ("hidden", "all", "signed"):
-            if mlp(dims, mode) == space:
-                return dims, mode
-    return None
 
 
 def _suffix(sets: Sequence[str]) -> str:
@@ -250,6 +241,7 @@ def lower(basis: Basis, mode: str | None = None, origin: str | None = None) -> L
     """
     space = basis.space
     _check_space(space)
+    check_layer(basis.equivariant_linear, basis.invariant_linear)
     dims, mode, origin = _plan_labels(space, mode, origin)
     mixes = _lower_mixes(basis)
     pools = [op for op in mixes if isinstance(op, Pool)]

@@ -1,10 +1,14 @@
 """Front ends: ways to get a `WeightSpace`.
 
+- `resolve(shape, mode)` (`frontends.resolve`): the one path from any of the below to a
+  `Target` (a space with its mode label and names); the runtime, the models, the checks
+  and the file writers all use it.
 - `mlp(dims, mode)`: an MLP's widths and symmetry mode (defined in `dws_theory.spec`).
 - `WeightSpace.parse("sets[...] tensors[...]")`: the spec string, kinds given directly.
 - `from_module(module, symmetry)` / `trace_module`: any `torch.nn.Module` torch.fx can trace
   (imported lazily: it needs torch).
-- `load_module_spec("FILE.py:NAME")`: the module a Python file names (for the CLI).
+- `frontends.target.load_module_file("FILE.py:NAME")`: the module a Python file names (for
+  the command line's `--module`).
 """
 
 from __future__ import annotations

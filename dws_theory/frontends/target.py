@@ -9,20 +9,27 @@ command-line arguments that rebuild it (printed in the emitted module's header).
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from ..codegen.files import module_name, space_stem
-from ..codegen.lower import mlp_shape
-from ..spec import SpecError, WeightSpace, mlp, parse_dims, parse_mode
+from ..cost import check_parameter_count
+from ..errors import cut
+from ..naming import module_name, space_stem
+from ..spec import SpecError, WeightSpace, mlp, mlp_shape, parse_dims, parse_mode, shown
 
 if TYPE_CHECKING:
     from torch import nn
 
     from .module import ModuleTrace
+
+T = TypeVar("T")
+# The largest random example input `--input-shape` may ask for (256 MB in float32).
+MAX_INPUT_ELEMENTS = 2**26
 
 __all__ = [
     "Target",
@@ -94,36 +101,55 @@ def from_spec(text: str) -> Target:
     return from_space(WeightSpace.parse(text))
 
 
+def _failure(what: str, exc: BaseException) -> str:
+    """`what` failed, said in one short line: `sys.exit(3)` and any exception alike."""
+    if isinstance(exc, SystemExit):
+        return f"{what} called sys.exit({shown(exc.code)}), expected it to return"
+    if isinstance(exc, TypeError) and what.endswith("()"):
+        return (
+            f"{what}: expected a function to take no arguments (or an nn.Module), got "
+            f"{cut(str(exc), 200)}"
+        )
+    return f"{what} failed: {type(exc).__name__}: {cut(str(exc), 200)}"
+
+
+def _run_user_code(what: str, call: Callable[[], T]) -> T:
+    """`call()`, with whatever it raises (an exception, `sys.exit`, endless recursion) turned
+    into a SpecError naming `what`; Ctrl-C and SIGTERM still interrupt."""
+    try:
+        return call()
+    except SpecError:
+        raise  # already one line that says what was expected
+    except (Exception, SystemExit) as e:
+        raise SpecError(_failure(what, e)) from None
+
+
 def load_module_file(reference: str) -> tuple[nn.Module, str]:
     """(module, NAME) for `FILE.py:NAME`: NAME is an nn.Module instance in FILE or a callable
-    taking no arguments that returns one."""
+    taking no arguments that returns one. Whatever FILE or NAME raises, `sys.exit` included,
+    is a SpecError naming it."""
     from torch import nn
 
     path_text, sep, name = reference.rpartition(":")
     if not sep or not path_text.endswith(".py") or not name.isidentifier():
-        raise SpecError(f"expected --module FILE.py:NAME, got {reference!r}")
+        raise SpecError(f"expected --module FILE.py:NAME, got {shown(reference)}")
     path = Path(path_text)
     if not path.is_file():
-        raise SpecError(f"--module: no file {path_text!r}")
+        raise SpecError(f"--module: no file {shown(path_text)}")
     unique = "dws_theory_user_" + re.sub(r"\W", "_", str(path.resolve()))
     spec = importlib.util.spec_from_file_location(unique, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module  # dataclasses and pickling look their module up here
     try:
-        spec.loader.exec_module(module)
-    except Exception as e:
+        _run_user_code(f"--module: running {path_text}", lambda: spec.loader.exec_module(module))
+    except BaseException:
         del sys.modules[unique]
-        raise SpecError(f"--module: running {path_text} failed: {type(e).__name__}: {e}") from e
+        raise
     if not hasattr(module, name):
         raise SpecError(f"--module: {path_text} defines no {name!r}")
     value = getattr(module, name)
     if not isinstance(value, nn.Module) and callable(value):
-        try:
-            value = value()
-        except TypeError as e:
-            raise SpecError(
-                f"--module: {name} must be an nn.Module or take no arguments, got {e}"
-            ) from None
+        value = _run_user_code(f"--module: calling {name}()", value)
     if not isinstance(value, nn.Module):
         raise SpecError(
             f"--module: expected {name} to be an nn.Module or to return one, got "
@@ -145,6 +171,7 @@ def from_module(
     `example_input` and `check` as for `trace_module`."""
     from .module import trace_module
 
+    check_parameter_count(sum(1 for _ in module.parameters()))  # before a long trace
     trace = trace_module(module, mode, example_input, check=check)
     shape = mlp_shape(trace.space)
     origin = f"--module {reference or f'FILE.py:{name}'} --symmetry {trace.mode}"
@@ -184,6 +211,16 @@ def from_module_file(
     if input_shape is not None:
         import torch
 
+        size = math.prod(input_shape)
+        if size > MAX_INPUT_ELEMENTS:  # torch would fail to allocate it with a traceback
+            raise SpecError(
+                f"expected an --input-shape of at most {MAX_INPUT_ELEMENTS:,} elements, got "
+                f"{size:,}"
+            )
         dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
         example = torch.randn(input_shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
-    return from_module(module, name, mode, reference, example, check)
+    # Tracing runs the module's own forward: whatever that raises is the file's failure too.
+    return _run_user_code(
+        f"--module: tracing {name}",
+        lambda: from_module(module, name, mode, reference, example, check),
+    )

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import torch
 
-from ..arguments import non_negative_float, positive_float, positive_int, seed
+from ..arguments import non_negative_float, path_text, positive_float, positive_int, seed
 from ..cuda_graphs import AUTOCAST
 from ..errors import InputError, strict_json
 from .data.datasets import load_dataset
@@ -91,7 +91,7 @@ def _run_data(args: argparse.Namespace) -> int:
         steps=args.steps,
         lr=args.lr,
         seed=args.seed,
-        init=args.init,
+        init=args.init or INIT_SCHEMES[0],
         views=args.views,
         rebuild=args.rebuild,
         device=args.device,
@@ -103,13 +103,18 @@ def _run_data(args: argparse.Namespace) -> int:
 
 
 def _add_fit_options(p: argparse.ArgumentParser, steps_flag: str) -> None:
-    p.add_argument("--cache-dir", default=None, help="dataset cache (default $DWS_THEORY_CACHE)")
+    p.add_argument(
+        "--cache-dir",
+        type=path_text,
+        default=None,
+        help="dataset cache (default $DWS_THEORY_CACHE)",
+    )
     p.add_argument("--n", type=positive_int, default=None, help="fit only this many INRs")
     p.add_argument(steps_flag, type=positive_int, default=None, help="Adam steps per INR fit")
     p.add_argument(
         "--init",
         choices=INIT_SCHEMES,
-        default="dwsnets",
+        default=None,
         help="INR init: dwsnets (default) or siren (the SIREN paper's; its INRs carry no "
         "signal a weight-space model can read)",
     )
@@ -210,7 +215,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "epoch, report its test metric.",
     )
     p.add_argument("task", nargs="?", choices=tuple(TASKS), default=None)
-    p.add_argument("--data", default=None, metavar="FILE.pt", help="a collection of your own")
+    p.add_argument(
+        "--data", type=path_text, default=None, metavar="FILE.pt", help="a collection of your own"
+    )
     p.add_argument("--model", required=True, help=f"the model: {', '.join(sorted(MODELS))}")
     p.add_argument("--preset", choices=tuple(PRESETS), default="default")
     p.add_argument("--seed", type=seed, default=0)
@@ -240,7 +247,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "model's symmetry)",
     )
     p.add_argument("--n-train", type=positive_int, default=None, help="train on a fixed subset")
-    p.add_argument("--save", default=None, metavar="PATH", help="save the selected model")
+    p.add_argument(
+        "--save",
+        type=path_text,
+        default=None,
+        metavar="PATH",
+        help="save the selected model (its folder must exist; checked before training)",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object to stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -8,8 +8,6 @@ The steps, one module each:
 - `sections`: the numbered sections of a page, each a pure function to Markdown lines.
 - `page`:     assemble a page from one basis, certificate, plan and figures; write it.
 - `cli`:      `dws-theory docs`.
-
-`dws_theory.docs` re-exports the public names, as before the split.
 """
 
 from __future__ import annotations

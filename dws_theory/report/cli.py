@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..arguments import add_channel_arguments, add_shape_arguments, target_of
+from ..arguments import add_channel_arguments, add_shape_arguments, path_text, target_of
 from .page import DEFAULT_DOCS_DIR, write_page
 
 __all__ = ["add_docs_parser"]
@@ -27,6 +27,7 @@ def add_docs_parser(subparsers: argparse._SubParsersAction) -> None:
     add_shape_arguments(p)
     p.add_argument(
         "--out",
+        type=path_text,
         default=DEFAULT_DOCS_DIR,
         metavar="DIR",
         help=f"output directory (default {DEFAULT_DOCS_DIR})",

@@ -15,9 +15,10 @@ from pathlib import Path
 from ..atomic import write_text
 from ..basis import Basis, enumerate_basis
 from ..certify import Certificate, certify
-from ..codegen.files import module_name, target_plan
+from ..codegen.cli import target_plan
 from ..codegen.plan import LayerPlan
 from ..frontends.target import Target, from_dims
+from ..naming import module_name
 from .figures import Figures, write_figures
 from .sections import (
     architecture_section,

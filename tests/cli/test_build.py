@@ -14,7 +14,7 @@ from dws_theory.build import build, build_summary
 from dws_theory.certify import certify
 from dws_theory.cli import build_parser, main
 from dws_theory.codegen import source_for
-from dws_theory.docs import derivation_stem
+from dws_theory.report import derivation_stem
 
 
 def _broken(space) -> Basis:

@@ -29,6 +29,7 @@ from dws_theory.cli import main
 HUGE = "9" * 5000
 DEEP = ",".join(["2"] + ["4"] * 20 + ["1"])
 WIDE = " ".join(f"T{i}(a)" for i in range(1001))  # a spec with more tensors than the guard
+TWELVE = ",".join(["a"] * 12)  # 12 axes on one set: Bell(24) patterns in one block
 
 # (argv with {file} = an existing regular file and {out} = a fresh folder, what the line says)
 ENGINE_CORPUS = [
@@ -51,6 +52,11 @@ ENGINE_CORPUS = [
     (["verify", ",".join(["3"] * 502)], "expected at most 500 layers"),
     (["generate", ",".join(["1"] * 10_000)], "got 9,999 layers"),
     (["verify", "--spec", f"sets[a:2:permuted] tensors[{WIDE}]"], "got 1,001 tensors"),
+    (["basis", "--spec", f"sets[a:30:permuted] tensors[T({TWELVE})]"], "orbit patterns"),
+    (["generate", "--spec", "sets[a:99999999999999999999:permuted] tensors[T(a)]"], "1,000,000"),
+    (["basis", "--spec", "sets[a:²:permuted] tensors[T(a)]"], "digits 0-9, got '²'"),
+    (["basis", "--spec", "sets[a:3:permuted] tensors[T(a,,a)]"], "got 'T(a,,a)'"),
+    (["basis", "--spec", f"sets[a:3:permuted] tensors[{HUGE}]"], "(5,002 characters)"),
     # modes
     (["basis", "2,3,1", "--symmetry", "hiden"], "unknown symmetry mode 'hiden'; expected one of"),
     (["verify", "2,3,1", "--symmetry", ""], "unknown symmetry mode"),
@@ -73,6 +79,9 @@ ENGINE_CORPUS = [
     (["docs", "2,3,1", "--out", "{file}"], "expected a directory, but a file of that name"),
     (["build", "2,3,1", "--out-code", "{out}/code", "--out-docs", "{file}"], "expected a dir"),
     (["build", "2,3,1", "--out-code", "{file}/x", "--out-docs", "{out}/docs"], "part of the path"),
+    (["generate", "2,3,1", "--out", ""], "argument --out: expected a folder or file path"),
+    (["docs", "2,3,1", "--out", ""], "expected a folder or file path, got an empty string"),
+    (["build", "2,3,1", "--out-code", ""], "argument --out-code: expected a folder"),
     # the top level
     ([], "the following arguments are required: command"),
     (["bsis", "2,3,1"], "invalid choice: 'bsis' (choose from 'basis', 'verify'"),
@@ -116,7 +125,8 @@ def _assert_ends_with_one_error_line(code: int, out: str, err: str, fragment: st
 
 
 @pytest.mark.parametrize(("argv", "fragment"), ENGINE_CORPUS, ids=lambda a: str(a)[:60])
-def test_bad_input_gives_one_line_and_exit_code_2(argv, fragment, tmp_path: Path):
+def test_bad_input_gives_one_line_and_exit_code_2(argv, fragment, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an output path that falls back to "here" would show below
     (tmp_path / "file.txt").write_text("not a folder\n", encoding="utf-8")
     before = _files(tmp_path)
     argv = [a.format(file=tmp_path / "file.txt", out=tmp_path / "out") for a in argv]
@@ -161,7 +171,7 @@ def test_a_failing_write_leaves_no_file(argv, error, fragment, tmp_path: Path, m
 
 def test_build_writes_nothing_final_when_a_later_step_fails(tmp_path: Path, monkeypatch):
     """docs fails after generate wrote its module and docs wrote one figure."""
-    from dws_theory import docs
+    from dws_theory.report import page as docs
 
     real = docs.write_page
 
@@ -213,7 +223,8 @@ def test_an_existing_file_survives_a_failed_rewrite(tmp_path: Path, monkeypatch)
 def test_engine_commands_report_interruptions_and_os_errors(
     command, exception, code, fragment, monkeypatch, tmp_path: Path
 ):
-    import dws_theory.cli as cli
+    import dws_theory.basis as basis_module
+    import dws_theory.certify as certify_module
     import dws_theory.codegen.cli as codegen_cli
     import dws_theory.report.cli as docs_cli
 
@@ -222,8 +233,8 @@ def test_engine_commands_report_interruptions_and_os_errors(
 
     # Each command's first step, as the command module looks it up.
     target = {
-        "basis": (cli, "enumerate_basis"),
-        "verify": (cli, "certify"),
+        "basis": (basis_module, "enumerate_basis"),
+        "verify": (certify_module, "certify"),
         "generate": (codegen_cli, "write_target"),
         "docs": (docs_cli, "write_page"),
         "build": (build_module, "build"),

@@ -173,3 +173,81 @@ def test_bad_references_are_one_line_errors(module_file, args, fragment):
     assert code == 2 and not out
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dws-theory: error:") and fragment in lines[0]
+
+
+HOSTILE_MODULE_FILE = textwrap.dedent(
+    """
+    import sys
+
+    from torch import nn
+
+
+    def exits():
+        sys.exit(0)
+
+
+    def exits_3():
+        raise SystemExit(3)
+
+
+    def raises():
+        raise RuntimeError("x" * 10_000)
+
+
+    def raises_key():
+        raise KeyError("weights")
+
+
+    def recurses():
+        return recurses()
+
+
+    class Exits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            sys.exit(4)
+
+
+    def exits_in_forward():
+        return Exits()
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "fragment"),
+    [
+        ("import sys\nsys.exit(0)\n", "net", "running {file} called sys.exit(0)"),
+        ("raise SystemExit(3)\n", "net", "called sys.exit(3), expected it to return"),
+        ("raise ValueError('bad file')\n", "net", "failed: ValueError: bad file"),
+        ("def f():\n    return f()\nf()\n", "net", "failed: RecursionError"),
+        (HOSTILE_MODULE_FILE, "exits", "calling exits() called sys.exit(0)"),
+        (HOSTILE_MODULE_FILE, "exits_3", "calling exits_3() called sys.exit(3)"),
+        (HOSTILE_MODULE_FILE, "raises", "calling raises() failed: RuntimeError: xxx"),
+        (HOSTILE_MODULE_FILE, "raises_key", "failed: KeyError: 'weights'"),
+        (HOSTILE_MODULE_FILE, "recurses", "calling recurses() failed: RecursionError"),
+        (HOSTILE_MODULE_FILE, "exits_in_forward", "tracing exits_in_forward called sys.exit(4)"),
+    ],
+)
+def test_a_module_file_that_exits_raises_or_recurses_is_one_line(source, name, fragment, tmp_path):
+    path = tmp_path / "hostile.py"
+    path.write_text(source, encoding="utf-8")
+    code, out, err = run(["basis", "--module", f"{path}:{name}"])
+    assert (code, out) == (2, ""), err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dws-theory: error: --module: "), err
+    assert fragment.format(file=path) in lines[0]
+    assert len(lines[0]) < 400
+
+
+def test_an_input_shape_too_large_to_make_is_one_line(module_file):
+    shape = ",".join(["4096"] * 8)
+    code, out, err = run(["basis", "--module", f"{module_file}:instance", "--input-shape", shape])
+    assert (code, out) == (2, ""), err
+    assert err.splitlines() == [
+        "dws-theory: error: expected an --input-shape of at most 67,108,864 elements, got "
+        f"{4096**8:,}"
+    ]

@@ -24,6 +24,7 @@ import pytest
 import torch
 from torch._dynamo.testing import CompileCounter, CompileCounterWithBackend
 
+from dws_theory.aliases import Tensors
 from dws_theory.cli import main
 from dws_theory.codegen.backends import BACKENDS
 from dws_theory.codegen.files import source_for
@@ -36,7 +37,6 @@ CONV = WeightSpace.parse(
     "sets[c0:2:fixed c1:3:permuted c2:2:fixed k:3:fixed] "
     "tensors[W1(c1,c0,k) b1(c1) W2(c2,c1) b2(c2)]"
 )
-Tensors = list[torch.Tensor]
 
 
 def fresh(shape, mode: str | None = "hidden", backend: str = "compiled") -> types.ModuleType:

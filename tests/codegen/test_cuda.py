@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.profiler import profile
 
+from dws_theory.aliases import Tensors
 from dws_theory.models import DWSNet
 from dws_theory.runtime import layer_classes
 
@@ -23,7 +24,6 @@ pytestmark = [
 ]
 
 DIMS = (2, 5, 6, 1)  # its W2 has a fused identity term (no fixed axis)
-Tensors = list[torch.Tensor]
 
 
 def inputs(batch: int, channels: int, seed: int) -> tuple[Tensors, Tensors]:

@@ -14,6 +14,7 @@ import os
 import stat
 import types
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -277,3 +278,56 @@ def test_dwsnet_backend_fused_matches_eager(monkeypatch):
     got, want = fused(*x), eager(*x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert (DWSNet, "fused", False) in models._COMPILED
+
+
+def test_a_damaged_or_foreign_library_in_the_cache_is_rebuilt_never_loaded(tmp_path, monkeypatch):
+    """The cache holds each library with a record (dtype, size, SHA-256). A truncated file
+    (SIGBUS when loaded), garbage, the other dtype's build under this name, a library without
+    its record or a FIFO is rebuilt. Real builds are made once; the "compiler" afterwards
+    copies them and logs each call, so every rebuild is seen and costs nothing."""
+    if os.name != "posix":
+        pytest.skip("the copying compiler is a POSIX shell script")
+    module = fresh()
+    monkeypatch.setenv("DWS_FUSED_CACHE", str(tmp_path / "real"))
+    built = {real: module._compile_library(real == "f64") for real in ("f32", "f64")}
+    log = tmp_path / "calls.log"
+    script = tmp_path / "cc"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'src="{built["f32"]}"\nout=""\nprev=""\n'
+        'for a in "$@"; do\n'
+        f'  [ "$a" = "-DDWS_DOUBLE" ] && src="{built["f64"]}"\n'
+        '  [ "$prev" = "-o" ] && out="$a"\n  prev="$a"\ndone\n'
+        f'echo built >> "{log}"\ncp "$src" "$out"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("CC", str(script))
+    monkeypatch.setenv("DWS_FUSED_CACHE", str(tmp_path / "cache"))
+
+    def builds() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    path = module._compile_library(False)
+    other = module._compile_library(True)
+    assert builds() == 2 and module._compile_library(False) == path and builds() == 2
+    lib, other = Path(path), Path(other)
+    good = lib.read_bytes()
+    record = Path(f"{path}.sha256")
+    damage = {
+        "truncated": lambda: os.truncate(lib, len(good) // 2),
+        "garbage": lambda: lib.write_bytes(b"\x7fELF not a library" * 100),
+        "f64 build": lambda: lib.write_bytes(other.read_bytes()),
+        "f64 build and record": lambda: (
+            lib.write_bytes(other.read_bytes()),
+            record.write_text(Path(f"{other}.sha256").read_text()),
+        ),
+        "no record": lambda: record.unlink(),
+        "fifo": lambda: (lib.unlink(), os.mkfifo(lib)),
+    }
+    for count, (what, apply) in enumerate(damage.items(), start=3):
+        apply()
+        assert module._compile_library(False) == path, what
+        assert builds() == count, f"{what}: rebuilt"
+        assert lib.read_bytes() == good, f"{what}: the whole f32 build is back"
+    module._FUSED_STATE.clear()
+    assert module._fused_ready(torch.float32), "and it loads"

@@ -38,6 +38,7 @@ from dws_theory.basis import enumerate_basis
 from dws_theory.group import random_element
 from dws_theory.runtime import layer_classes
 from dws_theory.spec import WeightSpace
+from dws_theory.testing import assert_complete, assert_equivariant
 
 seeds = st.integers(0, 2**31 - 1)
 channels = st.integers(1, 2)
@@ -68,26 +69,17 @@ def assert_close(a, b, rtol: float = 1e-10) -> None:
         assert float((x - y).abs().max()) <= rtol * scale, k
 
 
-# -- equivariance ----------------------------------------------------------------------------------
+# -- equivariance: the project's own check (dws_theory.testing) ----------------------------------
 @given(space=general_spaces(), seed=seeds, c_in=channels, c_out=channels)
 def test_equivariant_under_random_group_elements(space, seed, c_in, c_out):
-    gen = torch.Generator().manual_seed(seed)
-    layer = layer64(space, c_in, c_out, gen)
-    x = random_tensors(space, 2, c_in, gen)
-    g = random_element(space, np.random.default_rng(seed))
-    assert_close(apply(layer, space, act(space, g, x)), act(space, g, apply(layer, space, x)))
+    equivariant, _ = layer_classes(space)
+    assert_equivariant(equivariant(c_in, c_out), space, seed=seed, trials=1)
 
 
 @given(space=general_spaces(), seed=seeds, c_in=channels)
 def test_invariant_layer_is_invariant(space, seed, c_in):
-    gen = torch.Generator().manual_seed(seed)
     _, invariant = layer_classes(space)
-    layer = invariant(c_in, 3).double()
-    randomise(layer, gen)
-    x = random_tensors(space, 2, c_in, gen)
-    g = random_element(space, np.random.default_rng(seed))
-    moved = layer(*split(space, act(space, g, x)))
-    torch.testing.assert_close(moved, layer(*split(space, x)), rtol=1e-10, atol=1e-10)
+    assert_equivariant(invariant(c_in, 3), space, seed=seed, trials=1)
 
 
 # -- the dense reference ---------------------------------------------------------------------------
@@ -131,25 +123,12 @@ def test_invariant_layer_equals_dense_invariant(space, seed, c_in):
 
 # -- complete and non-redundant --------------------------------------------------------------------
 def rank_counts(space: WeightSpace, seed: int) -> tuple[int, int, int]:
-    """(raw parameters, rank of the parameter Jacobian, orbit count), one channel."""
+    """(raw parameters, rank of the parameter Jacobian (`testing.assert_complete`), orbit
+    count), one channel."""
     basis = enumerate_basis(space)
-    gen = torch.Generator().manual_seed(seed)
-    layer = layer64(space, 1, 1, gen)
-    params = {name: p.detach() for name, p in layer.named_parameters()}
-    raw = sum(p.numel() for p in params.values())
-    # Affine in x: P + 1 generic inputs pin down every linear map and bias.
-    x = split(space, random_tensors(space, space.dimension + 1, 1, gen))
-    size = (space.dimension + 1) * space.dimension
-    project = torch.randn(raw + 8, size, generator=gen, dtype=torch.float64)
-
-    def output(p):
-        y = torch.func.functional_call(layer, p, x)
-        return project @ flat(space, joined(space, *y)).reshape(-1)
-
-    jac = torch.func.jacrev(output, chunk_size=64)(params)
-    matrix = torch.cat([jac[n].reshape(jac[n].shape[0], -1) for n in params], 1).numpy()
-    singular = np.linalg.svd(matrix, compute_uv=False)
-    rank = int((singular > singular[0] * 1e-9).sum())
+    layer = layer64(space, 1, 1, torch.Generator().manual_seed(seed))
+    raw = sum(p.numel() for p in layer.parameters())
+    rank = assert_complete(layer, space, seed=seed)
     return raw, rank, basis.equivariant_linear + basis.equivariant_bias
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,19 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import act, assert_close, flat, permute_one_axis, random_inputs, randomise
+from helpers import assert_close, flat, random_inputs, randomise
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from strategies import mlp_dims, modes
 
+from dws_theory.aliases import Tensors
 from dws_theory.basis import enumerate_basis
 from dws_theory.codegen import checked_in_modules, module_name
-from dws_theory.group import random_element
 from dws_theory.runtime import layer_classes
 from dws_theory.spec import mlp
+from dws_theory.testing import assert_complete, assert_equivariant, assert_not_over_symmetric
 
 GENERATED = Path(__file__).resolve().parents[2] / "generated"
-Tensors = list[torch.Tensor]
 
 
 def layer64(dims: Sequence[int], mode: str, c_in: int, c_out: int, gen: torch.Generator):
@@ -43,107 +42,51 @@ seeds = st.integers(0, 2**31 - 1)
 channels = st.integers(1, 3)
 
 
-# -- equivariance and invariance -------------------------------------------------------------------
+# -- equivariance and invariance: the project's own checks (dws_theory.testing) --------------------
 @given(dims=mlp_dims(), mode=modes, seed=seeds, c_in=channels, c_out=channels)
 def test_equivariant_layer_commutes_with_random_group_elements(dims, mode, seed, c_in, c_out):
-    gen = torch.Generator().manual_seed(seed)
-    space = mlp(dims, mode)
-    layer = layer64(dims, mode, c_in, c_out, gen)
-    x = random_inputs(dims, 2, c_in, gen)
-    g = random_element(space, np.random.default_rng(seed))
-    left = layer(*act(space, g, *x))
-    right = act(space, g, *layer(*x))
-    assert_close(left[0] + left[1], right[0] + right[1])
+    equivariant, _ = layer_classes(dims, mode)
+    assert_equivariant(equivariant(c_in, c_out), mlp(dims, mode), seed=seed, trials=1)
 
 
 @given(dims=mlp_dims(), mode=modes, seed=seeds, c_in=channels)
 def test_invariant_layer_is_invariant(dims, mode, seed, c_in):
-    gen = torch.Generator().manual_seed(seed)
-    space = mlp(dims, mode)
     _, invariant = layer_classes(dims, mode)
-    layer = invariant(c_in, 3).double()
-    randomise(layer, gen)
-    x = random_inputs(dims, 2, c_in, gen)
-    g = random_element(space, np.random.default_rng(seed))
-    assert_close([layer(*act(space, g, *x))], [layer(*x)])
+    assert_equivariant(invariant(c_in, 3), mlp(dims, mode), seed=seed, trials=1)
 
 
-# -- not over-symmetric ----------------------------------------------------------------------------
-def _non_identity(n: int, rng: np.random.Generator) -> np.ndarray:
-    perm = rng.permutation(n)
-    while n > 1 and np.all(perm == np.arange(n)):
-        perm = rng.permutation(n)
-    return perm
+# -- not over-symmetric: what the theory says each layer must tell apart ---------------------------
+def _alone(k: int, axis: int, set_name: str) -> str:
+    """`testing.outside_transformations`' description of one axis of W_k moved alone."""
+    return f"axis {axis} of W{k} (set {set_name}) permuted alone"
 
 
-def _relative_gap(a: Tensors, b: Tensors) -> float:
-    num = math.sqrt(sum(float(((x - y) ** 2).sum().detach()) for x, y in zip(a, b, strict=True)))
-    den = math.sqrt(sum(float((y**2).sum().detach()) for y in b))
-    return num / den
-
-
-@given(dims=mlp_dims(), mode=modes, seed=seeds, data=st.data())
-def test_permuting_rows_of_one_weight_alone_is_detected(dims, mode, seed, data):
+@given(dims=mlp_dims(), mode=modes, seed=seeds)
+def test_permuting_rows_of_one_weight_alone_is_detected(dims, mode, seed):
     """Rows of W_k permuted without b_k and the columns of W_{k+1}: not a group element, so
-    L(h x) != h L(x) for generic parameters (a gap far above float64 noise).
+    the layer must not commute with it, for every k where the theory says it can tell.
 
     In `signed` mode a W_k between two signed sets couples only to itself (every other block
     has an odd block on a signed set), so only W_1 and W_M can tell; in the other modes
     W_k <- b_k (rows kept, columns broadcast or dense) always exists."""
     depth = len(dims) - 1
     layers = range(1, depth + 1) if mode != "signed" else sorted({1, depth})
-    candidates = [k for k in layers if dims[k] >= 2]
-    assume(candidates)
-    k = data.draw(st.sampled_from(candidates))
-    gen = torch.Generator().manual_seed(seed)
-    layer = layer64(dims, mode, 1, 1, gen)
-    weights, biases = random_inputs(dims, 2, 1, gen)
-    perm = _non_identity(dims[k], np.random.default_rng(seed))
-
-    def h(ws: Tensors, bs: Tensors) -> tuple[Tensors, Tensors]:
-        ws = list(ws)
-        ws[k - 1] = permute_one_axis(ws[k - 1], 2, perm)
-        return ws, list(bs)
-
-    left = layer(*h(weights, biases))
-    right = h(*layer(weights, biases))
-    assert _relative_gap(left[0] + left[1], right[0] + right[1]) > 1e-6
+    expected = {_alone(k, 0, f"n{k}") for k in layers if dims[k] >= 2}
+    assume(expected)
+    layer = layer64(dims, mode, 1, 1, torch.Generator().manual_seed(seed))
+    checked = assert_not_over_symmetric(layer, mlp(dims, mode), seed=seed)
+    assert expected <= set(checked), "the complete layer tells every one of them apart"
 
 
 @given(dims=mlp_dims(min_width=2), seed=seeds)
 def test_hidden_mode_sees_input_coordinates(dims, seed):
     """Input coordinates (columns of W1, the fixed set n0) are not interchangeable."""
-    gen = torch.Generator().manual_seed(seed)
-    layer = layer64(dims, "hidden", 1, 1, gen)
-    weights, biases = random_inputs(dims, 2, 1, gen)
-    perm = _non_identity(dims[0], np.random.default_rng(seed))
-    moved = [permute_one_axis(weights[0], 3, perm)] + weights[1:]
-    left = layer(moved, biases)
-    right = layer(weights, biases)
-    right = [permute_one_axis(right[0][0], 3, perm)] + right[0][1:], right[1]
-    assert _relative_gap(left[0] + left[1], right[0] + right[1]) > 1e-6
+    layer = layer64(dims, "hidden", 1, 1, torch.Generator().manual_seed(seed))
+    checked = assert_not_over_symmetric(layer, mlp(dims, "hidden"), seed=seed)
+    assert "fixed set n0 permuted" in checked
 
 
 # -- complete: the Jacobian with respect to the parameters has full rank ---------------------------
-def _parameter_jacobian(
-    layer: torch.nn.Module, x: tuple[Tensors, Tensors], gen: torch.Generator
-) -> np.ndarray:
-    """R J for a random R with more rows than parameters: same rank as the Jacobian J of the
-    stacked outputs (with probability one), at the cost of len(R) backward passes."""
-    params = {name: p.detach() for name, p in layer.named_parameters()}
-    count = sum(p.numel() for p in params.values())
-    with torch.no_grad():
-        size = flat(*layer(*x)).numel()
-    project = torch.randn(count + 8, size, generator=gen, dtype=torch.float64)
-
-    def output(p: dict[str, torch.Tensor]) -> torch.Tensor:
-        w, b = torch.func.functional_call(layer, p, x)
-        return project @ flat(w, b).reshape(-1)
-
-    jac = torch.func.jacrev(output)(params)
-    return torch.cat([jac[name].reshape(jac[name].shape[0], -1) for name in params], 1).numpy()
-
-
 def test_parameter_jacobian_rank_equals_the_orbit_count_on_a_dense_example():
     """Fixed sets of width 3 at both ends: dense parameter blocks, the hardest case for rank."""
     raw, rank, orbits = _rank_counts((3, 2, 3), "hidden", 0)
@@ -158,16 +101,12 @@ def test_parameter_jacobian_rank_equals_the_orbit_count(dims, mode, seed):
 
 
 def _rank_counts(dims, mode, seed) -> tuple[int, int, int]:
-    """(raw parameters, rank of the parameter Jacobian, orbit count), one channel in and out."""
+    """(raw parameters, rank of the parameter Jacobian (`testing.assert_complete`), orbit
+    count), one channel in and out."""
     basis = enumerate_basis(mlp(dims, mode))
-    gen = torch.Generator().manual_seed(seed)
-    layer = layer64(dims, mode, 1, 1, gen)
+    layer = layer64(dims, mode, 1, 1, torch.Generator().manual_seed(seed))
     raw = sum(p.numel() for p in layer.parameters())
-    # The layer is affine in x: P + 1 generic inputs pin down every linear map and bias.
-    inputs = mlp(dims, mode).dimension + 1
-    jac = _parameter_jacobian(layer, random_inputs(dims, inputs, 1, gen), gen)
-    singular = np.linalg.svd(jac, compute_uv=False)
-    rank = int((singular > singular[0] * 1e-9).sum())
+    rank = assert_complete(layer, mlp(dims, mode), seed=seed)
     return raw, rank, basis.equivariant_linear + basis.equivariant_bias
 
 
@@ -181,21 +120,9 @@ WIDE_SHAPES = [(5, 7, 3), (10, 3, 10), (2, 6, 1, 6, 2), (4, 5, 6, 7, 3)]
 @pytest.mark.parametrize("dims", WIDE_SHAPES)
 def test_wide_odd_shapes_are_equivariant_complete_and_not_over_symmetric(dims, mode):
     space = mlp(dims, mode)
-    gen = torch.Generator().manual_seed(7)
-    rng = np.random.default_rng(7)
-    layer = layer64(dims, mode, 2, 3, gen)
-    weights, biases = random_inputs(dims, 2, 2, gen)
-    for _ in range(3):
-        g = random_element(space, rng)
-        left = layer(*act(space, g, weights, biases))
-        right = act(space, g, *layer(weights, biases))
-        assert_close(left[0] + left[1], right[0] + right[1])
-    perm = _non_identity(dims[1], rng)
-    moved = [permute_one_axis(weights[0], 2, perm)] + weights[1:]
-    left = layer(moved, biases)
-    right = layer(weights, biases)
-    right = [permute_one_axis(right[0][0], 2, perm)] + right[0][1:], right[1]
-    assert _relative_gap(left[0] + left[1], right[0] + right[1]) > 1e-6
+    layer = layer64(dims, mode, 2, 3, torch.Generator().manual_seed(7))
+    assert_equivariant(layer, space, seed=7, trials=3)
+    assert _alone(1, 0, "n1") in assert_not_over_symmetric(layer, space, seed=7)
     raw, rank, orbits = _rank_counts(dims, mode, 7)
     assert raw == orbits and rank == orbits
 

@@ -1,5 +1,7 @@
 """The spec: value objects, the MLP front end, and errors that say what was expected."""
 
+import re
+
 import pytest
 from hypothesis import given
 from strategies import mlp_dims, modes
@@ -80,3 +82,46 @@ def test_bad_spaces_are_rejected():
         )
     with pytest.raises(SpecError, match="name:size:kind"):
         WeightSpace.parse("sets[a:2] tensors[X(a)]")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("sets[a:²:permuted] tensors[T(a)]", "digits 0-9, got '²'"),  # isdigit() takes it
+        ("sets[a:٣:permuted] tensors[T(a)]", "digits 0-9"),
+        ("sets[a:3:permuted] tensors[T(a,,a)]", "got 'T(a,,a)'"),  # not T(a,a)
+        ("sets[a:3:permuted] tensors[T(a,)]", "single commas"),
+        ("sets[a:3:permuted] tensors[T(ａ)]", "expected a tensor"),  # a full-width letter
+        ("sets[a:3:Permuted] tensors[T(a)]", "one of permuted, fixed, signed"),
+        ("sets[a:3:permuted] tensors[T(a) T(a)]", "got 'T' twice"),
+        (f"sets[a:{'9' * 5000}:permuted] tensors[T(a)]", "at most 1,000,000"),
+    ],
+)
+def test_bad_specs_say_what_was_expected(text, fragment):
+    with pytest.raises(SpecError, match=re.escape(fragment)):
+        WeightSpace.parse(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sets[a:3:permuted] tensors[" + "x" * 100_000 + "]",
+        "sets[" + "a" * 100_000 + ":3:permuted] tensors[T(a)]",
+        "s" * 100_000,
+        "sets[a:3:permuted] tensors[T(" + "b" * 100_000 + ")]",
+    ],
+    ids=["tensor", "set", "whole", "axis"],
+)
+def test_a_huge_spec_is_not_echoed_back(text):
+    with pytest.raises(SpecError) as raised:
+        WeightSpace.parse(text)
+    assert len(str(raised.value)) < 300
+    assert "characters)" in str(raised.value), "the message says how long the text was"
+
+
+def test_a_deep_spec_is_checked_in_linear_time():
+    """10,001 layers: 20,002 tensors, each axis looked up by name (not searched in a list)."""
+    space = mlp([2] * 10_001)
+    assert len(space.tensors) == 20_000
+    with pytest.raises(SpecError, match="not a neuron set"):
+        WeightSpace(space.sets, (*space.tensors, Tensor("X", ("missing",))))

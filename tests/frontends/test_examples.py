@@ -16,7 +16,7 @@ import pytest
 import torch
 from spaces import random_tensors, split
 
-from dws_theory.codegen.files import write_target
+from dws_theory.codegen.cli import write_target
 from dws_theory.examples import CHECKED_IN, example_target
 from dws_theory.report import write_page
 from dws_theory.runtime import layer_classes

@@ -7,6 +7,8 @@ import json
 import math
 import os
 import stat
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -361,6 +363,92 @@ def test_changed_or_non_finite_cache_is_rebuilt(tmp_path, capsys) -> None:
     third = load_dataset("digits-inr", tmp_path, n=4, steps=3, progress=False)
     assert third.built and "non-finite" in capsys.readouterr().err
     assert torch.isfinite(third.weights[0]).all()
+
+
+def _resealed(edit):
+    """An edit, then a checksum recomputed over the edited blob: a consistent file whose
+    contents no longer match what its recipe gives."""
+
+    def apply(blob):
+        edit(blob)
+        if all(t.layout == torch.strided for t in cache._tensors_of(blob)):  # else not summable
+            blob["checksum"] = cache.checksum(blob)
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda b: b["weights"].__setitem__(0, b["weights"][0][:3]), "weights[0] has shape"),
+        (lambda b: b.update(signals=b["signals"][:, :10]), "signals has shape"),
+        (lambda b: b.pop("movement"), "missing ['movement']"),
+        (lambda b: b.update(extra=torch.zeros(2)), "unexpected ['extra']"),
+        (lambda b: b.update(labels=b["labels"].float()), "expected an integer one"),
+        (lambda b: b["labels"].__setitem__(0, 99), "labels holds values outside [0, 10)"),
+        (lambda b: b.update(mse=b["mse"].to_sparse()), "mse is not a dense tensor"),
+    ],
+    ids=["sliced", "sliced-signals", "missing", "extra", "dtype", "labels", "sparse"],
+)
+def test_a_cache_that_does_not_hold_its_recipe_is_rebuilt(edit, why, tmp_path, capsys) -> None:
+    first = load_dataset("digits-inr", tmp_path, n=4, steps=3, progress=False)
+    _tamper(first.path, _resealed(edit))
+    again = load_dataset("digits-inr", tmp_path, n=4, steps=3, progress=False)
+    err = capsys.readouterr().err
+    assert again.built and "does not hold what its recipe gives" in err and why in err, err
+    assert again.weights[0].shape == first.weights[0].shape
+    assert not load_dataset("digits-inr", tmp_path, n=4, steps=3, progress=False).built
+
+
+def test_a_cache_whose_recipe_is_not_json_is_rebuilt(tmp_path, capsys) -> None:
+    first = load_dataset("digits-inr", tmp_path, n=4, steps=3, progress=False)
+    blob = torch.load(first.path, weights_only=True)
+    blob["recipe"] = {**blob["recipe"], "n": torch.tensor(4)}  # loads, but is no JSON
+    torch.save(blob, first.path)
+    again = load_dataset("digits-inr", tmp_path, n=4, steps=3, progress=False)
+    assert again.built and "its recipe is not JSON" in capsys.readouterr().err
+
+
+def test_a_fifo_at_the_cache_path_is_refused_not_read_forever(tmp_path) -> None:
+    """Checked in a child process, so that a regression fails instead of hanging."""
+    recipe = default_recipe("digits-inr", n=4, steps=3)
+    os.mkfifo(tmp_path / recipe.filename())
+    probe = (
+        "from dws_theory.inr.data.datasets import load_dataset\n"
+        f"ds = load_dataset('digits-inr', {str(tmp_path)!r}, n=4, steps=3, progress=False)\n"
+        "print(ds.built)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.split() == ["True"]
+    assert "it is not a regular file; refitting" in done.stderr
+    assert stat.S_ISREG((tmp_path / recipe.filename()).stat().st_mode), "replaced by the fit"
+
+
+def test_a_full_disk_while_caching_warns_and_leaves_no_file(tmp_path) -> None:
+    """Files may not grow past 4 KB in the child (EFBIG, as a full disk refuses a write):
+    torch's own file writer raised RuntimeError there, which escaped as a traceback."""
+    probe = (
+        "import resource, signal, warnings\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "import torch\n"
+        "from pathlib import Path\n"
+        "from dws_theory.inr.data import cache\n"
+        "blob = {'recipe': {}, 'x': torch.zeros(10_000)}\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    print(cache.write(Path({str(tmp_path / 'c.pt')!r}), blob, 'the data is'))\n"
+        "print(caught[0].message)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.splitlines()
+    assert printed[0] == "False" and "the data is kept in memory" in printed[1], done.stdout
+    assert list(tmp_path.iterdir()) == [], "no partial file, no temporary"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")

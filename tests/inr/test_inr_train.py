@@ -21,8 +21,8 @@ from dws_theory.inr.data.tasks import TASKS
 from dws_theory.inr.data.userdata import DataFileError, load_collection, save_collection
 from dws_theory.inr.models.baselines import FlatMLP
 from dws_theory.inr.models.table import PRESETS, get_model
-from dws_theory.inr.train.augment import permute_hidden
-from dws_theory.inr.train.loop import RunConfig, prepare, resolve, train
+from dws_theory.inr.train.augment import augment, permute_hidden
+from dws_theory.inr.train.loop import RunConfig, batches, prepare, resolve, train
 
 N = 24
 FIT_STEPS = 30
@@ -302,6 +302,36 @@ def _good_blob(n: int = 6) -> dict:
             ),
             r"indices in \[0, 6\)",
         ),
+        (
+            lambda b: b.update(splits={"train": "0123", "val": [4], "test": [5]}),
+            r"splits\['train'\]: expected a 1-D integer tensor or a list of integers, got str",
+        ),
+        (
+            lambda b: b.update(splits={"train": [[0, 1], [2]], "val": [4], "test": [5]}),
+            "got list",  # ragged: not a list of integers
+        ),
+        (
+            lambda b: b["weights"].__setitem__(0, b["weights"][0].to_sparse()),
+            r"weights\[0\]: expected a dense tensor with data, got a torch.sparse_coo tensor",
+        ),
+        (
+            lambda b: b.update(targets=torch.empty(6, dtype=torch.long, device="meta")),
+            "'targets': expected a dense tensor with data, got a meta tensor",
+        ),
+        (
+            lambda b: b["targets"].__setitem__(0, 10**12),
+            "expected class labels below 100,000 .* got 1,000,000,000,000",
+        ),
+        (
+            lambda b: b.update(targets=torch.full((6,), 1e300, dtype=torch.float64)),
+            "'targets': expected values of magnitude at most 1e\\+18 .* got 1e\\+300",
+        ),
+        (
+            lambda b: b["weights"].__setitem__(
+                0, torch.full((6, 4, 3), -1e300, dtype=torch.float64)
+            ),
+            r"weights\[0\]: expected values of magnitude at most 3.4e\+38",
+        ),
     ],
 )
 def test_malformed_data_files_name_the_problem(tmp_path, edit, match) -> None:
@@ -322,6 +352,44 @@ def test_unreadable_data_files_are_refused(tmp_path) -> None:
     with pytest.raises(DataFileError, match="expected a dict"):
         load_collection(tmp_path / "list.pt")
     load_collection(_write(tmp_path / "ok.pt", _good_blob()))  # the control passes
+
+
+def test_a_fifo_is_refused_not_read_forever(tmp_path) -> None:
+    """A FIFO with no writer blocks any reader; checked in a child so a regression fails
+    the test instead of hanging it."""
+    fifo = tmp_path / "data.pt"
+    os.mkfifo(fifo)
+    probe = (
+        "import sys; from dws_theory.inr.data.userdata import DataFileError, load_collection\n"
+        f"try:\n    load_collection({str(fifo)!r})\nexcept DataFileError as e:\n    print(e)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "expected an existing file written by torch.save, but it is not a regular file" in (
+        done.stdout
+    )
+
+
+def test_save_collection_into_a_missing_folder_names_the_path(tmp_path) -> None:
+    target = tmp_path / "missing" / "c.pt"
+    with pytest.raises(FileNotFoundError, match="No such file") as raised:
+        save_collection(target, _tanh_mlps(4, (3, 5, 2), seed=1), torch.arange(4) % 2)
+    assert raised.value.filename == str(target), "the path the user named, not a temporary"
+    assert not (tmp_path / "missing").exists()
+
+
+def test_batches_never_end_with_a_batch_of_one() -> None:
+    sizes = {n: [len(b) for b in batches(n, 4)] for n in (1, 4, 5, 8, 9, 10)}
+    assert sizes == {1: [1], 4: [4], 5: [5], 8: [4, 4], 9: [4, 5], 10: [4, 4, 2]}
+    assert torch.equal(torch.cat(batches(9, 4)), torch.arange(9))
+
+
+def test_geometric_augmentations_need_the_inputs_they_transform() -> None:
+    ws, bs = _batch((3, 8, 1), 2, 1, seed=0)
+    with pytest.raises(ValueError, match="2-D inputs for --augment rotate .* got 3-D"):
+        augment(ws, bs, ["rotate"], torch.Generator().manual_seed(0))
+    augment(ws, bs, ["translate", "scale"], torch.Generator().manual_seed(0))  # these apply
 
 
 def test_train_on_a_users_collection_learns(tmp_path, capsys) -> None:
@@ -410,3 +478,143 @@ def test_compile_trains_through_torch_compile_to_the_same_parameters(
     add_train_parser(parser.add_subparsers())
     assert parser.parse_args(["train", "digits-inr", "--model", "dws", "--compile"]).compile
     assert not parser.parse_args(["train", "digits-inr", "--model", "dws"]).compile
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """The whole command line (its one error path included)."""
+    from dws_theory.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:  # the parser's own exits
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _one_error_line(code: int, err: str, fragment: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("dws-theory: error: "), err
+    assert fragment in lines[0], err
+
+
+@pytest.fixture
+def small_data(tmp_path) -> Path:
+    return _scale_collection(tmp_path / "small.pt", n=12, dims=(3, 5, 2))
+
+
+def _never_load(monkeypatch) -> None:
+    import dws_theory.inr.train.loop as loop
+
+    def load(config):
+        raise AssertionError("the data was loaded before the --save target was checked")
+
+    monkeypatch.setattr(loop, "load_collection_for", load)
+
+
+@pytest.mark.parametrize(
+    ("target", "fragment"),
+    [
+        ("{dir}/missing/model.pt", "expected an existing path, but there is no such file"),
+        ("{dir}", "expected a file, but the path is a directory"),
+        ("{dir}/small.pt/model.pt", "expected a directory, but part of the path is a file"),
+        ("", "argument --save: expected a folder or file path, got an empty string"),
+        ("/dev/null", "expected a regular file or a new name, got '/dev/null'"),
+    ],
+    ids=["missing-folder", "directory", "under-a-file", "empty", "device"],
+)
+def test_a_bad_save_target_is_one_line_before_training(
+    target, fragment, small_data, monkeypatch, capsys
+):
+    _never_load(monkeypatch)
+    save = target.format(dir=small_data.parent)
+    argv = ["train", "--data", str(small_data), "--model", "mlp", "--save", save, "--quiet"]
+    code, out, err = _cli(argv, capsys)
+    _one_error_line(code, err, fragment)
+
+
+def test_a_read_only_save_folder_is_one_line_before_training(small_data, monkeypatch, capsys):
+    """Simulated (root may write anywhere): the folder is not writable, on a read-only mount."""
+    import dws_theory.atomic as atomic
+
+    _never_load(monkeypatch)
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(atomic.os, "statvfs", lambda path: argparse.Namespace(f_flag=os.ST_RDONLY))
+    save = str(small_data.parent / "model.pt")
+    argv = ["train", "--data", str(small_data), "--model", "mlp", "--save", save, "--quiet"]
+    code, _, err = _cli(argv, capsys)
+    _one_error_line(code, err, "expected a writable path, but the file system is read-only")
+
+
+# A process whose files may not grow past LIMIT bytes (EFBIG, as a nearly full disk would
+# refuse the write): what torch.save's own writer turned into a RuntimeError and a
+# truncated file.
+SMALL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+from dws_theory.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_save_on_a_nearly_full_disk_keeps_the_old_model(small_data, tmp_path):
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"a good model from an earlier run\n")
+    argv = ["train", "--data", str(small_data), "--model", "mlp", "--epochs", "1", "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-c", SMALL_DISK.format(limit=4096), *argv, "--save", str(model)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    _one_error_line(done.returncode, done.stderr, f"({str(model)!r})")
+    assert "Traceback" not in done.stderr
+    assert model.read_bytes() == b"a good model from an earlier run\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "small.pt"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--n", "6"], "--n set how a task's INRs are fitted; with --data"),
+        (["--fit-steps", "3", "--init", "siren"], "--fit-steps, --init set how"),
+        (["--init", "dwsnets"], "--init set how"),
+        (["--views", "2"], "--views set how"),
+        (
+            ["--augment", "rotate"],
+            "2-D inputs for --augment rotate (a rotation of the plane), got 3",
+        ),
+        (["--model", "dws", "--n-train", "1"], "at least 2 training networks"),
+        (["--model", "stats", "--batch-size", "1"], "batch size of at least 2"),
+    ],
+    ids=["n", "fit-steps", "init", "views", "rotate", "n-train", "batch-size"],
+)
+def test_options_a_collection_cannot_honour_are_one_line(extra, fragment, small_data, capsys):
+    model = [] if "--model" in extra else ["--model", "mlp"]
+    argv = ["train", "--data", str(small_data), *model, *extra, "--epochs", "1", "--quiet"]
+    code, _, err = _cli(argv, capsys)
+    _one_error_line(code, err, fragment)
+
+
+def test_one_network_per_split_is_one_line_for_batch_statistics(tmp_path, capsys):
+    models = _tanh_mlps(3, (3, 5, 2), seed=0)
+    splits = {"train": torch.tensor([0]), "val": torch.tensor([1]), "test": torch.tensor([2])}
+    path = save_collection(tmp_path / "three.pt", models, torch.tensor([0, 1, 0]), splits=splits)
+    argv = ["train", "--data", str(path), "--epochs", "1", "--quiet", "--model"]
+    code, _, err = _cli([*argv, "dws"], capsys)
+    _one_error_line(code, err, "got 1 training networks")
+    code, out, err = _cli([*argv, "mlp"], capsys)  # no batch statistics: it trains
+    assert code == 0 and "test_accuracy=" in out, err
+
+
+def test_a_last_batch_of_one_joins_the_batch_before(small_data, capsys):
+    """Train split of 8 (12 networks, 70%) in batches of 7: without the join the second
+    batch would hold one network, which batch statistics refuse."""
+    argv = ["train", "--data", str(small_data), "--model", "stats", "--batch-size", "7"]
+    code, out, err = _cli([*argv, "--epochs", "1", "--quiet"], capsys)
+    assert code == 0 and "test_accuracy=" in out, err

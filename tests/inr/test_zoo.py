@@ -9,6 +9,7 @@ import torch
 from scipy.stats import kendalltau
 
 from dws_theory.cli import main as cli_main
+from dws_theory.inr.data import cache
 from dws_theory.inr.data.collection import from_zoo
 from dws_theory.inr.data.zoo import (
     ZooRecipe,
@@ -149,6 +150,18 @@ def test_corrupted_zoo_cache_is_rebuilt(tmp_path, capsys) -> None:
     assert again.built and "is not used" in capsys.readouterr().err
     torch.testing.assert_close(again.accuracy, first.accuracy)
     assert not load_zoo(tmp_path, TINY, progress=False).built  # the rebuilt file is used
+
+
+def test_a_zoo_cache_that_does_not_hold_its_recipe_is_rebuilt(tmp_path, capsys) -> None:
+    first = load_zoo(tmp_path, TINY, progress=False)
+    blob = torch.load(first.path, weights_only=True)
+    blob["params"][0] = blob["params"][0][:, :4]  # a sliced kernel, the checksum made to fit
+    blob["checksum"] = cache.checksum(blob)
+    torch.save(blob, first.path)
+    again = load_zoo(tmp_path, TINY, progress=False)
+    err = capsys.readouterr().err
+    assert again.built and "params[0] has shape" in err, err
+    assert [w.shape for w in again.weights] == [w.shape for w in first.weights]
 
 
 def test_zoo_cli_data_and_train(tmp_path, capsys) -> None:

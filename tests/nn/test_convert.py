@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from strategies import mlp_dims
 from torch import nn
 
+from dws_theory.action import SampleElements, act
 from dws_theory.convert import (
     ConversionError,
     dims_of,
@@ -169,13 +170,11 @@ def test_activation_instance_is_copied_per_gap():
 def permute_hidden(
     weights: list[torch.Tensor], biases: list[torch.Tensor], perms: dict[int, torch.Tensor]
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Permute neurons of hidden layer k: rows of W_k, entries of b_k, columns of W_{k+1}."""
-    weights, biases = list(weights), list(biases)
-    for k, perm in perms.items():
-        weights[k - 1] = weights[k - 1][:, :, perm, :]
-        biases[k - 1] = biases[k - 1][:, :, perm]
-        weights[k] = weights[k][:, :, :, perm]
-    return weights, biases
+    """Permute neurons of hidden layer k (rows of W_k, entries of b_k, columns of W_{k+1}):
+    the package's group action with set n_k permuted by perms[k]."""
+    dims = (weights[0].shape[-1], *(w.shape[-2] for w in weights))
+    element = SampleElements({f"n{k}": perm for k, perm in perms.items()}, {})
+    return act(mlp(dims), element, list(weights), list(biases))
 
 
 @given(
@@ -300,6 +299,18 @@ def test_stacking_needs_one_architecture_and_dtype():
         weights_from_models([])
     with pytest.raises(ConversionError, match="non-empty list"):
         weights_from_models(a)
+
+
+def test_a_generator_of_models_is_read_once_like_a_list():
+    models = [make_mlp((2, 3, 1), s) for s in range(3)]
+    from_list = weights_from_models(models)
+    from_generator = weights_from_models(m for m in models)
+    for got, expected in zip(from_generator, from_list, strict=True):
+        assert all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+    with pytest.raises(ConversionError, match="non-empty list .* got an empty one"):
+        weights_from_models(m for m in [])
+    with pytest.raises(ConversionError, match="got int"):
+        weights_from_models(3)
 
 
 def test_bad_weight_lists_are_rejected_clearly():

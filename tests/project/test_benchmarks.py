@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import platform
@@ -17,18 +17,16 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """A benchmark script or the harness they share, imported by name as the scripts import
+    each other (pyproject.toml puts benchmarks/ on the tests' path)."""
+    return importlib.import_module(name)
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios():
-    layer_speed = _load("layer_speed")
+    harness = _load("harness")
     # Round 2 is a slow spell for both sides: its ratio is still 2 (the medians' ratio is 2.1).
     times, base = [2.0, 20.0, 2.2, 1.8], [1.0, 10.0, 1.0, 1.0]
-    assert layer_speed.paired_ratio(times, base) == pytest.approx(2.0)
+    assert harness.paired_ratio(times, base) == pytest.approx(2.0)
 
 
 def test_layer_speed_runs_on_a_tiny_shape(tmp_path, capsys):
@@ -53,17 +51,17 @@ def test_layer_speed_runs_on_a_tiny_shape(tmp_path, capsys):
 
 
 def test_steady_allocator_is_requested_once_and_only_from_glibc():
-    layer_speed = _load("layer_speed")
-    env = layer_speed.steady_malloc_env({"PATH": "/bin"}, "glibc")
+    harness = _load("harness")
+    env = harness.steady_malloc_env({"PATH": "/bin"}, "glibc")
     assert env is not None and env["PATH"] == "/bin"
-    assert layer_speed.allocator(env) == "steady"
+    assert harness.allocator(env) == "steady"
     # Already steady (the re-run), or another C library: no re-run.
-    assert layer_speed.steady_malloc_env(env, "glibc") is None
-    assert layer_speed.steady_malloc_env({"PATH": "/bin"}, "musl") is None
-    assert layer_speed.allocator({"PATH": "/bin"}) == "system"
+    assert harness.steady_malloc_env(env, "glibc") is None
+    assert harness.steady_malloc_env({"PATH": "/bin"}, "musl") is None
+    assert harness.allocator({"PATH": "/bin"}) == "system"
     # A value the user set differently is not taken for the steady setting.
     other = {**env, "MALLOC_TRIM_THRESHOLD_": "0"}
-    assert layer_speed.allocator(other) == "system"
+    assert harness.allocator(other) == "system"
 
 
 def _run_without_malloc_tunables(script: str, args: list[str]) -> str:
@@ -94,7 +92,6 @@ def test_layer_speed_reexecs_under_the_steady_allocator(tmp_path):
 
 
 def test_op_breakdown_times_the_layers_ops(capsys):
-    _load("layer_speed")  # op_breakdown imports it by name
     op_breakdown = _load("op_breakdown")
     args = ["--dims", "2,3,1", "--batch", "4", "--channels", "2", "--threads", "1"]
     assert op_breakdown.main([*args, "--steps", "2", "--top", "50"]) == 0
@@ -115,7 +112,6 @@ def test_plan_passes_runs_the_plans_gemms_and_the_full_size_passes():
     """The lower bound does the layer's GEMM arithmetic and, per fused tensor, two pools,
     two gradient reductions and two accumulating GEMMs (forward and input gradient)."""
     plan_passes = _load("plan_passes").plan_passes
-    _load("layer_speed")  # op_breakdown imports it by name
     op_timer = _load("op_breakdown").OpTimer  # records (op, input shapes) per call
 
     # 2,3,1 hidden has no fused tensor (both weights have a fixed axis); its mixes do 73
@@ -148,7 +144,6 @@ def test_plan_passes_runs_the_plans_gemms_and_the_full_size_passes():
 
 
 def test_adjoint_sketch_matches_autograd_and_times_all_three(capsys):
-    _load("layer_speed")  # adjoint_sketch imports it by name
     sketch = _load("adjoint_sketch")
     assert sketch.max_gap() < 1e-9  # float64: the hand-written backward is autograd's
     args = ["--batch", "4", "--channels", "2", "--threads", "1", "--repeats", "2"]

@@ -22,7 +22,8 @@ from dws_theory.basis import enumerate_basis
 from dws_theory.certify import certify
 from dws_theory.cli import main
 from dws_theory.codegen import checked_in_modules, lower
-from dws_theory.docs import (
+from dws_theory.group import generators, random_element, signed_permutation
+from dws_theory.report import (
     Figures,
     block_group,
     derivation_stem,
@@ -33,7 +34,6 @@ from dws_theory.docs import (
     sharing_space,
     write_derivation,
 )
-from dws_theory.group import generators, random_element, signed_permutation
 from dws_theory.spec import Kind, mlp
 
 ROOT = Path(__file__).resolve().parents[2]

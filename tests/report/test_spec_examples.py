@@ -18,7 +18,7 @@ import torch
 from spaces import random_tensors, split
 
 from dws_theory.basis import enumerate_basis
-from dws_theory.codegen.files import write_target
+from dws_theory.codegen.cli import write_target
 from dws_theory.examples import CHECKED_IN_SPECS, spec_target
 from dws_theory.report import write_page
 from dws_theory.runtime import layer_classes

@@ -154,7 +154,7 @@ def _pool_folded(x: torch.Tensor, pooled: tuple[int, ...], folded: tuple[int, ..
     pooled over n1). Eager: reduce, then fold the smaller result. Under torch.compile: fold,
     then reduce the trailing axes; inductor runs the reduction over the middle axis as a
     serial loop that opens a parallel region per output (2,32,32,1's W1 in the invariant
-    layer of a compiled model: about 46 ms of a 620 ms training step at B=512, C=32)."""
+    layer of a compiled model; its cost: docs/benchmarks.md, section Model speed)."""
     # lists, not generator expressions: dynamo cannot trace a generator into math.prod
     batch, channels = x.shape[:2]
     fold = math.prod([x.shape[a] for a in folded])

@@ -11,7 +11,8 @@ broadcast terms) through C kernels, forward and backward, registered as torch cu
 so that torch.compile keeps them in its graph; the rest of the layer is the compiled
 module's. The kernels are compiled with the system C compiler when the first layer is
 built, and kept in a cache directory (`DWS_FUSED_CACHE`, else
-`$XDG_CACHE_HOME/dws_theory/fused`, else `~/.cache/dws_theory/fused`). The eager
+`$XDG_CACHE_HOME/dws_theory/fused`, else `~/.cache/dws_theory/fused`), each library beside
+a record of its dtype, size and SHA-256, checked before every load. The eager
 `_mix_add` runs instead:
 - for inputs the kernels do not take (not float32 / float64 on the CPU, more than two
   position axes) and under torch.func transforms;
@@ -81,6 +82,35 @@ def _cpu_signature() -> str:
         return platform.processor()
 
 
+def _library_record(path: str, real: str) -> str:
+    """`<f32|f64> <bytes> <sha256>` of a built library: what its record file holds."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return f"{real} {os.path.getsize(path)} {digest.hexdigest()}"
+
+
+def _library_intact(path: str, real: str) -> bool:
+    """Whether `path` is the library its record (`<path>.sha256`) describes, for `real`.
+
+    A truncated file (which would kill the process with SIGBUS when loaded), another
+    dtype's build under this name (which would compute garbage), anything that is not a
+    regular file, or a library without a record is not used: it is rebuilt."""
+    record = path + ".sha256"
+    try:
+        if not (os.path.isfile(path) and os.path.isfile(record)):
+            return False
+        with open(record, encoding="ascii") as f:
+            expected = f.read(256).strip()
+        kind, size = expected.split()[:2]
+        if kind != real or int(size) != os.path.getsize(path):  # cheap checks first
+            return False
+        return _library_record(path, real) == expected
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
 def _compile_library(double: bool) -> str:
     """Path of the compiled kernels for float32 (or float64), built once per machine and
     source; the first flag set the compiler accepts is used (native code and OpenMP
@@ -101,8 +131,9 @@ def _compile_library(double: bool) -> str:
         command = [compiler, "-O3", "-shared", "-fPIC", *flags, *define]
         key = "\n".join([_KERNEL_SOURCE, " ".join(command), platform.machine(), _cpu_signature()])
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-        target = os.path.join(directory, f"dws_fused_{'f64' if double else 'f32'}_{digest}.so")
-        if os.path.exists(target):
+        real = "f64" if double else "f32"
+        target = os.path.join(directory, f"dws_fused_{real}_{digest}.so")
+        if _library_intact(target, real):
             return target
         with tempfile.TemporaryDirectory(dir=directory) as work:
             source = os.path.join(work, "kernels.c")
@@ -120,7 +151,13 @@ def _compile_library(double: bool) -> str:
                 errors.append(f"{' '.join(flags) or 'no flags'}: {exc}")
                 continue
             if done.returncode == 0:
-                os.replace(built, target)  # atomic: concurrent builds leave one whole file
+                record = os.path.join(work, "kernels.sha256")
+                with open(record, "w", encoding="ascii") as f:
+                    f.write(_library_record(built, real) + "\n")
+                # Each rename is atomic: concurrent builds leave whole files, and a record
+                # that does not match its library makes the next load rebuild, not load.
+                os.replace(built, target)
+                os.replace(record, target + ".sha256")
                 return target
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             errors.append(f"{' '.join(flags) or 'no flags'}: {last}")

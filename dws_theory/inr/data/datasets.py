@@ -407,11 +407,34 @@ def _fit(
     )
 
 
+def cache_layout(recipe: Recipe) -> cache.Layout:
+    """What a cache file of ``recipe`` holds: the keys, dtypes and shapes ``_build`` writes
+    (``extra``: the fits of the extra views, one per training image and view)."""
+    d, n, points = recipe.dims, recipe.n, recipe.n_points
+    layers = range(1, len(d))
+    layout: dict[str, object] = {
+        "weights": [cache.Entry((n, d[m], d[m - 1])) for m in layers],
+        "biases": [cache.Entry((n, d[m])) for m in layers],
+        "mse": cache.Entry((n,)),
+        "movement": cache.Entry((n,)),
+        "coords": cache.Entry((points, d[0])),
+        "signals": cache.Entry((n, points, d[-1])),
+        "raw_targets": cache.Entry((n,), "any"),
+        # sines carry no labels; images carry their digit
+        "labels": None if recipe.a_range is not None else cache.Entry((n,), "int", bound=10),
+    }
+    if recipe.views > 1:
+        layout["view_weights"] = [cache.Entry(("extra", d[m], d[m - 1])) for m in layers]
+        layout["view_biases"] = [cache.Entry(("extra", d[m])) for m in layers]
+        layout["view_image"] = cache.Entry(("extra",), "int", bound=n)
+    return layout
+
+
 def _base_blob(
     base: Recipe, device: str, progress: bool, cache_dir: Path | None
 ) -> dict[str, object]:
     path = None if cache_dir is None else cache_dir / base.filename()
-    blob = None if path is None else cache.read(path, asdict(base), "refitting")
+    blob = None if path is None else cache.read(path, asdict(base), "refitting", cache_layout(base))
     if blob is None:
         blob = _build(base, device, progress)
         if path is not None:
@@ -472,7 +495,8 @@ def load_dataset(
     spec = get_task(task)
     recipe = default_recipe(task, n=n, steps=steps, lr=lr, seed=seed, init=init, views=views)
     path = resolve_cache_dir(cache_dir) / recipe.filename()
-    blob = None if rebuild else cache.read(path, asdict(recipe), "refitting")
+    layout = cache_layout(recipe)
+    blob = None if rebuild else cache.read(path, asdict(recipe), "refitting", layout)
     built = blob is None
     if blob is None:
         blob = _build(recipe, device, progress, None if rebuild else path.parent)

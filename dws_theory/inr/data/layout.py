@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["Shape", "flatten_weights", "unflatten_weights"]
+from ...aliases import Shape
 
-Shape = tuple[int, ...]
+__all__ = ["Shape", "flatten_weights", "unflatten_weights"]
 
 
 def flatten_weights(weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:

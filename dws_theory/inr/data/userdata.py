@@ -30,13 +30,20 @@ from torch import Tensor, nn
 
 from ...convert import ConversionError, weights_from_models
 from ...errors import InputError
+from .cache import load_file, regular_file_problem, save_file
 from .collection import Collection, standardise
 from .datasets import make_splits
 from .tasks import KINDS, user_task
 
-__all__ = ["DataFileError", "load_collection", "save_collection", "read_file"]
+__all__ = ["MAX_CLASSES", "DataFileError", "load_collection", "save_collection", "read_file"]
 
 SPLITS = ("train", "val", "test")
+# Class labels run from 0 to at most this minus one: the head has one output per label up to
+# the largest, so a label of 10**12 would ask for a head of 10**12 outputs.
+MAX_CLASSES = 100_000
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+# Regression targets: their squared errors (the metric) must stay finite in float32.
+_MAX_TARGET = 1e18
 
 
 class DataFileError(InputError):
@@ -69,27 +76,45 @@ def save_collection(
     if kind is not None:
         blob["kind"] = kind
     _validate(blob)  # refuse to write what could not be read back
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_file(path, blob)  # atomic; a missing folder is an OSError naming the path
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, object]:
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"--data {path}: expected an existing file written by torch.save")
+    problem = regular_file_problem(path)
+    if problem is not None:
+        raise DataFileError(
+            f"--data {path}: expected an existing file written by torch.save, but {problem}"
+        )
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = load_file(path)
     except Exception as exc:  # pickle and zip errors of many kinds
         raise DataFileError(f"--data {path}: not a torch.save file ({exc!s:.120})") from None
     if not isinstance(blob, dict):
         raise DataFileError(f"--data {path}: expected a dict, got {type(blob).__name__}")
     return blob
+
+
+def _dense(name: str, value: object) -> Tensor:
+    """`value` if it is a tensor with data in memory (not sparse, not meta), else an error."""
+    if not isinstance(value, Tensor):
+        raise DataFileError(f"{name}: expected a tensor, got {type(value).__name__}")
+    if value.layout != torch.strided or value.is_meta:
+        what = "a meta tensor (no data)" if value.is_meta else f"a {value.layout} tensor"
+        raise DataFileError(f"{name}: expected a dense tensor with data, got {what}")
+    return value
+
+
+def _within_float32(name: str, t: Tensor, limit: float) -> None:
+    """Values a float32 model can carry: finite, and at most `limit` in magnitude."""
+    if not torch.isfinite(t).all():
+        raise DataFileError(f"{name}: holds NaN or infinite values")
+    largest = t.abs().max().item() if t.numel() else 0.0
+    if largest > limit:
+        raise DataFileError(
+            f"{name}: expected values of magnitude at most {limit:.3g} (the models compute "
+            f"in float32), got {largest:.3g}"
+        )
 
 
 def _tensor_list(blob: Mapping[str, object], key: str, ndim: int) -> list[Tensor]:
@@ -99,14 +124,12 @@ def _tensor_list(blob: Mapping[str, object], key: str, ndim: int) -> list[Tensor
             f"{key!r}: expected a non-empty list of tensors, got {type(value).__name__}"
         )
     for i, t in enumerate(value):
-        if not isinstance(t, Tensor):
-            raise DataFileError(f"{key}[{i}]: expected a tensor, got {type(t).__name__}")
+        t = _dense(f"{key}[{i}]", t)
         if t.dim() != ndim:
             raise DataFileError(f"{key}[{i}]: expected {ndim} axes, got shape {tuple(t.shape)}")
         if not t.is_floating_point():
             raise DataFileError(f"{key}[{i}]: expected a floating dtype, got {t.dtype}")
-        if not torch.isfinite(t).all():
-            raise DataFileError(f"{key}[{i}]: holds NaN or infinite values")
+        _within_float32(f"{key}[{i}]", t, _FLOAT32_MAX)
     return list(value)
 
 
@@ -152,8 +175,7 @@ def _kind(blob: Mapping[str, object], targets: Tensor, n: int, params: int) -> s
         if given not in (None, "classification") or targets.dim() != 1:
             raise DataFileError("'targets': integer targets are class labels, expected shape [N]")
         return "classification"
-    if not torch.isfinite(targets).all():
-        raise DataFileError("'targets': holds NaN or infinite values")
+    _within_float32("'targets'", targets, _MAX_TARGET)
     if targets.dim() > 2:
         raise DataFileError(
             f"'targets': expected [N], [N, k] or [N, D], got {tuple(targets.shape)}"
@@ -176,6 +198,21 @@ def _is_integer(t: Tensor) -> bool:
     return not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
 
 
+def _index_tensor(name: str, value: object) -> Tensor:
+    """A tensor of indices from a tensor or a list of integers; strings, ragged lists and
+    tensors without data are errors."""
+    if isinstance(value, Tensor):
+        return _dense(name, value)
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in value
+    ):
+        raise DataFileError(
+            f"{name}: expected a 1-D integer tensor or a list of integers, got "
+            f"{type(value).__name__}"
+        )
+    return torch.tensor(value, dtype=torch.long)
+
+
 def _splits(blob: Mapping[str, object], n: int, labels: Tensor | None) -> dict[str, Tensor]:
     given = blob.get("splits")
     if given is None:
@@ -184,7 +221,7 @@ def _splits(blob: Mapping[str, object], n: int, labels: Tensor | None) -> dict[s
         raise DataFileError(f"'splits': expected a dict with exactly the keys {SPLITS}")
     out: dict[str, Tensor] = {}
     for name in SPLITS:
-        idx = torch.as_tensor(given[name])
+        idx = _index_tensor(f"splits[{name!r}]", given[name])
         if idx.dim() != 1 or len(idx) == 0 or not _is_integer(idx):
             raise DataFileError(f"splits[{name!r}]: expected a non-empty 1-D integer tensor")
         if idx.min() < 0 or idx.max() >= n:
@@ -204,12 +241,15 @@ def _validate(
     weights = _tensor_list(blob, "weights", 3)
     biases = _tensor_list(blob, "biases", 2)
     n, params, dims = _widths(weights, biases)
-    targets = blob.get("targets")
-    if not isinstance(targets, Tensor):
-        raise DataFileError(f"'targets': expected a tensor, got {type(targets).__name__}")
+    targets = _dense("'targets'", blob.get("targets"))
     kind = _kind(blob, targets, n, params)
     if kind == "classification" and (targets.min() < 0 or len(targets.unique()) < 2):
         raise DataFileError("'targets': expected non-negative class labels with at least 2 classes")
+    if kind == "classification" and targets.max() >= MAX_CLASSES:
+        raise DataFileError(
+            f"'targets': expected class labels below {MAX_CLASSES:,} (the classifier has one "
+            f"output per label up to the largest), got {targets.max().item():,}"
+        )
     splits = _splits(blob, n, targets if kind == "classification" else None)
     return weights, biases, targets, kind, dims, splits
 

@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 
 from ...errors import InputError
 from ...examples import zoo_cnn
-from ...spec import WeightSpace
 from . import cache
 from .datasets import make_splits, resolve_cache_dir
 
@@ -47,7 +46,6 @@ __all__ = [
     "ZooConfig",
     "ZooDataset",
     "zoo_cnn",
-    "zoo_space",
     "digits_split",
     "draw_configs",
     "init_params",
@@ -64,13 +62,6 @@ _BETAS = (0.9, 0.999)
 _EPS = 1e-8
 _CONFIG_SALT = 104_729
 _INIT_SALT = 1_299_709
-
-
-def zoo_space(symmetry: str = "hidden") -> WeightSpace:
-    """The zoo CNN's weight space as the module front end derives it."""
-    from ...frontends.module import from_module
-
-    return from_module(zoo_cnn(), symmetry)
 
 
 @dataclass(frozen=True)
@@ -325,6 +316,17 @@ class ZooDataset:
         }
 
 
+def cache_layout(recipe: ZooRecipe) -> cache.Layout:
+    """What a cache file of ``recipe`` holds: the keys, dtypes and shapes ``build_zoo`` writes."""
+    named = list(zoo_cnn().named_parameters())
+    return {
+        "names": [name for name, _ in named],
+        "params": [cache.Entry((recipe.n, *p.shape)) for _, p in named],
+        "accuracy": cache.Entry((recipe.n,)),
+        "hyper": cache.Entry((recipe.n, 5)),
+    }
+
+
 def load_zoo(
     cache_dir: str | os.PathLike[str] | None = None,
     recipe: ZooRecipe | None = None,
@@ -337,7 +339,8 @@ def load_zoo(
     start = time.perf_counter()
     recipe = recipe or ZooRecipe()
     path = resolve_cache_dir(cache_dir) / recipe.filename()
-    blob = None if rebuild else cache.read(path, asdict(recipe), "rebuilding")
+    layout = cache_layout(recipe)
+    blob = None if rebuild else cache.read(path, asdict(recipe), "rebuilding", layout)
     built = blob is None
     if blob is None:
         blob = build_zoo(recipe, progress)

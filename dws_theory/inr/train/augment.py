@@ -34,9 +34,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ...action import SampleElements, act
 from ...errors import InputError
+from ...spec import mlp
 
-__all__ = ["AUGMENTATIONS", "AugmentConfig", "augment", "flip_hidden_signs", "permute_hidden"]
+__all__ = [
+    "AUGMENTATIONS",
+    "AugmentConfig",
+    "augment",
+    "check_geometric",
+    "flip_hidden_signs",
+    "permute_hidden",
+]
 
 AUGMENTATIONS = ("rotate", "translate", "scale", "noise", "dropout")
 
@@ -76,6 +85,16 @@ def _first_layer(
     return [new_w1, *weights[1:]], [new_b1, *biases[1:]]
 
 
+def check_geometric(names: Sequence[str], d0: int) -> None:
+    """Refuse a geometric augmentation the inputs do not have: a rotation needs 2-D
+    coordinates (it would otherwise do nothing while the user believes it ran)."""
+    if "rotate" in names and d0 != 2:
+        raise InputError(
+            f"expected networks with 2-D inputs for --augment rotate (a rotation of the "
+            f"plane), got {d0}-D inputs; use translate or scale"
+        )
+
+
 def augment(
     weights: Sequence[Tensor],
     biases: Sequence[Tensor],
@@ -89,8 +108,9 @@ def augment(
         raise InputError(f"expected augmentations from {AUGMENTATIONS}, got {sorted(unknown)}")
     ws, bs = list(weights), list(biases)
     batch, d0 = ws[0].shape[0], ws[0].shape[-1]
+    check_geometric(names, d0)
     a: Tensor | None = None
-    if "rotate" in names and d0 == 2:
+    if "rotate" in names:
         a = rotation_matrices(batch, config.rotate_deg, generator)
     if "scale" in names:
         s = _uniform((batch, 1, 1), 1 - config.scale, 1 + config.scale, generator)
@@ -123,6 +143,12 @@ def _dropout(tensors: list[Tensor], gen: torch.Generator, p: float) -> list[Tens
     return [x * k for x, k in zip(tensors, keep, strict=True)]
 
 
+def _hidden_act(weights: Sequence[Tensor], biases: Sequence[Tensor], g: SampleElements) -> Batch:
+    """`g` (per sample, on the hidden sets `n1 .. n{M-1}` of `mlp`) acting on an MLP batch."""
+    dims = (weights[0].shape[-1], *(w.shape[-2] for w in weights))
+    return act(mlp(dims, "hidden"), g, list(weights), list(biases))
+
+
 def flip_hidden_signs(
     weights: Sequence[Tensor], biases: Sequence[Tensor], generator: torch.Generator
 ) -> Batch:
@@ -131,16 +157,12 @@ def flip_hidden_signs(
     A symmetry of the function for odd activations (sin, tanh). One draw per sample and
     neuron, shared by the channels.
     """
-    ws, bs = list(weights), list(biases)
-    batch = ws[0].shape[0]
-    for k in range(1, len(ws)):
-        d = ws[k - 1].shape[-2]
-        s = torch.randint(0, 2, (batch, 1, d), generator=generator).to(ws[0].dtype) * 2 - 1
-        s = s.to(ws[0].device)
-        ws[k - 1] = ws[k - 1] * s.unsqueeze(-1)
-        bs[k - 1] = bs[k - 1] * s
-        ws[k] = ws[k] * s.unsqueeze(-2)
-    return ws, bs
+    batch, signs = weights[0].shape[0], {}
+    for k in range(1, len(weights)):
+        d = weights[k - 1].shape[-2]
+        s = torch.randint(0, 2, (batch, d), generator=generator) * 2 - 1
+        signs[f"n{k}"] = s.to(weights[0].device)
+    return _hidden_act(weights, biases, SampleElements({}, signs))
 
 
 def permute_hidden(
@@ -154,15 +176,9 @@ def permute_hidden(
     output neurons are left alone. ``generator`` is a CPU generator (permutations are drawn on
     CPU, then moved to the data's device).
     """
-    weights, biases = list(weights), list(biases)
-    batch = weights[0].shape[0]
+    batch, perms = weights[0].shape[0], {}
     for k in range(1, len(weights)):
-        w_in, b_in, w_out = weights[k - 1], biases[k - 1], weights[k]
-        d = w_in.shape[-2]
-        perm = torch.argsort(torch.rand(batch, d, generator=generator), dim=1).to(w_in.device)
-        # New neuron i is old neuron perm[i]: gather rows / entries / columns with perm.
-        lead = [1] * (w_in.dim() - 3)  # channel axes, if any
-        weights[k - 1] = w_in.gather(-2, perm.view(batch, *lead, d, 1).expand_as(w_in))
-        biases[k - 1] = b_in.gather(-1, perm.view(batch, *lead, d).expand_as(b_in))
-        weights[k] = w_out.gather(-1, perm.view(batch, *lead, 1, d).expand_as(w_out))
-    return weights, biases
+        d = weights[k - 1].shape[-2]
+        perm = torch.argsort(torch.rand(batch, d, generator=generator), dim=1)
+        perms[f"n{k}"] = perm.to(weights[0].device)  # new neuron i is old neuron perm[i]
+    return _hidden_act(weights, biases, SampleElements(perms, {}))

@@ -30,17 +30,19 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ...cuda_graphs import AUTOCAST, batch_count, static_batches, step_module, uses_cuda_graphs
+from ... import atomic
+from ...cuda_graphs import AUTOCAST, static_batches, step_module, uses_cuda_graphs
 from ...errors import InputError
+from ..data.cache import save_file
 from ..data.collection import Collection, from_dataset, from_zoo
 from ..data.datasets import load_dataset
 from ..data.layout import flatten_weights, unflatten_weights
-from ..data.siren import SCHEDULES, render
+from ..data.siren import INIT_SCHEMES, SCHEDULES, render
 from ..data.tasks import TrainDefaults, get_task
 from ..data.zoo import ZooRecipe, load_zoo
 from ..models.base import Architecture, ModelSpec, TaskInfo, UnsupportedTask
 from ..models.table import PRESETS, get_model
-from .augment import AUGMENTATIONS, augment, permute_hidden
+from .augment import AUGMENTATIONS, augment, check_geometric, permute_hidden
 from .metrics import kendall_tau
 from .normalize import NORMALIZATIONS, Normalizer, fit_normalizer
 
@@ -79,7 +81,7 @@ class RunConfig:
     cache_dir: str | None = None
     n: int | None = None  # INRs to fit (quick runs)
     fit_steps: int | None = None
-    init: str = "dwsnets"
+    init: str | None = None  # None: the first of INIT_SCHEMES (dwsnets)
     views: int | None = None  # None: the task's default
     n_train: int | None = None
     save: str | None = None  # write the selected model's state_dict here
@@ -91,6 +93,13 @@ class RunConfig:
     def __post_init__(self) -> None:
         if (self.task is None) == (self.data is None):
             raise InputError("expected exactly one of a task name and a data file")
+        fitting = {"n": self.n, "fit_steps": self.fit_steps, "init": self.init, "views": self.views}
+        given = [f"--{k.replace('_', '-')}" for k, v in fitting.items() if v is not None]
+        if self.data is not None and given:
+            raise InputError(
+                f"{', '.join(given)} set how a task's INRs are fitted; with --data the networks "
+                "are given: expected none of them"
+            )
         if self.normalize not in NORMALIZATIONS:
             raise InputError(
                 f"expected a normalisation in {NORMALIZATIONS}, got {self.normalize!r}"
@@ -360,7 +369,7 @@ def load_collection_for(config: RunConfig) -> Collection:
         config.cache_dir,
         n=config.n,
         steps=config.fit_steps,
-        init=config.init,
+        init=config.init or INIT_SCHEMES[0],
         views=config.views,
         progress=config.progress,
     )
@@ -370,7 +379,7 @@ def load_collection_for(config: RunConfig) -> Collection:
 def zoo_recipe(config: RunConfig) -> ZooRecipe:
     """The zoo a run reads: the default one, or ``n`` CNNs and at most ``fit_steps`` steps
     each (the default ratio of shortest to longest training, 1:32)."""
-    if config.init != "dwsnets" or config.views not in (None, 1):
+    if config.init not in (None, INIT_SCHEMES[0]) or config.views not in (None, 1):
         raise InputError("--init and --views are INR fitting options; the CNN zoo has neither")
     recipe = ZooRecipe() if config.n is None else ZooRecipe(n=config.n)
     if config.fit_steps is not None:
@@ -394,6 +403,8 @@ def _check_general(data: Collection, spec: ModelSpec, augment: tuple[str, ...]) 
 def run(config: RunConfig) -> dict[str, object]:
     """Train as ``config`` says; return the result record (see :func:`train`)."""
     start = time.perf_counter()
+    if config.save is not None:  # a bad target fails now, not after the whole run
+        atomic.check_file(config.save)
     spec = get_model(config.model)
     world = _join_world(config.device)
     try:
@@ -407,9 +418,12 @@ def run(config: RunConfig) -> dict[str, object]:
                 "target with the input; use noise or dropout only"
             )
         _check_general(data, spec, settings.augment)
+        if data.example is None:
+            check_geometric(settings.augment, data.dims[0])
         p = prepare(data.subsample_train(config.n_train), spec.symmetry, config.normalize, device)
         torch.manual_seed(config.seed)  # model inits use the global generator
         model = spec.build(p.info, settings.arch).to(device)
+        _check_batch_statistics(model, len(p.data.splits["train"]), settings.batch_size)
         result = _fit(model, p, spec, settings, config, world)
     finally:
         if world.owns_group:
@@ -453,7 +467,7 @@ def _fit(
     shuffle = torch.Generator().manual_seed(config.seed)
     augmenter = Augmenter(settings.augment, spec.permutation_augment, config.seed)
     train_idx = p.data.splits["train"]
-    steps_per_epoch = batch_count(len(train_idx), settings.batch_size, static)
+    steps_per_epoch = len(batches(len(train_idx), settings.batch_size, static))
     scheduler = _scheduler(optimizer, settings.schedule, settings.epochs * steps_per_epoch)
     best_val: float | None = None
     best_epoch = 0
@@ -469,7 +483,7 @@ def _fit(
         order = train_idx[torch.randperm(len(train_idx), generator=shuffle).to(train_idx.device)]
         view = torch.randint(p.data.n_views, (len(order),), generator=shuffle).to(order.device)
         losses = []
-        for pos in static_batches(len(order), settings.batch_size, static):
+        for pos in batches(len(order), settings.batch_size, static):
             idx, v = order[pos.to(order.device)], view[pos.to(order.device)]
             ws, bs = augmenter(*get_batch(p, idx, v))  # global batch: every rank draws alike
             mine, weight = world.part(torch.arange(len(idx), device=idx.device))
@@ -483,13 +497,43 @@ def _fit(
         bar.set_postfix(loss=f"{sum(losses) / len(losses):.4g}", val=f"{val:.4g}")
     bar.close()
     model.load_state_dict(best_state)
-    if config.save is not None and world.main:
-        torch.save({"state_dict": model.state_dict(), "config": config.__dict__}, config.save)
+    if config.save is not None and world.main:  # atomic: a full disk keeps the old file
+        save_file(config.save, {"state_dict": model.state_dict(), "config": config.__dict__})
     return {
         "test": evaluate(model, p, "test"),
         "val": float(best_val or 0.0),
         "best_epoch": best_epoch,
     }
+
+
+def batches(n: int, batch_size: int, static: bool = False) -> list[Tensor]:
+    """Positions 0..n-1 in batches of ``batch_size``. With ``static`` (CUDA graphs: one shape
+    for every step) the last partial batch is dropped where a full one exists; else a last
+    batch of one joins the one before it (batch statistics need two networks), so only
+    n = 1 gives a batch of one."""
+    if static:
+        return static_batches(n, batch_size, static)
+    parts = list(torch.arange(n).split(batch_size))
+    if len(parts) > 1 and len(parts[-1]) == 1:
+        parts[-2:] = [torch.cat(parts[-2:])]
+    return parts
+
+
+def _uses_batch_statistics(model: nn.Module) -> bool:
+    from ..models.equivariant import SymmetricBatchNorm
+
+    kinds = (nn.modules.batchnorm._BatchNorm, SymmetricBatchNorm)
+    return any(isinstance(m, kinds) for m in model.modules())
+
+
+def _check_batch_statistics(model: nn.Module, n_train: int, batch_size: int) -> None:
+    """A model that normalises over its batch cannot train on batches of one network."""
+    if _uses_batch_statistics(model) and min(n_train, batch_size) < 2:
+        raise InputError(
+            "expected at least 2 training networks and a batch size of at least 2 (this "
+            f"model normalises over its batch), got {n_train} training networks and batch "
+            f"size {batch_size}"
+        )
 
 
 def _scheduler(

@@ -7,9 +7,11 @@ identity GEMM's input gradient accumulates into, no out-of-place gradient sums. 
 writes that backward by hand for the checked-in generated/dws_2_32_32_1_hidden.py (the
 forward is the module's own ops without autograd, keeping the concatenated features for the
 weight gradients), checks it against autograd, and times it in alternation with the
-emitted layer under autograd and the floor of layer_speed.py.
+emitted layer under autograd and the floor of benchmarks/layer_speed.py. An experiment, not
+a benchmark: it answers one question and is kept to rerun it. It uses the benchmarks'
+harness, so benchmarks/ goes on the path:
 
-    python benchmarks/adjoint_sketch.py      # B=256, C=16, 2 threads, steady allocator
+    PYTHONPATH=benchmarks python experiments/adjoint_sketch.py   # B=256, C=16, 2 threads
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import harness
+import layer_speed
 import torch
 from torch.nn import functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import layer_speed  # noqa: E402  (inputs, floor, timing and the steady allocator)
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMETERS = (
@@ -156,7 +157,7 @@ def setup(batch: int, channels: int, dtype: torch.dtype = torch.float32):
     with torch.no_grad():
         for name in PARAMETERS:  # biases too, so that their gradients are not trivially 0
             getattr(layer, name).normal_(std=0.3)
-    weights, biases = layer_speed.random_weight_space(module.DIMS, batch, channels, dtype=dtype)
+    weights, biases = harness.random_weight_space(module.DIMS, batch, channels, dtype=dtype)
     inputs = [t.requires_grad_(True) for t in weights + biases]
     with torch.no_grad():
         grads = [torch.randn_like(t) for t in sum(layer(weights, biases), [])]
@@ -210,23 +211,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "emitted layer, autograd": layer_speed.step_fn(emitted),
         "hand-written adjoint": adjoint,
     }
-    timed = layer_speed.interleaved_medians(fns, "cpu", args.repeats, args.min_block)
+    timed = harness.interleaved_medians(fns, "cpu", args.repeats, args.min_block)
     base = timed["floor"].rounds
     auto = timed["emitted layer, autograd"].rounds
     print(
         f"2,32,32,1 hidden, fwd+bwd, B={args.batch}, C={args.channels}, "
-        f"threads={args.threads}, allocator={layer_speed.allocator(dict(os.environ))}"
+        f"threads={args.threads}, allocator={harness.allocator(dict(os.environ))}"
     )
     print("| step | median ms | x floor (paired) | x autograd (paired) |")
     print("|---|---:|---:|---:|")
     for name, t in timed.items():
         print(
-            f"| {name} | {t.median * 1e3:.2f} | {layer_speed.paired_ratio(t.rounds, base):.2f} "
-            f"| {layer_speed.paired_ratio(t.rounds, auto):.2f} |"
+            f"| {name} | {t.median * 1e3:.2f} | {harness.paired_ratio(t.rounds, base):.2f} "
+            f"| {harness.paired_ratio(t.rounds, auto):.2f} |"
         )
     return 0
 
 
 if __name__ == "__main__":
-    layer_speed.rerun_under_steady_malloc()
+    harness.rerun_under_steady_malloc()
     raise SystemExit(main())
