@@ -10,6 +10,7 @@ import torch
 
 from ..arguments import non_negative_float, positive_float, positive_int, seed
 from ..errors import InputError, strict_json
+from .data.activations import ACTIVATIONS
 from .data.datasets import load_dataset
 from .data.siren import INIT_SCHEMES, SCHEDULES
 from .data.tasks import TASKS
@@ -173,6 +174,8 @@ def _run_train(args: argparse.Namespace) -> int:
         save=args.save,
         progress=not args.quiet,
         compile=args.compile,
+        canonicalize=args.canonicalize,
+        activation=args.activation,
     )
     result = run(config)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -247,6 +250,21 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="run the training step through torch.compile (eager, after one warning, where "
         "it cannot be built): faster steps for large models and batches, after compiles that "
         "take from tens of seconds to minutes, so it pays only on long runs",
+    )
+    p.add_argument(
+        "--canonicalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="put every network in the canonical form of its exact sign (odd activations) or "
+        "positive scale (ReLU) symmetry before the model reads it (default: wherever that is "
+        "exact; --canonicalize refuses where it is not)",
+    )
+    p.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        default=None,
+        help="the hidden activation of a --data collection (when the file has no "
+        "'activation' key); a task knows its own",
     )
     _add_fit_options(p, "--fit-steps")
     p.set_defaults(func=_run_train)

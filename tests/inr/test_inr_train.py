@@ -27,7 +27,7 @@ from dws_theory.inr.train.loop import RunConfig, prepare, resolve, train
 N = 24
 FIT_STEPS = 30
 JSON_KEYS = {"task", "model", "seed", "metric", "value", "val", "best_epoch", "epochs"}
-JSON_KEYS |= {"params", "seconds"}
+JSON_KEYS |= {"params", "seconds", "canonical"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -115,6 +115,7 @@ def test_settings_resolve_config_over_preset_over_model_over_task() -> None:
         ({"augment": ("mirror",)}, "augmentations"),
         ({"normalize": "zscore"}, "normalisation"),
         ({"preset": "huge"}, "preset"),
+        ({"activation": "tanh"}, "a task knows its own"),
     ],
 )
 def test_bad_run_configs_are_refused(kwargs, match) -> None:
@@ -252,6 +253,26 @@ def test_save_and_load_collection_round_trip(tmp_path) -> None:
     path = save_collection(tmp_path / "w.pt", states, targets, splits=splits)
     data = load_collection(path)
     assert data.task.kind == "weights" and torch.equal(data.splits["val"], torch.tensor([5]))
+
+
+def test_train_canonicalises_where_exact_and_says_so(cache_dir, tmp_path, capsys) -> None:
+    kw = {"epochs": 1, "n": N, "fit_steps": FIT_STEPS, "cache_dir": cache_dir, "progress": False}
+    assert train("digits-inr", "mlp", **kw)["canonical"] == "sign"  # SIRENs: sine is odd
+    assert train("digits-inr", "mlp", canonicalize=False, **kw)["canonical"] == "none"
+    path = _scale_collection(tmp_path / "tanh.pt", n=24)  # the file does not say tanh
+    quick = {"epochs": 1, "progress": False}
+    assert train(None, "mlp", data=str(path), **quick)["canonical"] == "none"
+    assert train(None, "mlp", data=str(path), activation="tanh", **quick)["canonical"] == "sign"
+    rc, out, _ = _train_cli(
+        ["train", "--data", str(path), "--model", "mlp", "--epochs", "1", "--quiet", "--json"]
+        + ["--activation", "relu", "--canonicalize"],
+        capsys,
+    )
+    assert rc == 0 and json.loads(out)["canonical"] == "scale"
+    with pytest.raises(ValueError, match="neither odd nor positively homogeneous"):
+        train(None, "mlp", data=str(path), activation="gelu", canonicalize=True, **quick)
+    with pytest.raises(ValueError, match="activation is unknown"):
+        train(None, "mlp", data=str(path), canonicalize=True, **quick)
 
 
 def _stacked(models):

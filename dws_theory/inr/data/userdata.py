@@ -12,7 +12,10 @@
 ``splits``   optional: a dict ``train`` / ``val`` / ``test`` of index tensors (disjoint,
              non-empty); without it a seeded 70/15/15 split (stratified for labels);
 ``kind``     optional: ``classification``, ``regression`` or ``weights``, to override the
-             inference from ``targets`` (needed only for a ``[N, D]`` regression).
+             inference from ``targets`` (needed only for a ``[N, D]`` regression);
+``activation`` optional: the hidden layers' activation (``sine`` for SIRENs, ``tanh``,
+             ``relu``, ... :data:`~dws_theory.inr.data.activations.ACTIVATIONS`), which lets
+             ``train`` put the networks in the canonical form of their sign or scale symmetry.
 
 Widths, task kind and metric are inferred. Every problem with a file raises
 :class:`DataFileError` naming the key and what was expected.
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 
 from ...convert import ConversionError, weights_from_models
 from ...errors import InputError
+from .activations import ACTIVATIONS
 from .collection import Collection, standardise
 from .datasets import make_splits
 from .tasks import KINDS, user_task
@@ -50,6 +54,7 @@ def save_collection(
     *,
     splits: Mapping[str, Tensor] | None = None,
     kind: str | None = None,
+    activation: str | None = None,
 ) -> Path:
     """Write models (``nn.Sequential`` of ``nn.Linear`` or their state_dicts) and targets.
 
@@ -68,6 +73,8 @@ def save_collection(
         blob["splits"] = {k: torch.as_tensor(v) for k, v in splits.items()}
     if kind is not None:
         blob["kind"] = kind
+    if activation is not None:
+        blob["activation"] = activation
     _validate(blob)  # refuse to write what could not be read back
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -198,6 +205,13 @@ def _splits(blob: Mapping[str, object], n: int, labels: Tensor | None) -> dict[s
     return out
 
 
+def _activation(blob: Mapping[str, object]) -> str | None:
+    value = blob.get("activation")
+    if value is not None and (not isinstance(value, str) or value not in ACTIVATIONS):
+        raise DataFileError(f"'activation': expected one of {ACTIVATIONS}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
 def _validate(
     blob: Mapping[str, object],
 ) -> tuple[list[Tensor], list[Tensor], Tensor, str, tuple[int, ...], dict[str, Tensor]]:
@@ -211,6 +225,7 @@ def _validate(
     if kind == "classification" and (targets.min() < 0 or len(targets.unique()) < 2):
         raise DataFileError("'targets': expected non-negative class labels with at least 2 classes")
     splits = _splits(blob, n, targets if kind == "classification" else None)
+    _activation(blob)
     return weights, biases, targets, kind, dims, splits
 
 
@@ -241,4 +256,5 @@ def load_collection(path: str | os.PathLike[str]) -> Collection:
         target_mean=mean,
         target_std=std,
         source=str(path),
+        activation=_activation(blob),
     )

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ...codegen.compiled_prelude import _compiled_forward
 from ...errors import InputError
+from ..data.activations import ACTIVATIONS
 from ..data.collection import Collection, from_dataset, from_zoo
 from ..data.datasets import load_dataset
 from ..data.layout import flatten_weights, unflatten_weights
@@ -41,6 +42,7 @@ from ..data.zoo import ZooRecipe, load_zoo
 from ..models.base import Architecture, ModelSpec, TaskInfo, UnsupportedTask
 from ..models.table import PRESETS, get_model
 from .augment import AUGMENTATIONS, augment, permute_hidden
+from .canonical import Canonicalizer, for_collection
 from .metrics import kendall_tau
 from .normalize import NORMALIZATIONS, Normalizer, fit_normalizer
 
@@ -85,6 +87,9 @@ class RunConfig:
     save: str | None = None  # write the selected model's state_dict here
     progress: bool = True
     compile: bool = False  # run the training step's forward through torch.compile
+    # Canonical sign / scale forms: None where exact, True required, False off.
+    canonicalize: bool | None = None
+    activation: str | None = None  # the --data networks' activation, when the file lacks it
 
     def __post_init__(self) -> None:
         if (self.task is None) == (self.data is None):
@@ -110,6 +115,10 @@ class RunConfig:
         unknown = set(self.augment or ()) - set(AUGMENTATIONS)
         if unknown:
             raise InputError(f"expected augmentations from {AUGMENTATIONS}, got {sorted(unknown)}")
+        if self.activation is not None and self.data is None:
+            raise InputError("--activation describes a --data collection; a task knows its own")
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise InputError(f"expected an activation in {ACTIVATIONS}, got {self.activation!r}")
 
 
 @dataclass(frozen=True)
@@ -156,19 +165,36 @@ def resolve(config: RunConfig, defaults: TrainDefaults, spec: ModelSpec) -> Sett
 
 @dataclass(frozen=True, eq=False)
 class Prepared:
-    """A collection with the model's normaliser and the info its builder gets."""
+    """A collection with the model's normaliser and the info its builder gets; ``canonical``
+    (None: off) is applied to every raw batch before the normaliser."""
 
     data: Collection
     normalizer: Normalizer
     info: TaskInfo
+    canonical: Canonicalizer | None = None
+
+    def inputs(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[list[Tensor], ...]:
+        """A raw batch as the model reads it: canonical form, then normalisation."""
+        if self.canonical is not None:
+            weights, biases = self.canonical(weights, biases)
+        return self.normalizer(weights, biases)
 
 
 def prepare(
-    data: Collection, symmetry: str | None, scheme: str = "orbit", device: str = "cpu"
+    data: Collection,
+    symmetry: str | None,
+    scheme: str = "orbit",
+    device: str = "cpu",
+    canonicalize: bool | None = None,
 ) -> Prepared:
-    """Fit the normaliser on the training split (view 0) and move everything to ``device``."""
+    """Fit the normaliser on the training split (view 0, in canonical form unless
+    ``canonicalize`` is False; see :func:`~dws_theory.inr.train.canonical.for_collection`)
+    and move everything to ``device``."""
     data = data.to(device)
+    canonical = for_collection(data, canonicalize)
     ws, bs = data.raw(data.rows(data.splits["train"]))
+    if canonical is not None:
+        ws, bs = canonical(ws, bs)
     space = None
     if data.example is not None and symmetry is not None:
         from ...frontends.module import from_module
@@ -184,7 +210,7 @@ def prepare(
         normalizer=normalizer,
         example=data.example,
     )
-    return Prepared(data, normalizer, info)
+    return Prepared(data, normalizer, info, canonical)
 
 
 def _with_channel(xs: Sequence[Tensor], ref: Sequence[Tensor]) -> list[Tensor]:
@@ -194,7 +220,7 @@ def _with_channel(xs: Sequence[Tensor], ref: Sequence[Tensor]) -> list[Tensor]:
 def predict(model: nn.Module, p: Prepared, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
     """Output in loss space for a *raw* batch (normalised here)."""
     task = p.data.task
-    nw, nb = p.normalizer(weights, biases)
+    nw, nb = p.inputs(weights, biases)
     out = model(nw, nb)
     if task.kind != "weights":
         return out.reshape(out.shape[0], -1)
@@ -362,7 +388,10 @@ def load_collection_for(config: RunConfig) -> Collection:
     if config.data is not None:
         from ..data.userdata import load_collection
 
-        return load_collection(config.data)
+        data = load_collection(config.data)
+        if config.activation is not None:
+            data = replace(data, activation=config.activation)
+        return data
     if get_task(config.task).is_zoo:  # type: ignore[arg-type]
         return from_zoo(load_zoo(config.cache_dir, zoo_recipe(config), progress=config.progress))
     ds = load_dataset(
@@ -417,7 +446,13 @@ def run(config: RunConfig) -> dict[str, object]:
                 "target with the input; use noise or dropout only"
             )
         _check_general(data, spec, settings.augment)
-        p = prepare(data.subsample_train(config.n_train), spec.symmetry, config.normalize, device)
+        p = prepare(
+            data.subsample_train(config.n_train),
+            spec.symmetry,
+            config.normalize,
+            device,
+            config.canonicalize,
+        )
         torch.manual_seed(config.seed)  # model inits use the global generator
         model = spec.build(p.info, settings.arch).to(device)
         result = _fit(model, p, spec, settings, config, world)
@@ -436,6 +471,7 @@ def run(config: RunConfig) -> dict[str, object]:
         "epochs": settings.epochs,
         "params": int(params),
         "seconds": round(time.perf_counter() - start, 3),
+        "canonical": "+".join(p.canonical.kinds) if p.canonical is not None else "none",
     }
 
 
@@ -517,11 +553,12 @@ def train(task: str | None, model_name: str, seed: int = 0, **options: object) -
     """Train ``model_name`` on ``task`` (or ``data=FILE.pt``); report the best-validation epoch.
 
     Options are the fields of :class:`RunConfig`. Returns ``{task, model, seed, metric, value,
-    val, best_epoch, epochs, params, seconds}``: ``metric`` is ``test_accuracy`` or
+    val, best_epoch, epochs, params, seconds, canonical}``: ``metric`` is ``test_accuracy`` or
     ``test_mse`` (MSE of the target in its units; of rendered pixels against the target image;
     of raw weights for a user's weight-to-weight data), ``value`` its value on the test split
     at the epoch with the best validation metric, ``params`` the trainable parameter count and
-    ``seconds`` the wall time of the whole call, data loading included. ``n`` and
+    ``seconds`` the wall time of the whole call, data loading included, ``canonical`` the
+    canonical forms applied (``sign``, ``scale`` or ``none``). ``n`` and
     ``fit_steps`` shrink the fitted dataset for quick runs; its seed stays 0 so every training
     seed sees the same INRs and splits.
     """
