@@ -431,3 +431,20 @@ def test_compile_trains_through_torch_compile_to_the_same_parameters(
     add_train_parser(parser.add_subparsers())
     assert parser.parse_args(["train", "digits-inr", "--model", "dws", "--compile"]).compile
     assert not parser.parse_args(["train", "digits-inr", "--model", "dws"]).compile
+
+
+def test_progress_in_a_log_file_is_whole_lines(cache_dir, monkeypatch) -> None:
+    """stderr not a terminal: a line per tenth of the work (and one at the end), no carriage
+    returns; the fit of the INRs and the training loop both."""
+    import io
+
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    train("digits-inr", "mlp", epochs=5, n=N + 1, fit_steps=FIT_STEPS, cache_dir=cache_dir)
+    text = log.getvalue()
+    assert "\r" not in text
+    fit = [line for line in text.splitlines() if line.startswith("fit digits-inr")]
+    loop = [line for line in text.splitlines() if line.startswith("digits-inr mlp")]
+    assert 2 <= len(fit) <= 11 and 5 <= len(loop) <= 11
+    assert loop[-1].startswith("digits-inr mlp: 100%") and "val=" in loop[-1]
+    assert all("ETA" in line for line in fit + loop)

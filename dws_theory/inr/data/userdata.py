@@ -19,7 +19,8 @@
 
 Widths, task kind and metric are inferred. Every problem with a file raises
 :class:`DataFileError` naming the key and what was expected.
-:func:`save_collection` writes such a file from models or state_dicts.
+:func:`save_collection` writes such a file from models or state_dicts,
+:func:`write_collection` from tensors.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ... import atomic
 from ...convert import ConversionError, weights_from_models
 from ...errors import InputError
 from .activations import ACTIVATIONS
@@ -38,7 +40,13 @@ from .collection import Collection, standardise
 from .datasets import make_splits
 from .tasks import KINDS, user_task
 
-__all__ = ["DataFileError", "load_collection", "save_collection", "read_file"]
+__all__ = [
+    "DataFileError",
+    "load_collection",
+    "save_collection",
+    "write_collection",
+    "read_file",
+]
 
 SPLITS = ("train", "val", "test")
 
@@ -64,9 +72,32 @@ def save_collection(
         ws, bs = weights_from_models(list(models))
     except ConversionError as exc:
         raise DataFileError(str(exc)) from None
+    return write_collection(
+        path,
+        [w[:, 0] for w in ws],
+        [b[:, 0] for b in bs],
+        targets,
+        splits=splits,
+        kind=kind,
+        activation=activation,
+    )
+
+
+def write_collection(
+    path: str | os.PathLike[str],
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    targets: Tensor | Sequence[float] | Sequence[int],
+    *,
+    splits: Mapping[str, Tensor] | None = None,
+    kind: str | None = None,
+    activation: str | None = None,
+) -> Path:
+    """Write a collection given as tensors (``weights[m-1]``: ``[N, d_m, d_{m-1}]``,
+    ``biases[m-1]``: ``[N, d_m]``), checked as :func:`load_collection` checks it, atomically."""
     blob: dict[str, object] = {
-        "weights": [w[:, 0].contiguous() for w in ws],
-        "biases": [b[:, 0].contiguous() for b in bs],
+        "weights": [w.detach().contiguous() for w in weights],
+        "biases": [b.detach().contiguous() for b in biases],
         "targets": torch.as_tensor(targets),
     }
     if splits is not None:
@@ -77,12 +108,8 @@ def save_collection(
         blob["activation"] = activation
     _validate(blob)  # refuse to write what could not be read back
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic.replacing(path) as temporary:
+        torch.save(blob, temporary)
     return path
 
 

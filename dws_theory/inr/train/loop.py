@@ -21,14 +21,12 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ...codegen.compiled_prelude import _compiled_forward
 from ...errors import InputError
@@ -41,6 +39,7 @@ from ..data.tasks import TrainDefaults, get_task
 from ..data.zoo import ZooRecipe, load_zoo
 from ..models.base import Architecture, ModelSpec, TaskInfo, UnsupportedTask
 from ..models.table import PRESETS, get_model
+from ..progress import progress
 from .augment import AUGMENTATIONS, augment, permute_hidden
 from .canonical import Canonicalizer, for_collection
 from .metrics import kendall_tau
@@ -501,12 +500,11 @@ def _fit(
     best_val: float | None = None
     best_epoch = 0
     best_state = copy.deepcopy(model.state_dict())
-    bar = tqdm(
-        total=settings.epochs * steps_per_epoch,
-        desc=f"{task.name} {spec.name}",
-        file=sys.stderr,
-        disable=not (config.progress and world.main),
+    bar = progress(
+        settings.epochs * steps_per_epoch,
+        f"{task.name} {spec.name}",
         unit="step",
+        enabled=config.progress and world.main,
     )
     for epoch in range(settings.epochs):
         order = train_idx[torch.randperm(len(train_idx), generator=shuffle).to(train_idx.device)]
