@@ -52,6 +52,7 @@ class Collection:
     # The hidden layers' activation where known (a key of data.activations.SYMMETRY_OF): what
     # says whether sign or scale canonical forms are exact. Modules (`example`) carry their own.
     activation: str | None = None
+    input_shape: tuple[int, ...] | None = None  # one input of `example`, e.g. (1, 8, 8)
 
     @property
     def n(self) -> int:
@@ -179,4 +180,5 @@ def from_zoo(ds: ZooDataset) -> Collection:
         source=str(ds.path),
         example=zoo_cnn(),
         activation="relu",
+        input_shape=(1, 8, 8),
     )

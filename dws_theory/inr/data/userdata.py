@@ -15,7 +15,13 @@
              inference from ``targets`` (needed only for a ``[N, D]`` regression);
 ``activation`` optional: the hidden layers' activation (``sine`` for SIRENs, ``tanh``,
              ``relu``, ... :data:`~dws_theory.inr.data.activations.ACTIVATIONS`), which lets
-             ``train`` put the networks in the canonical form of their sign or scale symmetry.
+             ``train`` put the networks in the canonical form of their sign or scale symmetry
+             and evaluate them at probe points;
+``architecture`` optional, for networks other than MLPs (CNNs): a list of layers
+             (:mod:`dws_theory.inr.data.architecture`); ``weights`` are then the parameters of
+             two or more axes ``[N, *shape]`` and ``biases`` those of one, in the order of the
+             module's ``named_parameters()``;
+``input_shape`` optional: one input of such a network (``[C, H, W]``), for probes.
 
 Widths, task kind and metric are inferred. Every problem with a file raises
 :class:`DataFileError` naming the key and what was expected.
@@ -25,8 +31,10 @@ Widths, task kind and metric are inferred. Every problem with a file raises
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,8 +44,10 @@ from ... import atomic
 from ...convert import ConversionError, weights_from_models
 from ...errors import InputError
 from .activations import ACTIVATIONS
+from .architecture import ArchitectureError, build_module, chain_dims
 from .collection import Collection, standardise
 from .datasets import make_splits
+from .siren import DEFAULT_W0
 from .tasks import KINDS, user_task
 
 __all__ = [
@@ -92,9 +102,12 @@ def write_collection(
     splits: Mapping[str, Tensor] | None = None,
     kind: str | None = None,
     activation: str | None = None,
+    architecture: Sequence[Sequence[object]] | None = None,
+    input_shape: Sequence[int] | None = None,
 ) -> Path:
     """Write a collection given as tensors (``weights[m-1]``: ``[N, d_m, d_{m-1}]``,
-    ``biases[m-1]``: ``[N, d_m]``), checked as :func:`load_collection` checks it, atomically."""
+    ``biases[m-1]``: ``[N, d_m]``; with an ``architecture``, its parameters of two or more axes
+    and of one, ``[N, *shape]``), checked as :func:`load_collection` checks it, atomically."""
     blob: dict[str, object] = {
         "weights": [w.detach().contiguous() for w in weights],
         "biases": [b.detach().contiguous() for b in biases],
@@ -106,6 +119,10 @@ def write_collection(
         blob["kind"] = kind
     if activation is not None:
         blob["activation"] = activation
+    if architecture is not None:
+        blob["architecture"] = [list(layer) for layer in architecture]
+    if input_shape is not None:
+        blob["input_shape"] = list(input_shape)
     _validate(blob)  # refuse to write what could not be read back
     path = Path(path)
     with atomic.replacing(path) as temporary:
@@ -126,7 +143,8 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, object]:
     return blob
 
 
-def _tensor_list(blob: Mapping[str, object], key: str, ndim: int) -> list[Tensor]:
+def _tensor_list(blob: Mapping[str, object], key: str, ndim: int | None) -> list[Tensor]:
+    """The list under ``key``: float tensors, finite, of ``ndim`` axes (any when None)."""
     value = blob.get(key)
     if not isinstance(value, (list, tuple)) or not value:
         raise DataFileError(
@@ -135,7 +153,7 @@ def _tensor_list(blob: Mapping[str, object], key: str, ndim: int) -> list[Tensor
     for i, t in enumerate(value):
         if not isinstance(t, Tensor):
             raise DataFileError(f"{key}[{i}]: expected a tensor, got {type(t).__name__}")
-        if t.dim() != ndim:
+        if ndim is not None and t.dim() != ndim:
             raise DataFileError(f"{key}[{i}]: expected {ndim} axes, got shape {tuple(t.shape)}")
         if not t.is_floating_point():
             raise DataFileError(f"{key}[{i}]: expected a floating dtype, got {t.dtype}")
@@ -239,12 +257,74 @@ def _activation(blob: Mapping[str, object]) -> str | None:
     return value  # type: ignore[return-value]
 
 
-def _validate(
-    blob: Mapping[str, object],
-) -> tuple[list[Tensor], list[Tensor], Tensor, str, tuple[int, ...], dict[str, Tensor]]:
-    weights = _tensor_list(blob, "weights", 3)
-    biases = _tensor_list(blob, "biases", 2)
-    n, params, dims = _widths(weights, biases)
+@dataclass(frozen=True, eq=False)
+class _Checked:
+    weights: list[Tensor]
+    biases: list[Tensor]
+    targets: Tensor
+    kind: str
+    dims: tuple[int, ...]
+    splits: dict[str, Tensor]
+    activation: str | None
+    example: nn.Module | None
+    input_shape: tuple[int, ...] | None
+
+
+def _module_shapes(
+    blob: Mapping[str, object], weights: list[Tensor], biases: list[Tensor], activation: str | None
+) -> tuple[nn.Module, int, int, tuple[int, ...]]:
+    """(example module, N, parameters per network, channel chain) of a file with an
+    ``architecture``, after checking every tensor against the module's parameters."""
+    try:
+        example = build_module(blob["architecture"], activation)
+    except ArchitectureError as exc:
+        raise DataFileError(f"'architecture': {exc}") from None
+    shapes = [tuple(p.shape) for p in example.parameters()]
+    expected = {
+        "weights": [s for s in shapes if len(s) >= 2],
+        "biases": [s for s in shapes if len(s) == 1],
+    }
+    n = weights[0].shape[0]
+    for key, given in (("weights", weights), ("biases", biases)):
+        want = expected[key]
+        if len(given) != len(want):
+            raise DataFileError(
+                f"{key!r}: the architecture has {len(want)} such parameters, got {len(given)}"
+            )
+        for i, (t, s) in enumerate(zip(given, want, strict=True)):
+            if tuple(t.shape) != (n, *s):
+                raise DataFileError(
+                    f"{key}[{i}]: expected [N, {', '.join(map(str, s))}] = {[n, *s]}, "
+                    f"got {list(t.shape)}"
+                )
+    if n < 3:
+        raise DataFileError(f"expected at least 3 networks (one per split), got {n}")
+    return example, n, sum(math.prod(s) for s in shapes), chain_dims(example)
+
+
+def _input_shape(blob: Mapping[str, object]) -> tuple[int, ...] | None:
+    value = blob.get("input_shape")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise DataFileError(f"'input_shape': expected a list of positive integers, got {value!r}")
+    return tuple(value)
+
+
+def _validate(blob: Mapping[str, object]) -> _Checked:
+    activation = _activation(blob)
+    general = blob.get("architecture") is not None
+    weights = _tensor_list(blob, "weights", None if general else 3)
+    biases = _tensor_list(blob, "biases", None if general else 2)
+    example = None
+    if general:
+        example, n, params, dims = _module_shapes(blob, weights, biases, activation)
+    else:
+        n, params, dims = _widths(weights, biases)
     targets = blob.get("targets")
     if not isinstance(targets, Tensor):
         raise DataFileError(f"'targets': expected a tensor, got {type(targets).__name__}")
@@ -252,17 +332,19 @@ def _validate(
     if kind == "classification" and (targets.min() < 0 or len(targets.unique()) < 2):
         raise DataFileError("'targets': expected non-negative class labels with at least 2 classes")
     splits = _splits(blob, n, targets if kind == "classification" else None)
-    _activation(blob)
-    return weights, biases, targets, kind, dims, splits
+    return _Checked(
+        weights, biases, targets, kind, dims, splits, activation, example, _input_shape(blob)
+    )
 
 
 def load_collection(path: str | os.PathLike[str]) -> Collection:
     """Read and check a ``--data`` file; infer widths, kind and metric."""
     blob = read_file(path)
     try:
-        weights, biases, targets, kind, dims, splits = _validate(blob)
+        c = _validate(blob)
     except DataFileError as exc:
         raise DataFileError(f"--data {path}: {exc}") from None
+    targets, kind, splits = c.targets, c.kind, c.splits
     mean = std = None
     if kind == "classification":
         stored, out_dim = targets.long(), int(targets.max()) + 1
@@ -274,14 +356,18 @@ def load_collection(path: str | os.PathLike[str]) -> Collection:
     task = user_task(Path(path).stem, kind, out_dim, len(splits["train"]))
     return Collection(
         task=task,
-        dims=dims,
-        weights=[w.float().unsqueeze(1) for w in weights],
-        biases=[b.float().unsqueeze(1) for b in biases],
+        dims=c.dims,
+        weights=[w.float().unsqueeze(1) for w in c.weights],
+        biases=[b.float().unsqueeze(1) for b in c.biases],
         targets=stored,
         splits=splits,
         views=torch.arange(len(targets)).unsqueeze(1),
         target_mean=mean,
         target_std=std,
+        coords=None,
+        w0=DEFAULT_W0 if c.activation == "sine" else None,
         source=str(path),
-        activation=_activation(blob),
+        example=c.example,
+        activation=c.activation,
+        input_shape=c.input_shape,
     )

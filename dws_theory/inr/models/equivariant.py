@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ...models import DWSNet
 from .base import Architecture, TaskInfo, UnsupportedTask
+from .probes import ProbeFeatures
 
 __all__ = [
     "SymmetricBatchNorm",
@@ -144,10 +145,19 @@ class NormedDWSNet(DWSNet):
     """DWSNet with :class:`SymmetricBatchNorm` between each equivariant layer and its ReLU,
     and (``max_readout``) a second invariant readout: each tensor's features maximised over
     every axis the group moves, projected and added to the linear invariant layer's output
-    (max pooling is the DWSNets reference code's default reduction)."""
+    (max pooling is the DWSNets reference code's default reduction); ``probe`` (a module
+    from the inputs to ``[B, head_hidden]``, :class:`~dws_theory.inr.models.probes.
+    ProbeFeatures`) adds the networks' outputs at learned points to that readout."""
 
-    def __init__(self, *args: object, max_readout: bool = False, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        max_readout: bool = False,
+        probe: nn.Module | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.probe = probe
         self.max_pools = _max_pool_axes(self.space) if max_readout else None
         if self.max_pools is not None and not self.equivariant_output:
             channels = _out_channels(self.layers[-1])
@@ -185,6 +195,8 @@ class NormedDWSNet(DWSNet):
                 for x, (axes, _) in zip(rw + rb, self.max_pools, strict=True)
             ]
             features = features + self.max_proj(torch.cat(pooled, dim=1))
+        if self.probe is not None:
+            features = features + self.probe(weights, biases)
         return self.head(features)
 
 
@@ -237,7 +249,11 @@ def _zero_last(module: nn.Module) -> None:
 def build_dws(info: TaskInfo, arch: Architecture, mode: str = "hidden") -> DWSNet:
     """DWSNet for ``info``'s task in symmetry ``mode`` (hidden / all / signed)."""
     weights_task = info.kind == "weights"
-    extra = {"max_readout": arch.max_readout} if arch.norm else {}
+    extra: dict[str, object] = {"max_readout": arch.max_readout} if arch.norm else {}
+    if arch.probes:
+        if weights_task or not arch.norm:
+            raise UnsupportedTask("probe features feed the invariant readout of a normed DWSNet")
+        extra["probe"] = ProbeFeatures(info, arch.probes, arch.head_hidden)
     cls = NormedDWSNet if arch.norm else DWSNet
     net = cls(
         info.dims if info.example is None else info.space(mode),

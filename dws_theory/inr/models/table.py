@@ -12,6 +12,8 @@ mlp-aug    hidden    the same MLP, every training batch's hidden neurons permute
 stats      hidden    StatNN: an MLP on per-tensor weight statistics
 pixels     none      decodes the INR on its grid and classifies the pixels (a reference,
                      not a weight-space model)
+probe      hidden    an MLP on the networks' outputs at learned input points (probe
+                     features alone; ``--probes N`` adds them to dws)
 ========== ========= ============================================================
 """
 
@@ -25,8 +27,11 @@ from ...errors import InputError
 from .base import Architecture, ModelBuilder, ModelSpec, TaskInfo, UnsupportedTask
 from .baselines import FlatMLP, PixelClassifier, StatsNet
 from .equivariant import build_dws, build_nfn
+from .probes import ProbeNet
 
-__all__ = ["MODELS", "PRESETS", "Preset", "get_model"]
+__all__ = ["MODELS", "PRESETS", "Preset", "get_model", "DEFAULT_PROBES"]
+
+DEFAULT_PROBES = 64  # probe points of the `probe` model when the architecture asks for none
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,10 @@ def _pixels(info: TaskInfo, arch: Architecture) -> nn.Module:
     return PixelClassifier(info.coords, info.out_dim, info.normalizer, w0=info.w0)
 
 
+def _probe(info: TaskInfo, arch: Architecture) -> nn.Module:
+    return ProbeNet(info, arch.probes or DEFAULT_PROBES, arch.head_hidden)
+
+
 def _dws_mode(mode: str) -> ModelBuilder:
     def build(info: TaskInfo, arch: Architecture) -> nn.Module:
         return build_dws(info, arch, mode)
@@ -109,6 +118,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec("stats", _stats, "hidden", "StatNN on weight statistics"),
         ModelSpec("pixels", _pixels, None, "classifier on decoded pixels"),
+        ModelSpec("probe", _probe, "hidden", "MLP on the networks' outputs at learned points"),
     )
 }
 

@@ -61,23 +61,22 @@ __all__ = [
 KINDS = ("sign", "scale")
 
 Batch = tuple[list[Tensor], list[Tensor]]
-# Modules that commute with every positive per-channel scaling (for plain chains).
-_HOMOGENEOUS = (
+# What a plain chain may hold between its layers: pointwise activations (the declared one
+# stands for them) and maps that commute with per-channel signs and positive scales.
+_BETWEEN = (
     nn.ReLU,
     nn.LeakyReLU,
+    nn.Tanh,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.ELU,
+    nn.Softplus,
     nn.Flatten,
     nn.AvgPool1d,
     nn.AvgPool2d,
-    nn.AvgPool3d,
     nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
 )
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -247,37 +246,34 @@ def _kind_of(activation: str) -> str:
     return kind
 
 
-def module_rules(module: nn.Module) -> dict[str, str]:
+def module_rules(module: nn.Module, activation: str | None = None) -> dict[str, str]:
     """The exact sign or scale rules of ``module``'s hidden channel sets.
 
-    Sign: the sets the trace finds odd (``signed`` mode, or the trace's ``sign_sets`` where
-    it records them). Scale: the trace's ``scale_sets`` where it records them; otherwise
-    every hidden set of a plain ``nn.Sequential`` of Linear / Conv layers, ReLU, LeakyReLU,
-    average and max pooling and Flatten (each commutes with positive per-channel scaling).
-    Empty when neither holds."""
-    from ...frontends.module import trace_module
+    With ``activation`` declared and ``module`` a plain ``nn.Sequential`` chain (Linear and
+    Conv layers, pointwise activations, average pooling, Flatten: every map between two
+    layers is the activation or commutes with per-channel signs and positive scales), every
+    hidden set gets the activation's kind. Otherwise the trace decides: sign on the sets it
+    finds odd (``signed`` mode, or its ``sign_sets`` where it records them), scale on its
+    ``scale_sets`` where it records them. Empty when nothing is exact."""
+    from ...frontends.module import from_module, trace_module
 
+    if activation is not None and _plain_chain(module):
+        kind = _kind_of(activation)
+        space = from_module(module, "hidden")
+        return {s.name: kind for s in space.sets if s.kind is Kind.PERMUTED}
     signed = trace_module(module, "signed")
     sign_sets = getattr(signed, "sign_sets", None)
     if sign_sets is None:
         sign_sets = tuple(s.name for s in signed.space.sets if s.kind is Kind.SIGNED)
     if sign_sets:
         return dict.fromkeys(sign_sets, "sign")
-    scale_sets = getattr(signed, "scale_sets", None)
-    if scale_sets is None:
-        scale_sets = _chain_scale_sets(module)
-    return dict.fromkeys(scale_sets, "scale")
+    return dict.fromkeys(getattr(signed, "scale_sets", None) or (), "scale")
 
 
-def _chain_scale_sets(module: nn.Module) -> tuple[str, ...]:
+def _plain_chain(module: nn.Module) -> bool:
     if not isinstance(module, nn.Sequential) or not any(isinstance(m, _LAYERS) for m in module):
-        return ()
-    if not all(isinstance(m, _LAYERS + _HOMOGENEOUS) for m in module):
-        return ()
-    from ...frontends.module import from_module
-
-    space = from_module(module, "hidden")
-    return tuple(s.name for s in space.sets if s.kind is Kind.PERMUTED)
+        return False
+    return all(isinstance(m, _LAYERS + _BETWEEN) for m in module)
 
 
 def for_collection(data: Collection, request: bool | None = None) -> Canonicalizer | None:
@@ -307,7 +303,7 @@ def _build(data: Collection) -> Canonicalizer:
     if data.example is not None:
         from ...frontends.module import from_module
 
-        rules = module_rules(data.example)
+        rules = module_rules(data.example, data.activation)
         space = from_module(data.example, "hidden")
         if not rules:
             raise CanonicalError("no hidden set of these networks has an exact sign or scale map")

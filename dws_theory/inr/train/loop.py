@@ -89,6 +89,7 @@ class RunConfig:
     # Canonical sign / scale forms: None where exact, True required, False off.
     canonicalize: bool | None = None
     activation: str | None = None  # the --data networks' activation, when the file lacks it
+    probes: int | None = None  # learned probe points feeding the readout (None: the preset's)
 
     def __post_init__(self) -> None:
         if (self.task is None) == (self.data is None):
@@ -114,6 +115,8 @@ class RunConfig:
         unknown = set(self.augment or ()) - set(AUGMENTATIONS)
         if unknown:
             raise InputError(f"expected augmentations from {AUGMENTATIONS}, got {sorted(unknown)}")
+        if self.probes is not None and (isinstance(self.probes, bool) or self.probes < 0):
+            raise InputError(f"expected probes to be a non-negative integer, got {self.probes!r}")
         if self.activation is not None and self.data is None:
             raise InputError("--activation describes a --data collection; a task knows its own")
         if self.activation is not None and self.activation not in ACTIVATIONS:
@@ -155,7 +158,7 @@ def resolve(config: RunConfig, defaults: TrainDefaults, spec: ModelSpec) -> Sett
         amsgrad=bool(merged.amsgrad),
         schedule=str(merged.schedule),
         augment=tuple(merged.augment),
-        arch=preset.arch,
+        arch=preset.arch if config.probes is None else replace(preset.arch, probes=config.probes),
     )
 
 
@@ -208,6 +211,8 @@ def prepare(
         coords=data.coords,
         normalizer=normalizer,
         example=data.example,
+        activation=data.activation,
+        input_shape=data.input_shape,
     )
     return Prepared(data, normalizer, info, canonical)
 
