@@ -177,9 +177,13 @@ class Prepared:
 
     def inputs(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[list[Tensor], ...]:
         """A raw batch as the model reads it: canonical form, then normalisation."""
+        return self.normalizer(*self.raw_inputs(weights, biases))
+
+    def raw_inputs(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[list[Tensor], ...]:
+        """The raw batch in canonical form (where that is on)."""
         if self.canonical is not None:
             weights, biases = self.canonical(weights, biases)
-        return self.normalizer(weights, biases)
+        return weights, biases
 
 
 def prepare(
@@ -206,7 +210,7 @@ def prepare(
     info = TaskInfo(
         task=data.task,
         dims=data.dims,
-        channels=data.weights[0].shape[1],
+        channels=ws[0].shape[1],
         w0=data.w0,
         coords=data.coords,
         normalizer=normalizer,
