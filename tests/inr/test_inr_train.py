@@ -263,6 +263,8 @@ def test_train_canonicalises_where_exact_and_says_so(cache_dir, tmp_path, capsys
     quick = {"epochs": 1, "progress": False}
     assert train(None, "mlp", data=str(path), **quick)["canonical"] == "none"
     assert train(None, "mlp", data=str(path), activation="tanh", **quick)["canonical"] == "sign"
+    sine = train(None, "dws", data=str(path), activation="sine", probes=4, **quick)
+    assert sine["canonical"] == "sign"  # and its probes run with the SIREN w0
     rc, out, _ = _train_cli(
         ["train", "--data", str(path), "--model", "mlp", "--epochs", "1", "--quiet", "--json"]
         + ["--activation", "relu", "--canonicalize"],

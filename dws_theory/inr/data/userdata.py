@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -55,6 +55,7 @@ __all__ = [
     "load_collection",
     "save_collection",
     "write_collection",
+    "with_activation",
     "read_file",
 ]
 
@@ -335,6 +336,15 @@ def _validate(blob: Mapping[str, object]) -> _Checked:
     return _Checked(
         weights, biases, targets, kind, dims, splits, activation, example, _input_shape(blob)
     )
+
+
+def with_activation(data: Collection, activation: str) -> Collection:
+    """``data`` with its networks' activation declared (``train --activation``); sine networks
+    get the SIREN convention's w0 unless they carry their own."""
+    if activation not in ACTIVATIONS:
+        raise DataFileError(f"expected an activation in {ACTIVATIONS}, got {activation!r}")
+    w0 = data.w0 if data.w0 is not None or activation != "sine" else DEFAULT_W0
+    return replace(data, activation=activation, w0=w0)
 
 
 def load_collection(path: str | os.PathLike[str]) -> Collection:

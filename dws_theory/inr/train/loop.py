@@ -394,12 +394,10 @@ def _device_for(device: str, world: World) -> str:
 
 def load_collection_for(config: RunConfig) -> Collection:
     if config.data is not None:
-        from ..data.userdata import load_collection
+        from ..data.userdata import load_collection, with_activation
 
         data = load_collection(config.data)
-        if config.activation is not None:
-            data = replace(data, activation=config.activation)
-        return data
+        return data if config.activation is None else with_activation(data, config.activation)
     if get_task(config.task).is_zoo:  # type: ignore[arg-type]
         return from_zoo(load_zoo(config.cache_dir, zoo_recipe(config), progress=config.progress))
     ds = load_dataset(
