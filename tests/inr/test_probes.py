@@ -7,10 +7,11 @@ import torch
 
 from dws_theory.convert import weights_from_models
 from dws_theory.examples import zoo_cnn
+from dws_theory.frontends.module import from_module
 from dws_theory.inr.data.siren import siren_forward
 from dws_theory.inr.data.tasks import user_task
 from dws_theory.inr.models.base import TaskInfo, UnsupportedTask
-from dws_theory.inr.models.probes import ProbeFeatures, ProbeNet
+from dws_theory.inr.models.probes import GUESSES, ProbeFeatures, ProbeNet
 from dws_theory.inr.train.augment import flip_hidden_signs, permute_hidden
 from dws_theory.inr.train.normalize import fit_normalizer
 
@@ -59,8 +60,6 @@ def test_probes_run_modules_per_network() -> None:
     torch.manual_seed(2)
     models = [zoo_cnn() for _ in range(3)]
     ws, bs = weights_from_models(models)
-    from dws_theory.frontends.module import from_module
-
     space = from_module(models[0], "hidden")
     info = _info((1, 8, 8, 8, 10), ws, bs, example=zoo_cnn(), activation="relu")
     with pytest.raises(UnsupportedTask, match="input shape"):
@@ -80,10 +79,29 @@ def test_probes_run_modules_per_network() -> None:
         torch.testing.assert_close(raw[i], model(probe.points.detach()), rtol=1e-5, atol=1e-6)
 
 
-def test_probes_need_the_activation() -> None:
+def test_without_a_declared_activation_the_probes_try_each_guess() -> None:
     dims = (2, 4, 1)
     ws, bs = _sirens(dims)
-    with pytest.raises(UnsupportedTask, match="activation is unknown"):
-        ProbeNet(_info(dims, ws, bs), 8)
+    guessing = ProbeFeatures(_info(dims, ws, bs), 8, 4)
+    raw = guessing._evaluate_raw(ws, bs, guessing.points.detach())
+    assert raw.shape == (5, 8, len(GUESSES))
+    for i, activation in enumerate(GUESSES):
+        one = ProbeFeatures(_info(dims, ws, bs, activation=activation, w0=30.0), 8, 4)
+        torch.testing.assert_close(raw[..., i : i + 1], one._evaluate_raw(ws, bs, one.points))
     net = ProbeNet(_info(dims, ws, bs, activation="tanh"), 8)
     assert net(*_info(dims, ws, bs).normalizer(ws, bs)).shape == (5, 3)
+    cnn = zoo_cnn()
+    cnn_ws, cnn_bs = weights_from_models([cnn, zoo_cnn(), zoo_cnn()])
+    with pytest.raises(UnsupportedTask, match="declared activation"):
+        ProbeFeatures(
+            _info(
+                (1, 8, 8, 8, 10),
+                cnn_ws,
+                cnn_bs,
+                example=cnn,
+                input_shape=(1, 8, 8),
+                space=from_module(cnn, "hidden"),
+            ),
+            4,
+            4,
+        )

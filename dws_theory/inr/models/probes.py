@@ -2,7 +2,8 @@
 
 A network's outputs at fixed inputs do not depend on how its hidden neurons are ordered,
 flipped or scaled, so they are invariant to the whole symmetry group by construction; they
-read the function directly, where the weights show it only through the symmetries. The
+read the function directly, where the weights show it only through the symmetries. An MLP
+collection that declares no activation is evaluated under each of :data:`GUESSES`. The
 points start as a deterministic spread over the input domain (a subset of an INR's pixel
 grid, standard normal inputs otherwise) and are trained with the model. The outputs,
 ``[B, points * outputs]``, go through a batch norm (their scale is the networks', not the
@@ -23,9 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.siren import DEFAULT_W0
 from .base import TaskInfo, UnsupportedTask
 
-__all__ = ["ProbeFeatures", "ProbeNet", "ACTIVATION_FUNCTIONS", "probe_support"]
+__all__ = ["ProbeFeatures", "ProbeNet", "ACTIVATION_FUNCTIONS", "GUESSES", "probe_support"]
+
+# Where an MLP collection does not declare its activation, the probes evaluate the networks
+# under each of these (sine with the SIREN convention's w0) and feed all the outputs: each
+# is a permutation-invariant function of the weights whatever the true activation, and the
+# one that matches reads the networks' function.
+GUESSES = ("sine", "tanh", "relu")
 
 ACTIVATION_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
@@ -43,13 +51,11 @@ def probe_support(info: TaskInfo) -> str | None:
     """Why probes cannot run on ``info``'s networks, or None when they can."""
     if info.example is not None and info.input_shape is None:
         return "the networks' input shape is unknown"
-    if info.activation is None:
+    if info.example is not None and info.activation in (None, "sine"):
         return (
-            "probes evaluate the networks, whose activation is unknown (give --activation, "
-            "or an 'activation' key in the --data file)"
+            "probes run a module collection with its declared activation (none, or sine, "
+            "which no torch module computes)"
         )
-    if info.activation == "sine" and (info.example is not None or info.w0 is None):
-        return "probes evaluate sine networks as MLPs with a known w0 only"
     return None
 
 
@@ -66,6 +72,8 @@ class ProbeFeatures(nn.Module):
         self.info = info
         self.normalizer = info.normalizer
         self.points = nn.Parameter(_initial_points(info, points))
+        self.activations = (info.activation,) if info.activation is not None else GUESSES
+        self.w0 = info.w0 if info.w0 is not None else DEFAULT_W0
         n_out = self._evaluate_raw(*_zeros(info), self.points.detach()).shape[-1]
         self.norm = nn.BatchNorm1d(points * n_out)
         self.proj = nn.Linear(points * n_out, out_features)
@@ -76,12 +84,14 @@ class ProbeFeatures(nn.Module):
         return self.proj(self.norm(out.flatten(1)))
 
     def _evaluate_raw(self, weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor):
-        """``[B, P, outputs]``: every network (``[B, 1, ...]``, one channel) at ``x``."""
+        """``[B, P, outputs]``: every network (``[B, 1, ...]``, one channel) at ``x``, under
+        each activation (the declared one, or every guess) side by side."""
         ws = [w[:, 0] for w in weights]
         bs = [b[:, 0] for b in biases]
         if self.info.example is not None:
             return _module_outputs(self.info.example, ws, bs, x)
-        return _mlp_outputs(ws, bs, x, self.info.activation, self.info.w0)  # type: ignore[arg-type]
+        outs = [_mlp_outputs(ws, bs, x, a, self.w0) for a in self.activations]
+        return torch.cat(outs, dim=-1)
 
 
 def _zeros(info: TaskInfo) -> tuple[list[Tensor], list[Tensor]]:
@@ -101,9 +111,7 @@ def _initial_points(info: TaskInfo, points: int) -> Tensor:
     return torch.randn(points, info.dims[0], generator=gen)
 
 
-def _mlp_outputs(
-    ws: list[Tensor], bs: list[Tensor], x: Tensor, activation: str, w0: float | None
-) -> Tensor:
+def _mlp_outputs(ws: list[Tensor], bs: list[Tensor], x: Tensor, activation: str, w0: float):
     h = x.expand(ws[0].shape[0], *x.shape)
     last = len(ws) - 1
     for m, (w, b) in enumerate(zip(ws, bs, strict=True)):
