@@ -11,14 +11,15 @@ from dws_theory.inr.data.collection import from_dataset
 from dws_theory.inr.data.datasets import load_dataset
 from dws_theory.inr.data.tasks import TASKS
 from dws_theory.inr.models.base import Architecture, UnsupportedTask
-from dws_theory.inr.models.equivariant import NFN_MISSING, _batch_moments, build_dws, nfn_available
+from dws_theory.inr.models.equivariant import NFN_MISSING, build_dws, nfn_available
+from dws_theory.inr.models.norms import _batch_moments
 from dws_theory.inr.models.table import MODELS, get_model
 from dws_theory.inr.train.augment import flip_hidden_signs, permute_hidden
 from dws_theory.inr.train.loop import batch_loss, evaluate, get_batch, predict, prepare, train_step
 
 N = 24
 FIT_STEPS = 30
-ARCH = Architecture()
+ARCH = Architecture(probes=0)  # the layers and norms alone (tests/inr/test_probes.py: probes)
 EQUIVARIANT = ("dws", "dws-all", "dws-signed", "nfn")
 ALL_MODELS = (*EQUIVARIANT, "mlp", "mlp-aug", "stats", "pixels")
 SMALL_TASKS = ("digits-inr", "sine-inr", "digits-dilate")
@@ -250,7 +251,7 @@ def test_batch_statistics_keep_the_symmetry_in_training_mode(datasets, mode: str
 def test_fused_and_explicit_batch_statistics_agree(training: bool) -> None:
     # One process uses F.batch_norm; data-parallel runs compute the moments explicitly (to
     # all-reduce them). Both paths must give the same outputs and running statistics.
-    from dws_theory.inr.models.equivariant import SymmetricBatchNorm
+    from dws_theory.inr.models.norms import SymmetricBatchNorm
 
     torch.manual_seed(6)
     xs = [torch.randn(5, 3, 4, 2, dtype=torch.float64), torch.randn(5, 3, 4, dtype=torch.float64)]
@@ -280,7 +281,7 @@ def test_all_tasks_are_known() -> None:
 def test_max_readout_keeps_the_model_invariant_and_is_read(datasets, mode: str) -> None:
     p = _prepared(datasets, "digits-inr", "dws", torch.float64)
     torch.manual_seed(11)
-    arch = Architecture(hidden_channels=4, num_layers=2, max_readout=True)
+    arch = Architecture(hidden_channels=4, num_layers=2, max_readout=True, probes=0)
     model = _perturbed(build_dws(p.info, arch, mode).double())
     ws, bs = p.normalizer(*get_batch(p, p.data.splits["train"][:6]))
     gw, gb = permute_hidden(ws, bs, torch.Generator().manual_seed(12))

@@ -27,7 +27,7 @@ from dws_theory.inr.train.loop import RunConfig, prepare, resolve, train
 N = 24
 FIT_STEPS = 30
 JSON_KEYS = {"task", "model", "seed", "metric", "value", "val", "best_epoch", "epochs"}
-JSON_KEYS |= {"params", "seconds", "canonical"}
+JSON_KEYS |= {"params", "seconds", "canonical", "probes"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -428,7 +428,8 @@ def test_compile_trains_through_torch_compile_to_the_same_parameters(
     assert counter.frame_count == 0
     compiled = trained_parameters(compile=True)
     assert counter.frame_count >= 1  # the training step ran compiled
-    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    # atol 1e-4: the probe features run sin(30 x), which scales float rounding by w0 = 30.
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
     parser = argparse.ArgumentParser()
     add_train_parser(parser.add_subparsers())
     assert parser.parse_args(["train", "digits-inr", "--model", "dws", "--compile"]).compile

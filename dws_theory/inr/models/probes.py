@@ -7,7 +7,7 @@ collection that declares no activation is evaluated under each of :data:`GUESSES
 points start as a deterministic spread over the input domain (a subset of an INR's pixel
 grid, standard normal inputs otherwise) and are trained with the model. The outputs,
 ``[B, points * outputs]``, go through a batch norm (their scale is the networks', not the
-model's) and a linear map.
+model's; all-reduced under data parallelism) and a linear map.
 
 :class:`ProbeFeatures` evaluates MLPs (with the activation the collection declares; sine
 as ``sin(w0 (W x + b))``) and any module collection (the example module, run per network
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..data.siren import DEFAULT_W0
 from .base import TaskInfo, UnsupportedTask
+from .norms import SymmetricBatchNorm
 
 __all__ = ["ProbeFeatures", "ProbeNet", "ACTIVATION_FUNCTIONS", "GUESSES", "probe_support"]
 
@@ -75,13 +76,13 @@ class ProbeFeatures(nn.Module):
         self.activations = (info.activation,) if info.activation is not None else GUESSES
         self.w0 = info.w0 if info.w0 is not None else DEFAULT_W0
         n_out = self._evaluate_raw(*_zeros(info), self.points.detach()).shape[-1]
-        self.norm = nn.BatchNorm1d(points * n_out)
+        self.norm = SymmetricBatchNorm(1, points * n_out, center=True)
         self.proj = nn.Linear(points * n_out, out_features)
 
     def forward(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
         raw_w, raw_b = self.normalizer.to(weights[0].device).inverse(weights, biases)
         out = self._evaluate_raw(raw_w, raw_b, self.points.to(weights[0].dtype))
-        return self.proj(self.norm(out.flatten(1)))
+        return self.proj(self.norm([out.flatten(1)])[0])
 
     def _evaluate_raw(self, weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor):
         """``[B, P, outputs]``: every network (``[B, 1, ...]``, one channel) at ``x``, under

@@ -24,14 +24,12 @@ from dataclasses import dataclass
 from torch import nn
 
 from ...errors import InputError
-from .base import Architecture, ModelBuilder, ModelSpec, TaskInfo, UnsupportedTask
+from .base import DEFAULT_PROBES, Architecture, ModelBuilder, ModelSpec, TaskInfo, UnsupportedTask
 from .baselines import FlatMLP, PixelClassifier, StatsNet
 from .equivariant import build_dws, build_nfn
 from .probes import ProbeNet
 
-__all__ = ["MODELS", "PRESETS", "Preset", "get_model", "DEFAULT_PROBES"]
-
-DEFAULT_PROBES = 64  # probe points of the `probe` model when the architecture asks for none
+__all__ = ["MODELS", "PRESETS", "Preset", "get_model"]
 
 
 @dataclass(frozen=True)
@@ -45,10 +43,11 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(Architecture(), {}, "the task's own defaults"),
-    # The DWSNets paper's MNIST classifier: 32 channels, 5 equivariant layers, AdamW with
-    # amsgrad at lr 5e-3, weight decay 5e-4, batch 512, 100 epochs (augmentation: the task's).
+    # The DWSNets paper's MNIST classifier: 32 channels, 5 equivariant layers, no probes,
+    # AdamW with amsgrad at lr 5e-3, weight decay 5e-4, batch 512, 100 epochs (augmentation:
+    # the task's).
     "paper": Preset(
-        Architecture(hidden_channels=32, num_layers=5),
+        Architecture(hidden_channels=32, num_layers=5, probes=0),
         {"lr": 5e-3, "weight_decay": 5e-4, "batch_size": 512, "epochs": 100, "amsgrad": True},
         "the DWSNets paper's classifier configuration",
     ),

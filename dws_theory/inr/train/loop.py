@@ -38,6 +38,7 @@ from ..data.siren import SCHEDULES, render
 from ..data.tasks import TrainDefaults, get_task
 from ..data.zoo import ZooRecipe, load_zoo
 from ..models.base import Architecture, ModelSpec, TaskInfo, UnsupportedTask
+from ..models.probes import ProbeFeatures
 from ..models.table import PRESETS, get_model
 from ..progress import progress
 from .augment import AUGMENTATIONS, augment, permute_hidden
@@ -478,7 +479,13 @@ def run(config: RunConfig) -> dict[str, object]:
         "params": int(params),
         "seconds": round(time.perf_counter() - start, 3),
         "canonical": "+".join(p.canonical.kinds) if p.canonical is not None else "none",
+        "probes": _probe_points(model),
     }
+
+
+def _probe_points(model: nn.Module) -> int:
+    """How many probe points the model reads (0: none)."""
+    return sum(m.points.shape[0] for m in model.modules() if isinstance(m, ProbeFeatures))
 
 
 def _fit(
@@ -558,13 +565,14 @@ def train(task: str | None, model_name: str, seed: int = 0, **options: object) -
     """Train ``model_name`` on ``task`` (or ``data=FILE.pt``); report the best-validation epoch.
 
     Options are the fields of :class:`RunConfig`. Returns ``{task, model, seed, metric, value,
-    val, best_epoch, epochs, params, seconds, canonical}``: ``metric`` is ``test_accuracy`` or
-    ``test_mse`` (MSE of the target in its units; of rendered pixels against the target image;
-    of raw weights for a user's weight-to-weight data), ``value`` its value on the test split
-    at the epoch with the best validation metric, ``params`` the trainable parameter count and
-    ``seconds`` the wall time of the whole call, data loading included, ``canonical`` the
-    canonical forms applied (``sign``, ``scale`` or ``none``). ``n`` and
-    ``fit_steps`` shrink the fitted dataset for quick runs; its seed stays 0 so every training
-    seed sees the same INRs and splits.
+    val, best_epoch, epochs, params, seconds, canonical, probes}``: ``metric`` is
+    ``test_accuracy`` or ``test_mse`` (MSE of the target in its units; of rendered pixels
+    against the target image; of raw weights for a user's weight-to-weight data), ``value``
+    its value on the test split at the epoch with the best validation metric, ``params`` the
+    trainable parameter count, ``seconds`` the wall time of the whole call, data loading
+    included, ``canonical`` the canonical forms applied (``sign``, ``scale`` or ``none``),
+    ``probes`` the probe points the model reads (0: none). ``n`` and ``fit_steps`` shrink the
+    fitted dataset for quick runs; its seed stays 0 so every training seed sees the same INRs
+    and splits.
     """
     return run(RunConfig(task, model_name, seed, **options))  # type: ignore[arg-type]
