@@ -113,7 +113,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'dws_theory' has no attribute {name!r}")
     submodule = importlib.import_module(f".{module}", __name__)
     # `certify` is a module and its function: importing the module makes the package
-    # attribute the module (callable, see certify.py), so return the module for that name.
+    # attribute the module (callable, see certify/__init__.py), so return the module for that name.
     value = submodule if name == module else getattr(submodule, name)
     globals()[name] = value  # later lookups skip __getattr__
     return value

@@ -1,9 +1,13 @@
 """Converters between real models and weight-space tensors in the layout contract.
 
-Any module `from_module` accepts converts (`weights_from_models`, `module_from_weights`):
-its parameters in named_parameters() order, those with two or more axes as weights
-`[B, C, *shape]` (a conv kernel `[B, C, out, in, *kernel]`), the one-axis ones as biases
-`[B, C, d]`. The rest of this docstring is about MLPs.
+Any module `from_module` accepts converts (`weights_from_models`, `module_from_weights`,
+`state_dict_from_weights(..., template=)`): the tensors of its space, in the space's order
+(the module's `state_dict()` order, an entry split into several tensors where the trace split
+it: a weight reading concatenated channels, a fused layer cut into gates), those with two or
+more axes as weights `[B, C, *shape]` (a conv kernel `[B, C, out, in, *kernel]`, a Linear
+after a flatten of positions `[B, C, out, channels, *positions]`), the one-axis ones as
+biases `[B, C, d]`; floating-point buffers the module reads (batch norm statistics) are
+tensors of the space like parameters. The rest of this docstring is about MLPs.
 
 Layout (the project-wide contract): `weights[m-1]` is `[B, C, d_m, d_{m-1}]` (the
 `nn.Linear.weight` orientation with batch and channel in front), `biases[m-1]` is
@@ -11,9 +15,10 @@ Layout (the project-wide contract): `weights[m-1]` is `[B, C, d_m, d_{m-1}]` (th
 (activations, dropout, flatten and any other parameter-free module in between are ignored)
 or as its `state_dict`.
 
-A Linear without bias is rejected by default, because the weight space always carries
-biases and a silently invented zero bias would not round-trip (the rebuilt model would have
-a bias). Pass `missing_bias="zeros"` to read it as a zero bias instead.
+A Sequential of Linear layers without biases is a general module: its space has no bias
+tensors, and converting it gives no biases (a silently invented zero bias would not
+round-trip: the rebuilt model would have one). Pass `missing_bias="zeros"` to read it as an
+MLP with zero biases instead (the layout of `mlp(dims)`).
 
 Everything returned is a detached copy: converting never aliases or tracks the model's
 parameters, and rebuilding never aliases the weight tensors.
@@ -24,10 +29,13 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .frontends.module import ModuleTrace
 
 __all__ = [
     "ConversionError",
@@ -155,46 +163,70 @@ def dims_of(model: ModelLike) -> tuple[int, ...]:
     return (layers[0][1].shape[1], *(w.shape[0] for _, w, _ in layers))
 
 
-def _is_general(model: object) -> bool:
-    """Whether a model goes through `from_module` (any module but a Sequential of Linear
-    layers: a custom module, or a Sequential holding a convolution)."""
+def _is_general(model: object, missing_bias: MissingBias = "error") -> bool:
+    """Whether a model goes through the module trace: any module but a Sequential of Linear
+    layers with biases (a bias-free Linear goes too, unless `missing_bias="zeros"` asks for
+    the MLP layout with zero biases)."""
     if not isinstance(model, nn.Module):
         return False
     if not isinstance(model, nn.Sequential):
         return True
-    return any(isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d) for m in model.modules())
+    from .frontends.ops import lookup
+
+    for module in model.children():
+        if isinstance(module, nn.Linear):
+            if module.bias is None and missing_bias != "zeros":
+                return True
+            continue
+        op = lookup("call_module", module)
+        if op is None or op.group != "elementwise" or list(module.parameters()):
+            return True  # a layer that is not elementwise: the trace decides
+    return False
 
 
-def _general_parameters(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """named_parameters() of a module `from_module` accepts (it is traced to make sure)."""
+def _check_missing_bias(missing_bias: object) -> None:
+    if missing_bias not in ("error", "zeros"):
+        raise ConversionError(f"missing_bias must be 'error' or 'zeros', got {missing_bias!r}")
+
+
+def _trace(model: nn.Module) -> ModuleTrace:
+    """The trace of a module the front end accepts (shapes checked against its state)."""
     from .frontends.module import trace_module
     from .spec import SpecError
 
     try:
-        trace_module(model)
+        return trace_module(model)
     except SpecError as e:
         raise ConversionError(str(e)) from None
-    return [(n, p.detach()) for n, p in model.named_parameters()]
+
+
+def _state_of(model: nn.Module, trace: ModuleTrace) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    return {name: state[name].detach() for name in trace.states if name in state}
 
 
 def _stack_general(models: Sequence[nn.Module]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Parameters of models of one architecture, stacked: [B, 1, *shape] each, in
-    named_parameters() order; two or more axes go to weights, one axis to biases."""
-    first = _general_parameters(models[0])
+    """The space's tensors of models of one architecture, stacked: [B, 1, *shape] each, in the
+    space's order; two or more axes go to weights, one axis to biases (buffers such as batch
+    norm statistics and slices of split parameters included)."""
+    trace = _trace(models[0])
+    first = _state_of(models[0], trace)
+    states = [first]
     for i, model in enumerate(models[1:], start=1):
         if not isinstance(model, nn.Module):
             raise ConversionError(f"model {i} is a {type(model).__name__}, expected an nn.Module")
-        params = [(n, p.detach()) for n, p in model.named_parameters()]
-        got = [(n, tuple(p.shape), p.dtype, p.device) for n, p in params]
-        want = [(n, tuple(p.shape), p.dtype, p.device) for n, p in first]
+        state = _state_of(model, trace)
+        got = [(n, tuple(t.shape), t.dtype, t.device) for n, t in state.items()]
+        want = [(n, tuple(t.shape), t.dtype, t.device) for n, t in first.items()]
         if got != want:
             raise ConversionError(
                 f"model {i} has parameters {_describe(got)}, expected {_describe(want)} (those "
                 "of model 0): a batch needs one architecture"
             )
+        states.append(state)
     stacked = [
-        torch.stack([dict(m.named_parameters())[name].detach() for m in models])[:, None]
-        for name, _ in first
+        torch.stack([source.read(state[source.state]) for state in states])[:, None]
+        for _, source in trace.sources
     ]
     weights = [t for t in stacked if t.dim() >= 4]
     biases = [t for t in stacked if t.dim() == 3]
@@ -214,7 +246,8 @@ def weights_from_model(
     Any module `from_module` accepts (a CNN, a residual or tied network) gives its parameters
     in named_parameters() order: those with two or more axes as weights `[1, 1, *shape]`, the
     one-axis ones as biases `[1, 1, d]`."""
-    if _is_general(model):
+    _check_missing_bias(missing_bias)
+    if _is_general(model, missing_bias):
         return _stack_general([model])
     layers = _read_layers(model, missing_bias)
     weights = [w.detach().clone()[None, None] for _, w, _ in layers]
@@ -232,7 +265,8 @@ def weights_from_models(
     in named_parameters() order, the layout of `layer_classes(from_module(models[0]))`."""
     if isinstance(models, (nn.Module, Mapping)) or len(models) == 0:
         raise ConversionError("expected a non-empty list of models or state_dicts")
-    if _is_general(models[0]):
+    _check_missing_bias(missing_bias)
+    if _is_general(models[0], missing_bias):
         return _stack_general(list(models))
     per_model = [_read_layers(m, missing_bias) for m in models]
     first = per_model[0]
@@ -361,32 +395,52 @@ def module_from_weights(
     index: int = 0,
 ) -> nn.Module:
     """A copy of `template` holding model `index` of the batch (the inverse of
-    `weights_from_models` for any module): parameters in named_parameters() order, those with
-    two or more axes from `weights`, the one-axis ones from `biases`. Dtype and device follow
-    the tensors."""
+    `weights_from_models` for any module): the space's tensors written back into the
+    parameters and buffers they came from (two or more axes from `weights`, one axis from
+    `biases`, in the space's order). Dtype and device follow the tensors."""
+    trace = _trace(template)
     model = copy.deepcopy(template)
-    params = list(model.named_parameters())
-    expected_w = [(n, p) for n, p in params if p.dim() >= 2]
-    expected_b = [(n, p) for n, p in params if p.dim() == 1]
-    if len(weights) != len(expected_w) or len(biases) != len(expected_b):
+    space = trace.space
+    names_w = [t.name for t in space.tensors if len(t.axes) >= 2]
+    names_b = [t.name for t in space.tensors if len(t.axes) == 1]
+    if len(weights) != len(names_w) or len(biases) != len(names_b):
         raise ConversionError(
-            f"expected {len(expected_w)} weights and {len(expected_b)} biases (the parameters "
-            f"of {type(template).__name__}), got {len(weights)} and {len(biases)}"
+            f"expected {len(names_w)} weights and {len(names_b)} biases (the tensors of the "
+            f"space of {type(template).__name__}), got {len(weights)} and {len(biases)}"
         )
+    given = dict(zip(names_w, weights, strict=True)) | dict(zip(names_b, biases, strict=True))
+    kinds = {n: ("weights", i) for i, n in enumerate(names_w)}
+    kinds |= {n: ("biases", i) for i, n in enumerate(names_b)}
+    state = model.state_dict()
+    fresh: dict[str, torch.Tensor] = {}
+    for tensor, source in trace.sources:
+        t = given[tensor]
+        shape = space.shape(tensor)
+        want = (t.shape[0] if t.dim() else 0, 1, *shape)
+        if tuple(t.shape) != want or not -want[0] <= index < want[0]:
+            kind, i = kinds[tensor]
+            raise ConversionError(
+                f"{kind}[{i}] ({source.state}): expected [B, 1, {', '.join(map(str, shape))}] "
+                f"with index {index} in range, got shape {tuple(t.shape)}"
+            )
+        if source.state not in fresh:
+            old = state[source.state]
+            fresh[source.state] = torch.empty(old.shape, dtype=t.dtype, device=t.device)
+        source.write(fresh[source.state], t[index, 0].detach())
     with torch.no_grad():
-        for kind, given, expected in (
-            ("weights", weights, expected_w),
-            ("biases", biases, expected_b),
-        ):
-            for i, (t, (name, p)) in enumerate(zip(given, expected, strict=True)):
-                want = (t.shape[0] if t.dim() else 0, 1, *p.shape)
-                if tuple(t.shape) != want or not -want[0] <= index < want[0]:
-                    raise ConversionError(
-                        f"{kind}[{i}] ({name}): expected [B, 1, {', '.join(map(str, p.shape))}] "
-                        f"with index {index} in range, got shape {tuple(t.shape)}"
-                    )
-                p.data = t[index, 0].detach().clone()
+        for name, value in fresh.items():
+            _assign(model, name, value)
     return model
+
+
+def _assign(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Set a parameter's data or replace a buffer (dtype and device follow `value`)."""
+    owner_name, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(owner_name) if owner_name else model
+    if leaf in owner._parameters:
+        owner._parameters[leaf].data = value
+    else:
+        owner._buffers[leaf] = value
 
 
 def state_dict_from_weights(
@@ -394,12 +448,18 @@ def state_dict_from_weights(
     biases: Sequence[torch.Tensor],
     index: int = 0,
     names: Sequence[str] | None = None,
+    template: nn.Module | None = None,
 ) -> OrderedDict[str, torch.Tensor]:
     """State_dict of model `index`: keys `{name}.weight`, `{name}.bias` per layer.
 
     Default names are those of `model_from_weights` with an activation ('0', '2', '4', ...);
-    pass `layer_names(original)` to reproduce another model's keys.
+    pass `layer_names(original)` to reproduce another model's keys. With `template` (any
+    module the front end accepts), the template's state_dict holding model `index` (buffers
+    the space does not cover, such as `num_batches_tracked`, are the template's).
     """
+    if template is not None:
+        state = module_from_weights(template, weights, biases, index).state_dict()
+        return OrderedDict((k, v.detach().clone()) for k, v in state.items())
     pairs = _select(weights, biases, index)
     if names is None:
         names = [str(2 * m) for m in range(len(pairs))]

@@ -1,52 +1,72 @@
 """The weight space of a `torch.nn.Module`, derived by tracing it with torch.fx.
 
-`from_module(module, symmetry)` gives every axis of every parameter a provisional neuron set
-and merges, with union-find, the axes that one permutation must move together:
+`trace_module(module, symmetry)` runs the module's fx graph once on an example input with
+a `torch.fx.Interpreter` (torch's `passes/shape_prop.py` does the same to record shapes)
+and gives every axis of every tensor it meets a *layout* (`layout.py`): which slots the axis
+carries. Each call is handled by its entry in the op table (`ops.py`), which merges, with
+union-find, the slots that one permutation must move together:
 
-- the input axis of a layer (`nn.Linear`, `nn.ConvNd`, `F.linear`, `F.convNd`, `x @ W`) and
-  the channel axis of the activation it reads, so one layer's output axis with the next
-  layer's input axis, and a bias with its weight's output axis;
-- the operands of an addition or subtraction of two activations (a residual link) and of an
-  elementwise product: one permutation must act on both;
+- the input axis of a layer and the axis of the activation it reads, so one layer's output
+  axis with the next layer's input axis, and a bias with its weight's output axis;
+- the operands of an addition of two activations (a residual link) or of an elementwise
+  product;
 - the uses of a parameter applied in several places (weight tying): one tensor, one set of
   axes, however often it is called.
 
-Kernel axes of a convolution are fixed sets of their own (dense parameter dimensions).
-Elementwise activations, dropout, average and max pooling keep the channel set; global
-pooling to size 1 (or a mean over every spatial axis) followed by a flatten hands the
-channel set to the next `nn.Linear`. The group is the product over the merged sets: in
-mode `hidden` the sets touching the network's input or output are fixed, in `all` every
-channel set is permuted, in `signed` a hidden set is signed where every operation touching
-it is odd (tanh, sin, identity, mean pooling, dropout) and permuted otherwise.
+Because the trace runs on real tensors every size is known: a size-1 axis broadcast over a
+set stays its own fixed set of size 1, and a merge of unequal sizes is refused naming the
+node. Kernel, spatial and token positions that an operation treats by position are fixed
+sets. A concatenation of channels makes the joined set the disjoint union of its parts and
+the next weight reading it is split into one tensor per part; a flatten of positions into
+features makes the next Linear's input axis a channel set times fixed positions. A space
+tensor is therefore a view of one entry of the module's `state_dict()` (a parameter or a
+buffer such as a running mean): a slice along some axes, reshaped (`TensorSource`).
 
-What cannot be derived exactly is refused with a `SpecError` naming the node: a layer it
-does not know, a flatten of spatial positions into features, a grouped convolution,
-buffers (batch-norm statistics), concatenation, a data-dependent branch (torch.fx cannot
-trace it). A module whose space is an MLP's gets exactly `mlp(dims, mode)` (tensors W1, b1,
-..., sets n0..nM); any other gets tensors named from its parameter names and channel sets
-n0, n1, ... in the order the trace meets them (kernel sets k1, k2, ...).
+The group is the product over the merged sets: in mode `hidden` the sets touching the
+network's input or output are fixed, in `all` every set but positions is permuted, in
+`signed` a hidden set is signed where every operation touching it is odd and permuted
+otherwise. The trace also records which hidden sets have an exact sign symmetry and which an
+exact positive-scale symmetry (`sign_sets`, `scale_sets`), for canonicalisation.
+
+What cannot be derived exactly is refused with a `SpecError` naming the fx node: a layer not
+in the op table, a data-dependent branch (torch.fx cannot trace it), a merge of different
+sizes. `check=True` (the default of `from_module`) then checks the space against the module
+itself (`module_check.py`): shapes against the state, and random group elements applied to
+the state leave the module's outputs unchanged. A module whose space is an MLP's gets
+exactly `mlp(dims, mode)` (tensors W1, b1, ..., sets n0..nM); any other gets tensors named
+from its state names and channel sets n0, n1, ... in the order the trace meets them (fixed
+position sets k1, k2, ...).
 """
 
 from __future__ import annotations
 
-import operator
+import copy
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from ..spec import MODES, Kind, NeuronSet, SpecError, Tensor, WeightSpace, mlp, parse_mode
+from .inputs import example_inputs
+from .layout import Axis, Factor, LayoutError, Slots, axis_size, part_size, shape_of, single
+from .ops import Call, Traced, lookup
 
-__all__ = ["Link", "ModuleTrace", "from_module", "trace_module"]
+__all__ = ["Link", "ModuleTrace", "TensorSource", "from_module", "trace_module"]
+
+
+# An input or output tensor's layout by set names: per axis, per concatenated part, per
+# factor, (the factor's set, or None for the batch and positions; its size).
+End = tuple[tuple[tuple[tuple[str | None, int], ...], ...], ...]
 
 
 @dataclass(frozen=True)
 class Link:
     """One merge the trace made: at fx node `node`, `reason` forced the axes `axes`
-    (descriptions such as `fc1.weight[1]` or `the input of fc1`) onto one set, `set`."""
+    (descriptions such as `fc1.weight[1]`) onto one set, `set`."""
 
     node: str
     reason: str
@@ -55,567 +75,481 @@ class Link:
 
 
 @dataclass(frozen=True)
+class TensorSource:
+    """Where a tensor of the space lives in the module: entry `state` of `state_dict()`, the
+    range `index[i] = (start, stop)` of each of its axes, viewed as `shape`."""
+
+    state: str
+    index: tuple[tuple[int, int], ...]
+    shape: tuple[int, ...]
+
+    def read(self, value: torch.Tensor) -> torch.Tensor:
+        """This tensor of the space, from the state entry's value (a view where possible)."""
+        for axis, (start, stop) in enumerate(self.index):
+            value = value.narrow(axis, start, stop - start)
+        return value.reshape(self.shape)
+
+    def write(self, target: torch.Tensor, value: torch.Tensor) -> None:
+        """Write this tensor of the space into the state entry `target`, in place."""
+        region = target
+        for axis, (start, stop) in enumerate(self.index):
+            region = region.narrow(axis, start, stop - start)
+        region.copy_(value.reshape(region.shape))
+
+    @property
+    def whole(self) -> bool:
+        return len(self.index) == len(self.shape) and all(
+            stop - start == size for (start, stop), size in zip(self.index, self.shape, strict=True)
+        )
+
+
+@dataclass(frozen=True)
 class ModuleTrace:
     """The derived space with what it was derived from.
 
-    `parameters` pairs each tensor of the space with its parameter name (named_parameters()
-    order); `links` lists the residual links, elementwise products and tied uses that merged
-    sets; `not_odd` names, per hidden set that stayed permuted in `signed` mode, the first
-    operation that is not odd."""
+    `sources` maps each tensor of the space to its place in the module's state (and
+    `parameters` to the state entry's name); `links` lists the residual links, products and
+    tied uses that merged sets; `not_odd` names, per hidden set that stayed permuted in
+    `signed` mode, the first operation that is not odd. `sign_sets` and `scale_sets` are the
+    hidden sets with an exact sign-flip and positive-scale symmetry; `scale_roles` gives per
+    tensor the exponent of a set's scale on each axis (+1 on a layer's output axis and bias,
+    -1 on its input axis, 0 elsewhere). `inputs` and `outputs` give, per input and output
+    tensor, per axis, the sets of its factors (None for the batch and for positions);
+    `example` is the input the trace ran on; `notes` say where the derived group is a
+    declared subgroup of the module's symmetry."""
 
     space: WeightSpace
     mode: str
     parameters: tuple[tuple[str, str], ...]
     links: tuple[Link, ...] = ()
     not_odd: tuple[tuple[str, str], ...] = ()
+    sources: tuple[tuple[str, TensorSource], ...] = ()
+    sign_sets: tuple[str, ...] = ()
+    scale_sets: tuple[str, ...] = ()
+    scale_roles: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    inputs: tuple[End, ...] = ()
+    outputs: tuple[End, ...] = ()
+    notes: tuple[str, ...] = ()
+    example: tuple = field(default=(), compare=False, repr=False)
 
     def parameter_of(self, tensor: str) -> str:
         return dict(self.parameters)[tensor]
 
+    def source_of(self, tensor: str) -> TensorSource:
+        return dict(self.sources)[tensor]
 
-# -- union-find over axis slots ------------------------------------------------------------------
-@dataclass
-class _Slots:
-    """Axis slots (parameter axes and activation channels) and their merges."""
-
-    parent: list[int] = field(default_factory=list)
-    seen: list[int] = field(default_factory=list)  # when the trace first touched a slot
-    names: list[str] = field(default_factory=list)
-    clock: int = 0
-
-    def new(self, name: str) -> int:
-        self.parent.append(len(self.parent))
-        self.seen.append(-1)
-        self.names.append(name)
-        return len(self.parent) - 1
-
-    def touch(self, slot: int) -> int:
-        if self.seen[slot] < 0:
-            self.seen[slot] = self.clock
-            self.clock += 1
-        return slot
-
-    def find(self, slot: int) -> int:
-        while self.parent[slot] != slot:
-            self.parent[slot] = self.parent[self.parent[slot]]
-            slot = self.parent[slot]
-        return slot
-
-    def union(self, a: int, b: int) -> None:
-        self.touch(a)
-        self.touch(b)
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The state entries the space covers, in order."""
+        return tuple(dict.fromkeys(s.state for _, s in self.sources))
 
 
-# -- abstract values -------------------------------------------------------------------------
-@dataclass
-class _Act:
-    """An activation [B, C, *spatial]: its channel slot and its spatial axes (1 where a
-    global pool left size 1, None where unknown); `spatial` None: rank not known yet (an
-    input before its first consumer)."""
+# -- the tracer ------------------------------------------------------------------------------
+class Tracer(fx.Interpreter):
+    """Runs the graph once on the example input, computing every value's layout."""
 
-    channel: int
-    spatial: tuple[int | None, ...] | None
-
-
-@dataclass(frozen=True)
-class _Param:
-    """A parameter read with get_attr: its name and the slots of its axes (maybe transposed)."""
-
-    name: str
-    slots: tuple[int, ...]
-
-
-class _Opaque:
-    """A non-tensor value (a size, a shape) that only flatten-like views may use."""
-
-
-_OPAQUE = _Opaque()
-
-# Elementwise operations: name -> odd (commutes with a sign flip).
-_ELEMENTWISE_MODULES: dict[type, bool] = {
-    nn.ReLU: False,
-    nn.ReLU6: False,
-    nn.LeakyReLU: False,
-    nn.ELU: False,
-    nn.SELU: False,
-    nn.CELU: False,
-    nn.GELU: False,
-    nn.SiLU: False,
-    nn.Mish: False,
-    nn.Sigmoid: False,
-    nn.Softplus: False,
-    nn.Hardswish: False,
-    nn.Hardsigmoid: False,
-    nn.LogSigmoid: False,
-    nn.Tanh: True,
-    nn.Softsign: True,
-    nn.Tanhshrink: True,
-    nn.Hardshrink: True,
-    nn.Softshrink: True,
-    nn.Identity: True,
-    nn.Dropout: True,
-    nn.Dropout1d: True,
-    nn.Dropout2d: True,
-    nn.Dropout3d: True,
-    nn.AlphaDropout: False,
-}
-_ELEMENTWISE_FUNCTIONS: dict[object, bool] = {
-    torch.relu: False,
-    F.relu: False,
-    F.relu6: False,
-    F.leaky_relu: False,
-    F.elu: False,
-    F.selu: False,
-    F.gelu: False,
-    F.silu: False,
-    F.mish: False,
-    torch.sigmoid: False,
-    F.sigmoid: False,
-    F.softplus: False,
-    F.hardswish: False,
-    torch.exp: False,
-    torch.abs: False,
-    torch.square: False,
-    torch.tanh: True,
-    F.tanh: True,
-    torch.sin: True,
-    torch.sinh: True,
-    torch.arctan: True,
-    torch.atan: True,
-    F.softsign: True,
-    F.hardtanh: True,
-    F.dropout: True,
-    operator.neg: True,
-    torch.neg: True,
-}
-_ELEMENTWISE_METHODS: dict[str, bool] = {
-    "relu": False,
-    "sigmoid": False,
-    "exp": False,
-    "abs": False,
-    "square": False,
-    "tanh": True,
-    "sin": True,
-    "sinh": True,
-    "neg": True,
-}
-_SAME_METHODS = ("contiguous", "clone", "float", "double", "half", "to", "detach")
-_ADD = (operator.add, operator.iadd, torch.add, operator.sub, operator.isub, torch.sub)
-_MUL = (operator.mul, operator.imul, torch.mul, operator.truediv, operator.itruediv, torch.div)
-
-
-# Convolutions, pooling and reductions: (number of spatial axes, odd) per module or function.
-_CONV_MODULES: dict[type, int] = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
-_CONV_FUNCTIONS: dict[object, int] = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
-_ADAPTIVE_MODULES: dict[type, tuple[int, bool]] = {
-    nn.AdaptiveAvgPool1d: (1, True),
-    nn.AdaptiveAvgPool2d: (2, True),
-    nn.AdaptiveAvgPool3d: (3, True),
-    nn.AdaptiveMaxPool1d: (1, False),
-    nn.AdaptiveMaxPool2d: (2, False),
-    nn.AdaptiveMaxPool3d: (3, False),
-}
-_WINDOW_MODULES: dict[type, tuple[int, bool]] = {
-    nn.AvgPool1d: (1, True),
-    nn.AvgPool2d: (2, True),
-    nn.AvgPool3d: (3, True),
-    nn.MaxPool1d: (1, False),
-    nn.MaxPool2d: (2, False),
-    nn.MaxPool3d: (3, False),
-}
-_ADAPTIVE_FUNCTIONS: dict[object, tuple[int, bool]] = {
-    F.adaptive_avg_pool1d: (1, True),
-    F.adaptive_avg_pool2d: (2, True),
-    F.adaptive_avg_pool3d: (3, True),
-    F.adaptive_max_pool1d: (1, False),
-    F.adaptive_max_pool2d: (2, False),
-    F.adaptive_max_pool3d: (3, False),
-}
-_WINDOW_FUNCTIONS: dict[object, tuple[int, bool]] = {
-    F.avg_pool1d: (1, True),
-    F.avg_pool2d: (2, True),
-    F.avg_pool3d: (3, True),
-    F.max_pool1d: (1, False),
-    F.max_pool2d: (2, False),
-    F.max_pool3d: (3, False),
-}
-_REDUCTIONS: dict[object, bool] = {torch.mean: True, torch.sum: True, torch.amax: False}
-_SOFTMAX = (F.softmax, F.log_softmax, torch.softmax, torch.log_softmax)
-
-
-def _arg(args: list, kwargs: dict, index: int, name: str, default: object = None) -> object:
-    """A call argument given by position or by keyword."""
-    return args[index] if len(args) > index else kwargs.get(name, default)
-
-
-class _Tracer:
-    """Walks the fx graph once, merging slots; all state for one `trace_module` call."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-        self.slots = _Slots()
-        self.params = dict(module.named_parameters())
-        self.param_ids = {id(p): name for name, p in self.params.items()}
-        self.axes = {
-            name: tuple(self.slots.new(f"{name}[{i}]") for i in range(p.dim()))
-            for name, p in self.params.items()
+    def __init__(self, graph_module: fx.GraphModule, state: dict[str, torch.Tensor]) -> None:
+        super().__init__(graph_module, garbage_collect_values=False)
+        self.slots = Slots()
+        self.state = state
+        self.state_layouts: dict[str, tuple[Axis, ...]] = {
+            name: tuple(
+                single(self.slots.new(f"{name}[{i}]", size), size)
+                for i, size in enumerate(value.shape)
+            )
+            for name, value in state.items()
         }
-        self.used: set[str] = set()
-        self.inputs: list[int] = []
-        self.outputs: list[int] = []
-        self.links: list[tuple[str, str, list[int]]] = []
-        self.touches: list[tuple[int, bool, str]] = []  # (slot, odd, what)
-        self.kernel: set[int] = set()
+        self.used: list[str] = []
+        self.links: list[tuple[str, str, list[tuple[Axis, ...]]]] = []
+        self.touches: list[tuple[int, bool, bool, str]] = []
+        self.roles: dict[int, int] = {}
+        self.inputs: list[tuple[Axis, ...]] = []
+        self.outputs: list[tuple[Axis, ...]] = []
+        self.notes: list[str] = []
+        self.node: fx.Node | None = None
 
-    # -- helpers ---------------------------------------------------------------------------
-    def fail(self, node: fx.Node, message: str) -> SpecError:
-        return SpecError(f"from_module: node {node.name!r} ({node.op} {_target(node)}): {message}")
+    # -- helpers for the op handlers -------------------------------------------------------
+    def fail(self, call: Call | None, message: str) -> SpecError:
+        node = call.node if call is not None else self.node
+        where = f"node {node.name!r} ({node.op} {_target_name(node)})" if node is not None else ""
+        return SpecError(f"from_module: {where}: {message}")
 
-    def act(self, node: fx.Node, value: object) -> _Act:
-        if not isinstance(value, _Act):
-            raise self.fail(node, f"expected an activation tensor, got {type(value).__name__}")
+    def tensor_arg(self, call: Call, index: int) -> Traced:
+        value = call.args[index] if len(call.args) > index else None
+        if not isinstance(value, Traced):
+            raise self.fail(
+                call, f"expected a traced tensor as operand {index}, got {type(value).__name__}"
+            )
         return value
 
-    def param_value(self, node: fx.Node, value: object, rank: int | None = None) -> _Param:
-        if not isinstance(value, _Param):
-            raise self.fail(node, "expected a parameter of the module (read with get_attr)")
-        if rank is not None and len(value.slots) != rank:
-            raise self.fail(node, f"expected a parameter with {rank} axes, got {len(value.slots)}")
+    def state_arg(self, call: Call, index: int, rank: int | None = None) -> Traced:
+        value = call.args[index] if len(call.args) > index else None
+        if value is None:
+            names = {1: "weight", 2: "bias"}
+            value = call.kwargs.get(names.get(index, ""))
+        if not isinstance(value, Traced) or value.state is None:
+            raise self.fail(call, "expected a parameter of the module (read with get_attr)")
+        if rank is not None and len(value.layout) != rank:
+            raise self.fail(call, f"expected a parameter with {rank} axes, got {len(value.layout)}")
         return value
 
-    def param(self, node: fx.Node, name: str) -> _Param:
-        """A use of a parameter; a second use is weight tying (one tensor, one set of axes)."""
-        if name in self.used:
-            self.links.append((node.name, f"tied use of {name}", list(self.axes[name])))
-        self.used.add(name)
-        return _Param(name, self.axes[name])
-
-    def param_of(self, node: fx.Node, tensor: torch.Tensor | None) -> _Param | None:
+    def module_state(self, call: Call, attribute: str) -> Traced | None:
+        """The parameter or buffer `attribute` of the called module, as a traced read."""
+        tensor = getattr(call.target, attribute, None)
         if tensor is None:
             return None
-        name = self.param_ids.get(id(tensor))
-        if name is None:
-            raise self.fail(node, "a layer whose weight is not a parameter (a buffer?)")
-        return self.param(node, name)
+        name = f"{call.node.target}.{attribute}"
+        if name not in self.state:
+            raise self.fail(call, f"{name} is not a parameter or floating-point buffer")
+        return self.read_state(call.node, name)
 
-    def elementwise(self, x: _Act, odd: bool, what: str) -> _Act:
-        self.touches.append((x.channel, odd, what))
-        return x
+    def read_state(self, node: fx.Node, name: str) -> Traced:
+        if name in self.used:
+            self.links.append((node.name, f"tied use of {name}", [self.state_layouts[name]]))
+        else:
+            self.used.append(name)
+        return Traced(self.state[name], self.state_layouts[name], name)
 
-    # -- layers ----------------------------------------------------------------------------
-    def linear(self, node: fx.Node, x: _Act, weight: _Param, bias: _Param | None) -> _Act:
-        if x.spatial is None:
-            x.spatial = ()
-        if x.spatial:
-            raise self.fail(
-                node,
-                f"a linear map of a tensor with {len(x.spatial)} spatial axes acts on its last "
-                "(spatial) axis, a different group; flatten after a global pooling first",
-            )
-        self.slots.union(x.channel, weight.slots[1])
-        out = self.slots.touch(weight.slots[0])
-        if bias is not None:
-            self.slots.union(bias.slots[0], out)
-        return _Act(out, ())
+    def fresh(self, name: str, size: int, *flags: str) -> Axis:
+        return self.slots.axis(name, size, *flags)
 
-    def conv(
-        self, node: fx.Node, x: _Act, weight: _Param, bias: _Param | None, dims: int, groups: int
-    ) -> _Act:
-        if groups != 1:
-            raise self.fail(
-                node, f"a grouped convolution (groups={groups}) ties channel blocks; refused"
-            )
-        if x.spatial is None:
-            x.spatial = (None,) * dims
-        if len(x.spatial) != dims:
-            raise self.fail(
-                node, f"a {dims}-D convolution of a tensor with {len(x.spatial)} spatial axes"
-            )
-        self.slots.union(x.channel, weight.slots[1])
-        self.kernel.update(weight.slots[2:])
-        for s in weight.slots[2:]:
-            self.slots.touch(s)
-        out = self.slots.touch(weight.slots[0])
-        if bias is not None:
-            self.slots.union(bias.slots[0], out)
-        return _Act(out, (None,) * dims)
+    def _leaves(self, layout: Iterable[Axis]) -> list[int]:
+        return [f.slot for axis in layout for part in self.slots.expand(axis) for f in part]
 
-    def pool(self, node: fx.Node, x: _Act, size: object, odd: bool, dims: int) -> _Act:
-        if x.spatial is None or len(x.spatial) != dims:
-            raise self.fail(node, f"a {dims}-D pooling of a tensor without {dims} spatial axes")
-        sizes = size if isinstance(size, tuple | list) else (size,) * dims
-        spatial = tuple(1 if s == 1 else None for s in sizes)
-        return self.elementwise(_Act(x.channel, spatial), odd, _target(node))
+    def meet(self, axis: Axis) -> None:
+        """Record when the trace first met these slots (sets are numbered in that order)."""
+        for slot in self._leaves([axis]):
+            self.slots.touch(slot)
 
-    def softmax(self, node: fx.Node, x: _Act, dim: object) -> _Act:
-        """(log-)softmax over the channel axis: one permutation of its inputs permutes its
-        outputs alike, so the set is kept (not odd)."""
-        rank = 2 + len(x.spatial or ())
-        if not isinstance(dim, int) or dim % rank != 1:
-            raise self.fail(node, f"a softmax over axis {dim}; expected the channel axis 1")
-        return self.elementwise(x, False, _target(node))
+    def positional(self, layout: Iterable[Axis]) -> None:
+        for slot in self._leaves(layout):
+            self.slots.flag(slot, "positional")
 
-    def flatten(self, node: fx.Node, x: _Act, start: int, end: int = -1) -> _Act:
-        if start != 1 or end != -1:
-            raise self.fail(node, f"expected flatten(start_dim=1), got ({start}, {end})")
-        if x.spatial is None:
-            x.spatial = ()
-        if any(s != 1 for s in x.spatial):
-            raise self.fail(
-                node,
-                "a flatten of spatial positions into features ties positions to features, a "
-                "different group; pool globally (AdaptiveAvgPool to 1 or a mean over the "
-                "spatial axes) before flattening",
-            )
-        return _Act(x.channel, ())
+    def broadcast(self, axis: Axis) -> None:
+        for slot in self._leaves([axis]):
+            self.slots.flag(slot, "broadcast")
 
-    def reduce(self, node: fx.Node, x: _Act, dims: object, keep: bool, odd: bool) -> _Act:
-        """mean / sum / amax over spatial axes only."""
-        if x.spatial is None:
-            raise self.fail(node, "a reduction of the input before any layer fixed its rank")
-        rank = 2 + len(x.spatial)
-        if dims is None:
-            raise self.fail(node, "a reduction over every axis (the channel axis too)")
-        dims = dims if isinstance(dims, tuple | list) else (dims,)
-        axes = {d % rank for d in dims}
-        if axes & {0, 1}:
-            raise self.fail(node, "a reduction over the batch or channel axis")
-        spatial = [1 if 2 + i in axes else s for i, s in enumerate(x.spatial)]
-        if not keep:
-            spatial = [s for i, s in enumerate(x.spatial) if 2 + i not in axes]
-        return self.elementwise(_Act(x.channel, tuple(spatial)), odd, _target(node))
+    def pin(self, axis: Axis, why: str) -> None:
+        for slot in self._leaves([axis]):
+            self.slots.flag(slot, "pinned")
+        self.notes.append(f"fixed by {why}")
 
-    def merge(self, node: fx.Node, a: _Act, b: _Act, reason: str) -> _Act:
-        """One permutation on both operands (a residual link, an elementwise product)."""
-        if a.spatial is None:
-            a.spatial = b.spatial
-        if b.spatial is None:
-            b.spatial = a.spatial
-        if a.spatial is not None and len(a.spatial) != len(b.spatial or ()):
-            raise self.fail(node, "operands with different numbers of spatial axes")
-        self.links.append((node.name, reason, [a.channel, b.channel]))
-        self.slots.union(a.channel, b.channel)
-        spatial = None
-        if a.spatial is not None:
-            spatial = tuple(
-                1 if s == t == 1 else None for s, t in zip(a.spatial, b.spatial, strict=True)
-            )
-        return _Act(a.channel, spatial)
+    def input_axis(self, axis: Axis) -> None:
+        for slot in self._leaves([axis]):
+            self.slots.flag(slot, "input")
 
-    # -- nodes -----------------------------------------------------------------------------
-    def run(self, graph: fx.Graph) -> None:
-        env: dict[str, object] = {}
-        for node in graph.nodes:
-            args = [_lookup(env, a) for a in node.args]
-            kwargs = {k: _lookup(env, v) for k, v in node.kwargs.items()}
-            env[node.name] = self.visit(node, args, kwargs)
+    def bind(self, call: Call, own: Axis, activation: Axis) -> None:
+        """A parameter axis reads (or writes) an activation axis: it takes that axis's layout,
+        cut into the same pieces, and every piece merges with the activation's."""
+        try:
+            own_x, act_x = self.slots.expand(own), self.slots.expand(activation)
+            if shape_of(own_x) != shape_of(act_x) and len(own_x) == 1 and len(own_x[0]) == 1:
+                shape = [tuple(f.size for f in part) for part in act_x]
+                self.slots.split_slot(own_x[0][0].slot, shape)
+            self.slots.merge_axes(own, activation)
+        except LayoutError as e:
+            raise self.fail(call, str(e)) from None
 
-    def visit(self, node: fx.Node, args: list, kwargs: dict) -> object:
-        if node.op == "placeholder":
-            slot = self.slots.touch(self.slots.new(f"the input {node.name}"))
-            self.inputs.append(slot)
-            return _Act(slot, None)
-        if node.op == "get_attr":
-            if node.target in self.params:
-                return self.param(node, node.target)
-            raise self.fail(node, "reads a buffer or attribute that is not a parameter")
-        if node.op == "output":
-            outs = args[0] if isinstance(args[0], tuple | list) else [args[0]]
-            for out in outs:
-                self.outputs.append(self.act(node, out).channel)
-            return None
-        if node.op == "call_module":
-            return self.call_module(node, self.module.get_submodule(node.target), args, kwargs)
-        if node.op == "call_function":
-            return self.call_function(node, args, kwargs)
-        if node.op == "call_method":
-            return self.call_method(node, args, kwargs)
-        raise self.fail(node, "an fx node kind this front end does not know")
+    def role(self, value: Traced, exponents: Sequence[int]) -> None:
+        for axis, exponent in zip(value.layout, exponents, strict=True):
+            for slot in self._leaves([axis]):
+                self.roles.setdefault(slot, exponent)
 
-    def call_module(self, node: fx.Node, sub: nn.Module, args: list, kwargs: dict) -> object:
-        kind = type(sub)
-        if isinstance(sub, nn.Linear):
-            weight, bias = self.param_of(node, sub.weight), self.param_of(node, sub.bias)
-            return self.linear(node, self.act(node, args[0]), weight, bias)
-        if kind in _CONV_MODULES:
-            weight, bias = self.param_of(node, sub.weight), self.param_of(node, sub.bias)
-            x = self.act(node, args[0])
-            return self.conv(node, x, weight, bias, _CONV_MODULES[kind], sub.groups)
-        if kind in _ELEMENTWISE_MODULES and not list(sub.parameters()):
-            return self.elementwise(self.act(node, args[0]), _odd_module(sub), kind.__name__)
-        if kind in _ADAPTIVE_MODULES or kind in _WINDOW_MODULES:
-            dims, odd = _ADAPTIVE_MODULES.get(kind) or _WINDOW_MODULES[kind]
-            size = sub.output_size if kind in _ADAPTIVE_MODULES else None
-            return self.pool(node, self.act(node, args[0]), size, odd, dims)
-        if kind in (nn.Softmax, nn.LogSoftmax):
-            return self.softmax(node, self.act(node, args[0]), sub.dim)
-        if kind is nn.Flatten:
-            return self.flatten(node, self.act(node, args[0]), sub.start_dim, sub.end_dim)
-        state = [n for n, _ in sub.named_parameters()] + [n for n, _ in sub.named_buffers()]
-        detail = f" with state {', '.join(state)}" if state else ""
-        raise self.fail(
-            node,
-            f"unsupported module {kind.__name__}{detail}: known are Linear, Conv1d/2d/3d, "
-            "elementwise activations, dropout, pooling, softmax and Flatten",
+    def touch(self, layout: Iterable[Axis], odd: bool, homogeneous: bool, what: str) -> None:
+        for slot in self._leaves(layout):
+            self.touches.append((slot, odd, homogeneous, what))
+
+    def link(self, call: Call, reason: str, layouts: list[tuple[Axis, ...]]) -> None:
+        self.links.append((call.node.name, reason, layouts))
+
+    def cut(self, axis: Axis, sizes: list[int], where: str) -> list[Axis]:
+        """The axis cut into consecutive ranges of the given sizes (zero sizes allowed): each
+        range's layout, cutting slots where a boundary falls inside one."""
+        total = axis_size(axis)
+        if sum(sizes) != total:
+            raise LayoutError(f"cannot cut an axis of size {total} into {sizes}")
+        bounds = set()
+        position = 0
+        for s in sizes[:-1]:
+            position += s
+            if 0 < position < total:
+                bounds.add(position)
+        start = 0
+        for part in self.slots.expand(axis):
+            size = part_size(part)
+            inner = sorted(b - start for b in bounds if start < b < start + size)
+            if inner:
+                trailing = math.prod(f.size for f in part[1:])
+                if any(b % trailing for b in inner):
+                    raise LayoutError(
+                        f"a cut at {inner} inside a product of sizes {[f.size for f in part]} "
+                        f"(at {where})"
+                    )
+                edges = [0] + [b // trailing for b in inner] + [part[0].size]
+                pieces = [(edges[i + 1] - edges[i],) for i in range(len(edges) - 1)]
+                self.slots.split_slot(part[0].slot, pieces)
+            start += size
+        parts = list(self.slots.expand(axis))
+        out: list[Axis] = []
+        position = 0
+        for s in sizes:
+            taken: list = []
+            while s > 0:
+                part = parts.pop(0)
+                taken.append(part)
+                s -= part_size(part)
+            out.append(tuple(taken))
+        return out
+
+    def reshape(self, x: Traced, out_shape: tuple[int, ...], where: str) -> tuple[Axis, ...]:
+        """The layout of x viewed as `out_shape` (see `_reshape` in ops.py)."""
+        in_axes = [(i, a) for i, a in enumerate(x.layout) if x.shape[i] != 1]
+        # Size-1 axes that carry a set (a one-channel map) keep it where the result has a
+        # size-1 axis, in order; the others were positions or broadcasts.
+        ones = [a for i, a in enumerate(x.layout) if x.shape[i] == 1 and self._is_set(a)]
+        kept = ones[: sum(1 for s in out_shape if s == 1)]
+        for a in ones[len(kept) :]:
+            self.touch([a], False, False, "a squeezed axis")
+        out_real = [j for j, s in enumerate(out_shape) if s != 1]
+        groups = _groups([x.shape[i] for i, _ in in_axes], [out_shape[j] for j in out_real])
+        layout: dict[int, Axis] = {}
+        for gi, gj in groups:
+            axes = [in_axes[k][1] for k in gi]
+            sizes = [out_shape[out_real[k]] for k in gj]
+            if len(axes) == 1 and len(sizes) == 1:
+                layout[out_real[gj[0]]] = axes[0]
+                continue
+            atoms: list[Factor] = []
+            for a in axes:
+                expanded = self.slots.expand(a)
+                if len(expanded) != 1:
+                    raise LayoutError(
+                        f"a reshape that joins concatenated pieces {shape_of(expanded)} with "
+                        "other axes"
+                    )
+                atoms += [f for f in expanded[0] if f.size != 1]
+            for k, size in zip(gj, sizes, strict=True):
+                run: list[Factor] = []
+                acc = 1
+                while acc < size:
+                    atom = atoms.pop(0)
+                    if size % (acc * atom.size) == 0:
+                        run.append(atom)
+                        acc *= atom.size
+                        continue
+                    need = size // acc
+                    if atom.size % need:
+                        raise LayoutError(f"a reshape that cuts {atom.size} into pieces of {need}")
+                    pieces = self.slots.split_slot(atom.slot, [(need, atom.size // need)])
+                    head, tail = pieces[0][0], pieces[0][1]
+                    run.append(head)
+                    acc *= need
+                    atoms.insert(0, tail)
+                layout[out_real[k]] = (tuple(run),)
+        result = []
+        for j, size in enumerate(out_shape):
+            if size == 1:
+                result.append(
+                    kept.pop(0) if kept else self.fresh(f"size-1 axis of {where}", 1, "broadcast")
+                )
+            else:
+                result.append(layout[j])
+        return tuple(result)
+
+    def _is_set(self, axis: Axis) -> bool:
+        """Whether an axis may carry a neuron set (not positions, the batch or a broadcast)."""
+        free = {"positional", "broadcast", "batch"}
+        return not any(self.slots.has(s, f) for s in self._leaves([axis]) for f in free)
+
+    # -- fx.Interpreter ---------------------------------------------------------------------
+    def run_node(self, n: fx.Node) -> Any:
+        self.node = n
+        return super().run_node(n)
+
+    def placeholder(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        value = super().placeholder(target, args, kwargs)
+        if not isinstance(value, torch.Tensor):
+            return value
+        layout = (
+            [self.fresh(f"the batch of {target}", value.shape[0], "batch")] if value.dim() else []
         )
+        layout += [
+            self.fresh(f"axis {i} of the input {target}", s, "input")
+            for i, s in enumerate(value.shape[1:], start=1)
+        ]
+        self.inputs.append(tuple(layout))
+        return Traced(value, tuple(layout))
 
-    def call_function(self, node: fx.Node, args: list, kwargs: dict) -> object:
-        fn = node.target
-        if fn in _ELEMENTWISE_FUNCTIONS:
-            odd = _ELEMENTWISE_FUNCTIONS[fn]
-            return self.elementwise(self.act(node, args[0]), odd, fn.__name__)
-        if fn in _ADD:
-            return self.add(node, args[0], args[1])
-        if fn in _MUL:
-            product = fn in (operator.mul, operator.imul, torch.mul)
-            return self.multiply(node, args[0], args[1], product)
-        if fn is F.linear or fn in _CONV_FUNCTIONS:
-            return self.functional_layer(node, fn, args, kwargs)
-        if fn in (operator.matmul, torch.matmul):  # x @ W: W is [in, out]
-            weight = self.param_value(node, args[1], 2)
-            flipped = _Param(weight.name, weight.slots[::-1])
-            return self.linear(node, self.act(node, args[0]), flipped, None)
-        if fn in _ADAPTIVE_FUNCTIONS or fn in _WINDOW_FUNCTIONS:
-            dims, odd = _ADAPTIVE_FUNCTIONS.get(fn) or _WINDOW_FUNCTIONS[fn]
-            size = _arg(args, kwargs, 1, "output_size") if fn in _ADAPTIVE_FUNCTIONS else None
-            return self.pool(node, self.act(node, args[0]), size, odd, dims)
-        if fn in _SOFTMAX:
-            return self.softmax(node, self.act(node, args[0]), _arg(args, kwargs, 1, "dim"))
-        if fn is torch.flatten:
-            start, end = _arg(args, kwargs, 1, "start_dim", 0), _arg(args, kwargs, 2, "end_dim", -1)
-            return self.flatten(node, self.act(node, args[0]), start, end)
-        if fn in _REDUCTIONS:
-            dims, keep = _arg(args, kwargs, 1, "dim"), _arg(args, kwargs, 2, "keepdim", False)
-            return self.reduce(node, self.act(node, args[0]), dims, keep, _REDUCTIONS[fn])
-        return self.attribute(node, fn, args)
+    def get_attr(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        value = super().get_attr(target, args, kwargs)
+        if target in self.state:
+            return self.read_state(self.node, target)
+        return value  # a constant (not a parameter or floating-point buffer)
 
-    def functional_layer(self, node: fx.Node, fn: object, args: list, kwargs: dict) -> _Act:
-        """F.linear(x, W, b) and F.convNd(x, W, b, ..., groups)."""
-        dims = _CONV_FUNCTIONS.get(fn)
-        weight = self.param_value(node, args[1], 2 if dims is None else 2 + dims)
-        bias = _arg(args, kwargs, 2, "bias")
-        bias = self.param_value(node, bias, 1) if bias is not None else None
-        x = self.act(node, args[0])
-        if dims is None:
-            return self.linear(node, x, weight, bias)
-        return self.conv(node, x, weight, bias, dims, _arg(args, kwargs, 6, "groups", 1))
+    def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        module = self.fetch_attr(target)
+        op = lookup("call_module", module)
+        if op is None:
+            state = [n for n, _ in module.named_parameters()] + [
+                n for n, _ in module.named_buffers()
+            ]
+            detail = f" with state {', '.join(state)}" if state else ""
+            raise self.fail(
+                None,
+                f"unsupported module {type(module).__name__}{detail} (the supported layers are "
+                "listed in the README)",
+            )
+        out = module(*_real(args), **_real(kwargs))
+        return op.handler(self, Call(self.node, module, args, kwargs, out))
 
-    def attribute(self, node: fx.Node, fn: object, args: list) -> object:
-        """getattr / getitem: a transposed parameter (`W.T`) or a size; nothing else."""
-        if fn is getattr and isinstance(args[0], _Param) and args[1] in ("T", "mT"):
-            return self.transposed(node, args[0])
-        if fn is getattr and args[1] in ("shape", "ndim", "dtype", "device"):
-            return _OPAQUE
-        if fn is operator.getitem and isinstance(args[0], _Opaque):
-            return _OPAQUE
-        raise self.fail(node, "an operation this front end does not know")
+    def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        out = target(*_real(args), **_real(kwargs))
+        if not _any_traced((args, kwargs)):
+            return out
+        op = lookup("call_function", target)
+        if op is None:
+            raise self.fail(None, f"an operation this front end does not know ({_name(target)})")
+        return op.handler(self, Call(self.node, target, args, kwargs, out))
 
-    def call_method(self, node: fx.Node, args: list, kwargs: dict) -> object:
-        name, this = node.target, args[0]
-        if name in ("size", "dim"):
-            return _OPAQUE
-        if name in _SAME_METHODS:
-            return this
-        if isinstance(this, _Param) and name in ("t", "transpose"):
-            return self.transposed(node, this)
-        if name in _ELEMENTWISE_METHODS:
-            return self.elementwise(self.act(node, this), _ELEMENTWISE_METHODS[name], name)
-        if name in ("add", "add_", "sub", "sub_"):
-            return self.add(node, this, args[1])
-        if name in ("mul", "mul_", "div", "div_"):
-            return self.multiply(node, this, args[1], name.startswith("mul"))
-        if name == "flatten":
-            start, end = _arg(args, kwargs, 1, "start_dim", 0), _arg(args, kwargs, 2, "end_dim", -1)
-            return self.flatten(node, self.act(node, this), start, end)
-        if name in ("view", "reshape") and _flat_view(args[1:]):  # x.view(x.size(0), -1)
-            return self.flatten(node, self.act(node, this), 1)
-        if name in ("mean", "sum", "amax"):
-            dims, keep = _arg(args, kwargs, 1, "dim"), _arg(args, kwargs, 2, "keepdim", False)
-            return self.reduce(node, self.act(node, this), dims, keep, name != "amax")
-        if name in ("softmax", "log_softmax"):
-            return self.softmax(node, self.act(node, this), _arg(args, kwargs, 1, "dim"))
-        if name == "squeeze":
-            return self.squeeze(node, self.act(node, this), args[1:] or [kwargs.get("dim")])
-        raise self.fail(node, "a tensor method this front end does not know")
+    def call_method(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        this = _real(args[0])
+        out = getattr(this, target)(*_real(args[1:]), **_real(kwargs))
+        if not _any_traced((args, kwargs)):
+            return out
+        op = lookup("call_method", target)
+        if op is None:
+            raise self.fail(None, f"a tensor method this front end does not know ({target})")
+        return op.handler(self, Call(self.node, target, args, kwargs, out))
 
-    def transposed(self, node: fx.Node, weight: _Param) -> _Param:
-        if len(weight.slots) != 2:
-            raise self.fail(node, "a transpose of a parameter with other than two axes")
-        return _Param(weight.name, weight.slots[::-1])
-
-    def squeeze(self, node: fx.Node, x: _Act, dims: list) -> _Act:
-        if x.spatial is None:
-            raise self.fail(node, "a squeeze of the input before any layer fixed its rank")
-        rank = 2 + len(x.spatial)
-        drop = {i for i in range(len(x.spatial)) if x.spatial[i] == 1}
-        if dims != [None]:
-            flat = [d for ds in dims for d in (ds if isinstance(ds, tuple | list) else (ds,))]
-            drop = {d % rank - 2 for d in flat}
-        if any(i < 0 or x.spatial[i] != 1 for i in drop):
-            raise self.fail(node, "a squeeze of an axis that is not a pooled spatial axis")
-        return _Act(x.channel, tuple(s for i, s in enumerate(x.spatial) if i not in drop))
-
-    def add(self, node: fx.Node, a: object, b: object) -> _Act:
-        if isinstance(a, _Act) and isinstance(b, _Act):
-            return self.merge(node, a, b, "residual addition")
-        if isinstance(a, int | float) or isinstance(b, int | float):
-            x, c = (a, b) if isinstance(a, _Act) else (b, a)
-            return self.elementwise(self.act(node, x), c == 0, "addition of a constant")
-        if isinstance(a, _Act) and isinstance(b, _Param) and len(b.slots) == 1 and not a.spatial:
-            a.spatial = a.spatial or ()
-            self.slots.union(b.slots[0], a.channel)
-            return a
-        raise self.fail(node, "an addition that is neither of two activations nor of a constant")
-
-    def multiply(self, node: fx.Node, a: object, b: object, product: bool) -> _Act:
-        if isinstance(a, _Act) and isinstance(b, int | float):
-            return a
-        if product and isinstance(b, _Act) and isinstance(a, int | float):
-            return b
-        if product and isinstance(a, _Act) and isinstance(b, _Act):
-            merged = self.merge(node, a, b, "elementwise product")
-            return self.elementwise(merged, False, "elementwise product")
-        raise self.fail(node, "a product or quotient that is not by a constant")
+    def output(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        value = args[0]
+        items = value if isinstance(value, tuple | list) else [value]
+        if isinstance(value, dict):
+            items = list(value.values())
+        for item in items:
+            if isinstance(item, Traced):
+                self.outputs.append(item.layout)
+                for slot in self._leaves(item.layout):
+                    self.slots.flag(slot, "output")
+            elif isinstance(item, torch.Tensor):
+                raise self.fail(None, "an output tensor that does not depend on the input")
+        return _real(value)
 
 
-def _flat_view(sizes: list) -> bool:
-    """`view(B, -1)`, `view(x.size(0), -1)`, `view(-1, C)`: two sizes, one of them -1 or a
-    size read off the tensor (a flatten to [B, features]; `flatten` checks the rest)."""
-    if len(sizes) == 1 and isinstance(sizes[0], tuple | list):
-        sizes = list(sizes[0])
-    unknown = [s for s in sizes if isinstance(s, _Opaque) or s == -1]
-    return len(sizes) == 2 and len(unknown) >= 1
-
-
-def _lookup(env: dict[str, object], value: object) -> object:
-    if isinstance(value, fx.Node):
-        return env[value.name]
-    if isinstance(value, tuple | list):
-        return type(value)(_lookup(env, v) for v in value)
+def _real(value: Any) -> Any:
+    if isinstance(value, Traced):
+        return value.tensor
+    if isinstance(value, tuple):
+        return tuple(_real(v) for v in value)
+    if isinstance(value, list):
+        return [_real(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _real(v) for k, v in value.items()}
     return value
 
 
-def _target(node: fx.Node) -> str:
+def _any_traced(value: Any) -> bool:
+    if isinstance(value, Traced):
+        return True
+    if isinstance(value, tuple | list):
+        return any(_any_traced(v) for v in value)
+    if isinstance(value, dict):
+        return any(_any_traced(v) for v in value.values())
+    return False
+
+
+def _name(target: Any) -> str:
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__name__", None) or str(target)
+    return f"{module}.{name}" if module and not module.startswith("_operator") else name
+
+
+def _target_name(node: fx.Node) -> str:
     target = node.target
     return getattr(target, "__name__", None) or str(target)
 
 
-def _odd_module(sub: nn.Module) -> bool:
-    if isinstance(sub, nn.Hardtanh):
-        return sub.min_val == -sub.max_val
-    return _ELEMENTWISE_MODULES[type(sub)]
+def _groups(a: list[int], b: list[int]) -> list[tuple[list[int], list[int]]]:
+    """Runs of axes of two shapes (no size-1 axes) with equal products, in order."""
+    groups = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        gi, gj = [i], [j]
+        pa, pb = a[i], b[j]
+        i, j = i + 1, j + 1
+        while pa != pb:
+            if pa < pb:
+                if i >= len(a):
+                    raise LayoutError(f"a reshape of {a} into {b}")
+                pa *= a[i]
+                gi.append(i)
+                i += 1
+            else:
+                if j >= len(b):
+                    raise LayoutError(f"a reshape of {a} into {b}")
+                pb *= b[j]
+                gj.append(j)
+                j += 1
+        groups.append((gi, gj))
+    if i != len(a) or j != len(b):
+        raise LayoutError(f"a reshape of {a} into {b}")
+    return groups
+
+
+# -- the graph ------------------------------------------------------------------------------
+class _LeafTracer(fx.Tracer):
+    """torch.fx's tracer, with every module the op table knows kept as one call."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if lookup("call_module", m) is not None:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def _graph_module(module: nn.Module) -> fx.GraphModule:
+    try:
+        graph = _LeafTracer().trace(module)
+    except Exception as e:  # torch.fx raises many types: data-dependent control flow, ...
+        raise SpecError(
+            f"from_module: torch.fx cannot trace {type(module).__name__} ({type(e).__name__}: "
+            f"{_short(e)}); a data-dependent branch or an operation fx cannot follow"
+        ) from None
+    graph_module = fx.GraphModule(module, graph)
+    graph_module.graph.eliminate_dead_code()
+    return graph_module
+
+
+def _short(e: BaseException, limit: int = 300) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and floating-point buffers (not counters such as num_batches_tracked)."""
+    state = {n: p for n, p in module.named_parameters()}
+    for n, b in module.named_buffers():
+        if b is not None and b.is_floating_point():
+            state[n] = b
+    return state
 
 
 # -- the space -------------------------------------------------------------------------------
-def _tensor_names(parameters: Iterable[str]) -> dict[str, str]:
-    """Parameter name -> tensor identifier (`conv1.weight` -> `conv1_weight`, `0.weight` ->
+@dataclass
+class _Class:
+    root: int
+    size: int
+    flags: set[str]
+    first: int
+    not_odd: str | None = None
+    not_homogeneous: str | None = None
+
+
+def _tensor_names(entries: Iterable[str]) -> dict[str, str]:
+    """State name -> tensor identifier (`conv1.weight` -> `conv1_weight`, `0.weight` ->
     `p0_weight`), made distinct."""
     out: dict[str, str] = {}
     taken: set[str] = set()
-    for name in parameters:
+    for name in entries:
         ident = re.sub(r"\W", "_", name)
         if not re.match(r"[A-Za-z_]", ident):
             ident = f"p{ident}"
@@ -625,6 +559,204 @@ def _tensor_names(parameters: Iterable[str]) -> dict[str, str]:
             candidate = f"{ident}_{k}"
         taken.add(candidate)
         out[name] = candidate
+    return out
+
+
+class _Assembler:
+    """From the tracer's slots to the WeightSpace, the sources and the records."""
+
+    def __init__(self, tracer: Tracer, mode: str, order: list[str]) -> None:
+        self.t = tracer
+        self.slots = tracer.slots
+        self.mode = mode
+        self.order = order
+        self.origin = self._origins()
+
+    def _origins(self) -> dict[int, int]:
+        origin: dict[int, int] = {}
+        for slot, layout in self.slots.refined.items():
+            for part in layout:
+                for f in part:
+                    origin[f.slot] = slot
+        return origin
+
+    def ancestry(self, slot: int) -> list[int]:
+        chain = [slot]
+        while chain[-1] in self.origin:
+            chain.append(self.origin[chain[-1]])
+        return chain
+
+    def flags(self, slot: int) -> set[str]:
+        out: set[str] = set()
+        for s in self.ancestry(slot):
+            out |= self.slots.flags[self.slots.find(s)]
+        return out
+
+    def role(self, slot: int) -> int:
+        for s in self.ancestry(slot):
+            if s in self.t.roles:
+                return self.t.roles[s]
+        return 0
+
+    def first(self, root: int) -> int:
+        members = self.slots.members[root]
+        seen = [self.slots.seen[m] for m in members if self.slots.seen[m] >= 0]
+        return min(seen) if seen else len(self.slots.parent) + min(members)
+
+    def leaves_of(self, slot: int) -> list[int]:
+        if slot not in self.slots.refined:
+            return [slot]
+        return [
+            leaf
+            for part in self.slots.refined[slot]
+            for f in part
+            for leaf in self.leaves_of(f.slot)
+        ]
+
+    def classes(self, layouts: dict[str, tuple[Axis, ...]]) -> dict[int, _Class]:
+        out: dict[int, _Class] = {}
+        for layout in layouts.values():
+            for axis in layout:
+                for part in axis:
+                    for f in part:
+                        root = self.slots.find(f.slot)
+                        if root not in out:
+                            out[root] = _Class(root, f.size, set(), self.first(root))
+                        out[root].flags |= self.flags(f.slot)
+        for slot, odd, homogeneous, what in self.t.touches:
+            for leaf in self.leaves_of(slot):
+                c = out.get(self.slots.find(leaf))
+                if c is None:
+                    continue
+                if not odd and c.not_odd is None:
+                    c.not_odd = what
+                if not homogeneous and c.not_homogeneous is None:
+                    c.not_homogeneous = what
+        return out
+
+    def kind(self, c: _Class) -> Kind:
+        if c.flags & {"positional", "broadcast", "pinned"}:
+            return Kind.FIXED
+        if c.flags & {"input", "output"}:
+            return Kind.PERMUTED if self.mode == "all" else Kind.FIXED
+        if self.mode == "signed" and c.not_odd is None:
+            return Kind.SIGNED
+        return Kind.PERMUTED
+
+    def build(self) -> ModuleTrace:
+        layouts = {
+            name: tuple(self.slots.expand(axis) for axis in self.t.state_layouts[name])
+            for name in self.order
+        }
+        classes = self.classes(layouts)
+        kinds = {root: self.kind(c) for root, c in classes.items()}
+        channel = sorted(
+            (r for r, c in classes.items() if not c.flags & {"positional", "broadcast", "pinned"}),
+            key=lambda r: classes[r].first,
+        )
+        fixed = sorted((r for r in classes if r not in channel), key=lambda r: classes[r].first)
+        set_name = {r: f"n{i}" for i, r in enumerate(channel)}
+        set_name |= {r: f"k{i}" for i, r in enumerate(fixed, start=1)}
+        sets = tuple(NeuronSet(set_name[r], classes[r].size, kinds[r]) for r in channel + fixed)
+        names = _tensor_names(self.order)
+        tensors, sources, roles = [], [], []
+        for state in self.order:
+            for suffix, source, factors in self._pieces(state, layouts[state], kinds):
+                tensor = names[state] + suffix
+                tensors.append(
+                    Tensor(tensor, tuple(set_name[self.slots.find(f.slot)] for f in factors))
+                )
+                sources.append((tensor, source))
+                roles.append((tensor, tuple(self.role(f.slot) for f in factors)))
+        space = WeightSpace(sets, tuple(tensors))
+        boundary = {"input", "output", "positional", "broadcast", "pinned"}
+        hidden = [r for r in channel if not classes[r].flags & boundary]
+        return ModuleTrace(
+            space=space,
+            mode=self.mode,
+            parameters=tuple((t, s.state) for t, s in sources),
+            links=self._links(set_name),
+            not_odd=tuple(
+                (set_name[r], classes[r].not_odd)
+                for r in hidden
+                if self.mode == "signed" and classes[r].not_odd is not None
+            ),
+            sources=tuple(sources),
+            sign_sets=tuple(set_name[r] for r in hidden if classes[r].not_odd is None),
+            scale_sets=tuple(set_name[r] for r in hidden if classes[r].not_homogeneous is None),
+            scale_roles=tuple(roles),
+            inputs=tuple(self._ends(layout, set_name) for layout in self.t.inputs),
+            outputs=tuple(self._ends(layout, set_name) for layout in self.t.outputs),
+            notes=tuple(dict.fromkeys(self.t.notes)),
+        )
+
+    def _pieces(self, state: str, layout: tuple[Axis, ...], kinds: dict[int, Kind]):
+        """One tensor per combination of parts of the entry's axes: (name suffix, source,
+        factors). Size-1 factors inside a product are dropped (they carry no symmetry) unless
+        their set is signed."""
+        per_axis = []
+        for axis in layout:
+            options, start = [], 0
+            for part in axis:
+                size = part_size(part)
+                kept = [
+                    f for f in part if f.size != 1 or kinds[self.slots.find(f.slot)] is Kind.SIGNED
+                ]
+                if not kept:
+                    kept = [part[0]]
+                options.append(((start, start + size), kept))
+                start += size
+            per_axis.append(options)
+        split = any(len(o) > 1 for o in per_axis)
+        out = []
+        for combo in _product(per_axis):
+            suffix = ""
+            if split:
+                suffix = "_" + "_".join(
+                    str(i)
+                    for (i, _), options in zip(combo, per_axis, strict=True)
+                    if len(options) > 1
+                )
+            index = tuple(rng for _, (rng, _) in combo)
+            factors = [f for _, (_, kept) in combo for f in kept]
+            out.append(
+                (suffix, TensorSource(state, index, tuple(f.size for f in factors)), factors)
+            )
+        return out
+
+    def _links(self, set_name: dict[int, str]) -> tuple[Link, ...]:
+        """One Link per fx node, reason and set it merged onto, naming the merged axes."""
+        links: dict[tuple[str, str, str], list[str]] = {}
+        for node, reason, layouts in self.t.links:
+            for layout in layouts:
+                for axis in layout:
+                    for part in self.slots.expand(axis):
+                        for f in part:
+                            name = set_name.get(self.slots.find(f.slot))
+                            if name is not None:
+                                links.setdefault((node, reason, name), []).append(
+                                    self.slots.names[f.slot]
+                                )
+        return tuple(
+            Link(node, reason, name, tuple(dict.fromkeys(axes)))
+            for (node, reason, name), axes in links.items()
+        )
+
+    def _ends(self, layout: tuple[Axis, ...], set_name: dict[int, str]) -> End:
+        """Per axis, per concatenated part, per factor: (its set or None, size)."""
+        return tuple(
+            tuple(
+                tuple((set_name.get(self.slots.find(f.slot)), f.size) for f in part)
+                for part in self.slots.expand(axis)
+            )
+            for axis in layout
+        )
+
+
+def _product(options: list[list]) -> list[list]:
+    out: list[list] = [[]]
+    for choices in options:
+        out = [prefix + [(i, c)] for prefix in out for i, c in enumerate(choices)]
     return out
 
 
@@ -649,116 +781,108 @@ def _mlp_space(space: WeightSpace) -> WeightSpace | None:
     return None
 
 
-def _kinds(tracer: _Tracer, mode: str, roots: list[int]) -> tuple[dict[int, Kind], dict[int, str]]:
-    """Kind per channel class; for classes left permuted in signed mode, the reason."""
-    slots = tracer.slots
-    ends = {slots.find(s) for s in tracer.inputs + tracer.outputs}
-    not_odd: dict[int, str] = {}
-    for slot, odd, what in tracer.touches:
-        if not odd:
-            not_odd.setdefault(slots.find(slot), what)
-    kinds, reasons = {}, {}
-    for root in roots:
-        if root in ends:
-            kinds[root] = Kind.PERMUTED if mode == "all" else Kind.FIXED
-        elif mode == "signed" and root not in not_odd:
-            kinds[root] = Kind.SIGNED
-        else:
-            kinds[root] = Kind.PERMUTED
-            if mode == "signed":
-                reasons[root] = not_odd[root]
-    return kinds, reasons
+def _as_mlp(trace: ModuleTrace) -> ModuleTrace:
+    """The trace renamed to `mlp(dims, mode)` names when its space is an MLP's."""
+    as_mlp = _mlp_space(trace.space)
+    if as_mlp is None or any(not s.whole for _, s in trace.sources):
+        return trace
+    renamed = dict(
+        zip([t.name for t in trace.space.tensors], [t.name for t in as_mlp.tensors], strict=True)
+    )
+    chain = [trace.space.tensors[0].axes[1]] + [t.axes[0] for t in trace.space.tensors[::2]]
+    set_names = dict(zip(chain, [s.name for s in as_mlp.sets], strict=True))
+    dims = tuple(s.size for s in as_mlp.sets)
+    matching = [m for m in MODES if mlp(dims, m) == as_mlp]
+    effective = trace.mode if trace.mode in matching else matching[0]
+
+    def ends(items: tuple[End, ...]) -> tuple[End, ...]:
+        return tuple(
+            tuple(
+                tuple(
+                    tuple((set_names.get(n) if n else None, size) for n, size in part)
+                    for part in axis
+                )
+                for axis in item
+            )
+            for item in items
+        )
+
+    return ModuleTrace(
+        space=as_mlp,
+        mode=effective,
+        parameters=tuple((renamed[t], s) for t, s in trace.parameters),
+        sources=tuple((renamed[t], s) for t, s in trace.sources),
+        sign_sets=tuple(set_names[s] for s in trace.sign_sets),
+        scale_sets=tuple(set_names[s] for s in trace.scale_sets),
+        scale_roles=tuple((renamed[t], r) for t, r in trace.scale_roles),
+        inputs=ends(trace.inputs),
+        outputs=ends(trace.outputs),
+        notes=trace.notes,
+        example=trace.example,
+    )
 
 
-def trace_module(module: nn.Module, symmetry: str = "hidden") -> ModuleTrace:
-    """Trace `module` and derive its weight space (see the module docstring)."""
+# -- entry points ----------------------------------------------------------------------------
+def trace_module(
+    module: nn.Module,
+    symmetry: str = "hidden",
+    example_input: object = None,
+    check: bool = False,
+) -> ModuleTrace:
+    """Trace `module` and derive its weight space (see the module docstring).
+
+    `example_input` is a tensor or a tuple of tensors the module accepts (batch first); by
+    default one is made from the first layer (Linear: `[2, in]`; a convolution: a small
+    spatial size every layer accepts; Embedding: integer tokens). The shapes of the space
+    are always checked against the module's state; `check=True` also checks that random
+    group elements applied to the state leave the module's outputs unchanged."""
     mode = parse_mode(symmetry)
     if not isinstance(module, nn.Module):
         raise SpecError(f"from_module expects a torch.nn.Module, got {type(module).__name__}")
-    tracer = _Tracer(module)
-    for name, p in tracer.params.items():
-        if p.dim() == 0:
-            raise SpecError(f"from_module: parameter {name!r} is a scalar; expected 1 or more axes")
-    buffers = [n for n, _ in module.named_buffers()]
-    if buffers:
-        raise SpecError(
-            f"from_module: the module carries buffers ({', '.join(buffers)}), state that a "
-            "permutation of its parameters would not move; refused"
-        )
-    graph = _graph(module)
-    tracer.run(graph)
-    unused = [n for n in tracer.params if n not in tracer.used]
+    params = dict(module.named_parameters())
+    if not params:
+        raise SpecError("from_module: the module has no parameters")
+    work = copy.deepcopy(module).eval()
+    graph_module = _graph_module(work)
+    inputs = example_inputs(work, graph_module, example_input)
+    state = _state(work)
+    tracer = Tracer(graph_module, state)
+    try:
+        with torch.no_grad():
+            tracer.run(*inputs)
+    except LayoutError as e:
+        raise tracer.fail(None, str(e)) from None
+    unused = [n for n in params if n not in tracer.used]
     if unused:
         raise SpecError(f"from_module: parameters never used by forward: {', '.join(unused)}")
-    if not tracer.params:
-        raise SpecError("from_module: the module has no parameters")
-    return _assemble(tracer, mode)
-
-
-def _graph(module: nn.Module) -> fx.Graph:
+    order = [n for n in module.state_dict() if n in tracer.used]
+    order += [n for n in tracer.used if n not in order]
     try:
-        traced = fx.symbolic_trace(module)
-    except Exception as e:  # torch.fx raises many types: data-dependent control flow, ...
-        raise SpecError(
-            f"from_module: torch.fx cannot trace {type(module).__name__} ({type(e).__name__}: "
-            f"{e}); a data-dependent branch or an operation fx cannot follow"
-        ) from None
-    traced.graph.eliminate_dead_code()
-    return traced.graph
+        trace = _Assembler(tracer, mode, order).build()
+    except LayoutError as e:
+        raise SpecError(f"from_module: {e}") from None
+    trace = _as_mlp(_with_example(trace, inputs))
+    from .module_check import check_shapes, check_symmetry
+
+    check_shapes(module, trace)
+    if check:
+        check_symmetry(module, trace)
+    return trace
 
 
-def _assemble(tracer: _Tracer, mode: str) -> ModuleTrace:
-    slots = tracer.slots
-    params = tracer.params
-    param_slots = [s for name in params for s in tracer.axes[name]]
-    kernel_roots = {slots.find(s) for s in tracer.kernel}
-    roots = list(dict.fromkeys(slots.find(s) for s in param_slots))
-    channel = sorted((r for r in roots if r not in kernel_roots), key=lambda r: _first(slots, r))
-    kernel = sorted(kernel_roots, key=lambda r: _first(slots, r))
-    kinds, reasons = _kinds(tracer, mode, channel)
-    set_name = {r: f"n{i}" for i, r in enumerate(channel)}
-    set_name |= {r: f"k{i}" for i, r in enumerate(kernel, start=1)}
-    sizes = {}
-    for name, p in params.items():
-        for s, size in zip(tracer.axes[name], p.shape, strict=True):
-            sizes.setdefault(slots.find(s), int(size))
-    sets = [NeuronSet(set_name[r], sizes[r], kinds.get(r, Kind.FIXED)) for r in channel + kernel]
-    names = _tensor_names(params)
-    tensors = [
-        Tensor(names[n], tuple(set_name[slots.find(s)] for s in tracer.axes[n])) for n in params
-    ]
-    space = WeightSpace(tuple(sets), tuple(tensors))
-    pairs = tuple((names[n], n) for n in params)
-    as_mlp = _mlp_space(space)
-    if as_mlp is not None:
-        renamed = dict(
-            zip([t.name for t in space.tensors], [t.name for t in as_mlp.tensors], strict=True)
-        )
-        pairs = tuple((renamed[t], n) for t, n in pairs)
-        matching = [m for m in MODES if mlp(_dims(as_mlp), m) == as_mlp]
-        effective = mode if mode in matching else matching[0]
-        return ModuleTrace(as_mlp, effective, pairs)
-    links = tuple(
-        Link(
-            node, reason, set_name.get(slots.find(ops[0]), "?"), tuple(slots.names[s] for s in ops)
-        )
-        for node, reason, ops in tracer.links
-    )
-    not_odd = tuple((set_name[r], what) for r, what in reasons.items())
-    return ModuleTrace(space, mode, pairs, links, not_odd)
+def _with_example(trace: ModuleTrace, inputs: tuple) -> ModuleTrace:
+    return ModuleTrace(**{**trace.__dict__, "example": tuple(inputs)})
 
 
-def _dims(space: WeightSpace) -> tuple[int, ...]:
-    return tuple(s.size for s in space.sets)
+def from_module(
+    module: nn.Module,
+    symmetry: str = "hidden",
+    example_input: object = None,
+    check: bool = True,
+) -> WeightSpace:
+    """The weight space of `module` under `symmetry` (hidden, all, signed; see trace_module).
 
-
-def _first(slots: _Slots, root: int) -> int:
-    """When the trace first touched any slot of a class (untouched slots last, by index)."""
-    members = [s for s in range(len(slots.parent)) if slots.find(s) == root]
-    touched = [slots.seen[s] for s in members if slots.seen[s] >= 0]
-    return min(touched) if touched else len(slots.parent) + min(members)
-
-
-def from_module(module: nn.Module, symmetry: str = "hidden") -> WeightSpace:
-    """The weight space of `module` under `symmetry` (hidden, all, signed; see trace_module)."""
-    return trace_module(module, symmetry).space
+    The space is checked against the module: its tensors' shapes against the module's state
+    and, with `check` (the default), random elements of the group applied to the state
+    against the module's outputs; a failure is a SpecError naming the tensor or set."""
+    return trace_module(module, symmetry, example_input, check=check).space

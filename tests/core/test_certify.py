@@ -96,3 +96,30 @@ def test_sign_parity_kills_odd_orbits():
     assert orbit_count_counts(space)[("b1", "W2")] == 0  # one axis on signed set n2: odd
     assert orbit_count_counts(space)[("W1", "W1")] == 4  # d_0^2 kept by the diagonal
     assert commutant_counts(space)[("W1", "W1")] == 4
+
+
+# -- the registry ------------------------------------------------------------------------------
+def test_routes_are_chosen_by_name_and_an_unknown_name_lists_the_registered_ones():
+    space = mlp("2,3,1", "hidden")
+    cert = certify(space, routes=["commutant", "closed_form"])
+    assert [r.name for r in cert.results] == ["closed_form", "commutant"]  # registry order
+    with pytest.raises(ValueError, match="expected one of.*closed_form.*orbit_count"):
+        certify(space, routes=["closed_from"])
+
+
+def test_a_registered_route_runs_and_a_failing_one_fails_the_certificate():
+    from dws_theory.certify import Route, RouteResult, register_route
+    from dws_theory.certify.registry import ROUTES
+
+    def wrong(check):
+        return RouteResult("always_one_short", str(check.space), False, 0, 1, ("W1<-W1",))
+
+    register_route(Route("always_one_short", "a route that is always wrong", wrong))
+    try:
+        cert = certify(mlp("2,3,1", "hidden"))
+        assert cert.results[-1].name == "always_one_short"
+        assert cert.results[-1].description == "a route that is always wrong"
+        assert not cert.passed and all(r.passed for r in cert.results[:-1])
+    finally:
+        del ROUTES["always_one_short"]
+    assert certify(mlp("2,3,1", "hidden")).passed

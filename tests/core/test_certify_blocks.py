@@ -21,7 +21,7 @@ from dws_theory.certify import (
     closed_form_counts,
     orbit_count_counts,
 )
-from dws_theory.certify_blocks import block_classes, block_key, block_space
+from dws_theory.certify.per_block import block_classes, block_key, block_space
 from dws_theory.spec import Kind, NeuronSet, Tensor, WeightSpace, mlp
 
 

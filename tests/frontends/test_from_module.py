@@ -375,13 +375,15 @@ class Branchy(nn.Module):
         return self.fc(x) if x.sum() > 0 else x
 
 
-class Concat(nn.Module):
+class Attention(nn.Module):
+    """Scores from a product of two activations (attention): block symmetries, not here."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.a, self.b = nn.Linear(2, 3), nn.Linear(2, 3)
+        self.q, self.k = nn.Linear(4, 4), nn.Linear(4, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.a(x), self.b(x)], dim=1)
+        return torch.softmax(self.q(x) @ self.k(x).transpose(-2, -1), dim=-1)
 
 
 class Unused(nn.Module):
@@ -394,18 +396,15 @@ class Unused(nn.Module):
 
 
 REFUSED = [
-    (
-        nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2)),
-        r"node '_1'.*flatten of spatial",
-    ),
-    (nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3)), "buffers"),
-    (nn.Sequential(nn.Linear(2, 3), nn.LayerNorm(3)), r"node '_1'.*unsupported module LayerNorm"),
-    (nn.Sequential(nn.Conv2d(2, 4, 3, groups=2)), "grouped convolution"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(2, 2)), "spatial axes"),
+    (nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), r"node '_0'.*grouped convolution \(groups=2"),
+    (nn.Sequential(nn.Linear(2, 3), nn.Softmax2d()), "unsupported module Softmax2d"),
     (Branchy(), "data-dependent branch"),
-    (Concat(), r"node 'cat'"),
+    (Attention(), r"node 'matmul'.*two activations"),
     (Unused(), "never used by forward: spare.weight, spare.bias"),
-    (nn.Sequential(nn.Linear(2, 2), nn.PReLU()), "unsupported module PReLU"),
+    (
+        nn.Sequential(nn.Linear(2, 2), nn.LocalResponseNorm(2)),
+        "unsupported module LocalResponseNorm",
+    ),
 ]
 
 

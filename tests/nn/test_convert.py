@@ -242,13 +242,11 @@ def test_engine_group_elements_keep_the_function(dims, seed, mode):
 @pytest.mark.parametrize(
     ("model", "match"),
     [
-        (nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Linear(3, 1)), "BatchNorm1d"),
-        (nn.Sequential(nn.Linear(2, 3), nn.LayerNorm(3), nn.Linear(3, 1)), "'1' .*LayerNorm"),
-        (nn.Sequential(nn.Linear(2, 3), nn.PReLU()), "only nn.Linear"),
+        (nn.Sequential(nn.Linear(2, 3), nn.LocalResponseNorm(3)), "'_1' .*LocalResponseNorm"),
+        (nn.Sequential(nn.Conv1d(4, 4, 1, groups=2)), "grouped convolution"),
         (nn.Sequential(nn.Linear(2, 3), nn.Linear(4, 1)), "takes 4 inputs .* has 3 outputs"),
         (nn.Sequential(nn.ReLU()), "at least one nn.Linear"),
         (nn.Identity(), "no parameters"),  # other modules go through from_module
-        (nn.Sequential(nn.Linear(2, 3, bias=False)), "has no bias.*missing_bias='zeros'"),
         ([1, 2], "expected a torch.nn.Sequential"),
     ],
 )

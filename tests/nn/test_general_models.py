@@ -60,8 +60,8 @@ def test_stacking_needs_one_architecture():
     b = cnn_module((1, 4), ((3, 3),), 2, "hidden")
     with pytest.raises(ConversionError, match="model 1 has parameters .* expected"):
         weights_from_models([a, b])
-    with pytest.raises(ConversionError, match="flatten of spatial"):
-        weights_from_models([nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 2))])
+    with pytest.raises(ConversionError, match="grouped convolution"):
+        weights_from_models([nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Flatten())])
     weights, biases = weights_from_models([a])
     with pytest.raises(ConversionError, match=r"weights\[0\] \(0.weight\): expected \[B, 1, 3, 1"):
         module_from_weights(a, [w[:, :, :2] for w in weights], biases)

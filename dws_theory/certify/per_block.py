@@ -15,7 +15,7 @@ of a block depends only on its own two tensors:
 Each class of blocks with one key is therefore checked once, on its own space
 (`block_space`: only A, B and their sets), and the result stands for every block of the
 class. On that small space the routes then reduce widths exactly as on a whole space
-(`certify.explicit_space`): permuted and signed sets cut to t_max, which keeps every count.
+(`reduce.explicit_space`): permuted and signed sets cut to t_max, which keeps every count.
 The counting routes compare with the enumeration of the full shape block by block; the
 dense routes check the enumeration run on the class's own (reduced) space. 300 hidden
 layers of 64 fall into a few dozen classes.
@@ -25,23 +25,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
-from .basis import Basis
-from .certify import (
-    Counts,
-    RouteResult,
-    _block_name,
-    _dense_blocks,
-    commutant_counts,
-    enumeration_counts,
-    explicit_space,
-    orbit_count_counts,
+from ..basis import Basis
+from ..spec import Kind, NeuronSet, Tensor, WeightSpace
+from .counts import enumeration_counts
+from .explicit import (
+    block_representations,
+    commutes,
+    dense_blocks,
+    generator_representations,
+    rank,
 )
-from .group import generators, representation
-from .spec import Kind, NeuronSet, Tensor, WeightSpace
+from .reduce import Fits, explicit_space, keeps_counts
+from .result import Counts, RouteResult, block_name
 
-__all__ = ["BlockKey", "block_classes", "block_key", "block_space", "explicit_routes_per_block"]
+__all__ = [
+    "BlockKey",
+    "block_classes",
+    "block_key",
+    "block_space",
+    "counting_route_per_block",
+    "dense_route_per_block",
+]
 
 Block = tuple[str | None, str | None]
 # (axes of the out tensor, axes of the in tensor) as set numbers, then (kind, size) per set.
@@ -84,16 +88,12 @@ def block_classes(space: WeightSpace, blocks: list[Block]) -> dict[BlockKey, lis
     return classes
 
 
-def _keeps_counts(small: WeightSpace, target: WeightSpace) -> bool:
-    """Whether the reduced copy has the same counts (only fixed sets change counts)."""
-    return all(target.set(s.name).size == s.size for s in small.sets if s.kind is Kind.FIXED)
-
-
-def _note(classes: int, blocks: int, shrunk: int) -> str:
+def _note(classes: int, blocks: int, shrunk: int, dense: bool) -> str:
     text = (
         f"per block class: {blocks:,} blocks in {classes:,} classes, each class checked once "
         "on a space holding only the block's tensors and their neuron sets, permuted/signed "
-        "widths cut to t_max (counts unchanged)"
+        "widths cut to t_max (counts unchanged"
+        + ("; the enumeration is run on that space)" if dense else ")")
     )
     if shrunk:
         text += (
@@ -103,101 +103,64 @@ def _note(classes: int, blocks: int, shrunk: int) -> str:
     return text
 
 
-def _counting_route(
+def counting_route_per_block(
     name: str,
     route: Callable[[WeightSpace], Counts],
-    index: int,
+    fits: Fits,
     space: WeightSpace,
-    classes: dict[BlockKey, list[Block]],
     full_counts: Counts,
-    enumerator: Callable[[WeightSpace], Basis],
+    basis_of: Callable[[WeightSpace], Basis],
 ) -> RouteResult:
+    """A counting route (orbit_count, commutant) once per block class."""
+    classes = block_classes(space, list(full_counts))
     value = expected = shrunk = 0
     mismatches: list[str] = []
     for key, blocks in classes.items():
         small, block = block_space(key)
-        target, _ = explicit_space(small, index)
+        target, _ = explicit_space(small, fits)
         counted = route(target)[block]
-        if _keeps_counts(small, target):
+        if keeps_counts(small, target):
             wanted = [full_counts[b] for b in blocks]
         else:
             shrunk += 1
-            wanted = [enumeration_counts(enumerator(target))[block]] * len(blocks)
+            wanted = [enumeration_counts(basis_of(target))[block]] * len(blocks)
         value += counted * len(blocks)
         expected += sum(wanted)
-        mismatches += [_block_name(*b) for b, n in zip(blocks, wanted, strict=True) if n != counted]
-    note = _note(len(classes), sum(map(len, classes.values())), shrunk)
+        mismatches += [block_name(*b) for b, n in zip(blocks, wanted, strict=True) if n != counted]
+    note = _note(len(classes), len(full_counts), shrunk, dense=False)
     return RouteResult(
         name, str(space), True, value, expected, tuple(mismatches), note, len(classes)
     )
 
 
-def _dense_routes(
-    space: WeightSpace,
-    classes: dict[BlockKey, list[Block]],
-    enumerator: Callable[[WeightSpace], Basis],
-) -> tuple[RouteResult, RouteResult]:
-    """exact_commutation and independence, once per class on its reduced block space."""
-    checked = elements = ranks = orbits = shrunk = 0
-    failures: list[str] = []
-    dependent: list[str] = []
-    one = np.ones((1, 1), dtype=np.int64)
-    for key, blocks in classes.items():
-        small, (out, inp) = block_space(key)
-        target, _ = explicit_space(small, 2)
-        shrunk += not _keeps_counts(small, target)
-        basis = enumerator(target)
-        count = enumeration_counts(basis)[(out, inp)]
-        matrices = _dense_blocks(basis)[(out, inp)]
-        reps = [
-            (
-                representation(target, g, out) if out else one,
-                representation(target, g, inp) if inp else one,
-            )
-            for g in generators(target)
-        ]
-        commute = all(np.array_equal(ra @ e, e @ rb) for e in matrices for ra, rb in reps)
-        rank = (
-            int(np.linalg.matrix_rank(np.stack([e.ravel() for e in matrices]).astype(float)))
-            if matrices
-            else 0
-        )
-        checked += len(matrices)
-        elements += count
-        ranks += rank
-        orbits += count
-        names = [_block_name(*b) for b in blocks]
-        if not commute or len(matrices) != count:
-            failures += names
-        if rank != count:
-            dependent += names
-    note = _note(len(classes), sum(map(len, classes.values())), shrunk).replace(
-        "counts unchanged", "counts unchanged; the enumeration is run on that space"
-    )
-    n = len(classes)
-    return (
-        RouteResult(
-            "exact_commutation", str(space), True, checked, elements, tuple(failures), note, n
-        ),
-        RouteResult("independence", str(space), True, ranks, orbits, tuple(dependent), note, n),
-    )
-
-
-def explicit_routes_per_block(
+def dense_route_per_block(
+    name: str,
+    fits: Fits,
     space: WeightSpace,
     full_counts: Counts,
-    enumerator: Callable[[WeightSpace], Basis],
-    say: Callable[[str], None],
-) -> list[RouteResult]:
-    """orbit_count, commutant, exact_commutation and independence, per block class."""
+    basis_of: Callable[[WeightSpace], Basis],
+) -> RouteResult:
+    """exact_commutation or independence once per class, on its reduced block space."""
     classes = block_classes(space, list(full_counts))
-    blocks = len(full_counts)
-    results = []
-    for index, (name, route) in enumerate(
-        (("orbit_count", orbit_count_counts), ("commutant", commutant_counts))
-    ):
-        say(f"{name} per block class ({len(classes):,} classes of {blocks:,} blocks)")
-        results.append(_counting_route(name, route, index, space, classes, full_counts, enumerator))
-    say(f"exact_commutation and independence per block class ({len(classes):,} classes)")
-    results += _dense_routes(space, classes, enumerator)
-    return results
+    value = expected = shrunk = 0
+    failures: list[str] = []
+    for key, blocks in classes.items():
+        small, (out, inp) = block_space(key)
+        target, _ = explicit_space(small, fits)
+        shrunk += not keeps_counts(small, target)
+        basis = basis_of(target)
+        count = enumeration_counts(basis)[(out, inp)]
+        matrices = dense_blocks(basis)[(out, inp)]
+        if name == "exact_commutation":
+            reps = block_representations(target, generator_representations(target), out, inp)
+            ok = commutes(matrices, reps) and len(matrices) == count
+            value += len(matrices)
+        else:
+            got = rank(matrices)
+            ok = got == count
+            value += got
+        expected += count
+        if not ok:
+            failures += [block_name(*b) for b in blocks]
+    note = _note(len(classes), len(full_counts), shrunk, dense=True)
+    return RouteResult(name, str(space), True, value, expected, tuple(failures), note, len(classes))

@@ -1,0 +1,185 @@
+"""An example input for a module: given by the user, or made from its first layer.
+
+The trace runs the module once, so it needs an input of the right shape. `example_inputs`
+takes the user's (`example_input=`, `--input-shape`) or makes one from the first layer the
+graph calls: a Linear `[2, in]` (then `[2, t, in]` for a few token counts t), a convolution
+`[2, C, s, ...]` for the first spatial size s every later layer accepts, an Embedding integer
+tokens `[2, t]`, a norm layer its normalised shape. Each candidate is run once through the
+module (in eval mode, without gradients); the first that runs is the example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import fx, nn
+
+from ..spec import SpecError
+
+__all__ = ["example_inputs", "parse_input_shape"]
+
+BATCH = 2
+SPATIAL_SIZES = (
+    8,
+    16,
+    32,
+    28,
+    64,
+    4,
+    5,
+    6,
+    7,
+    3,
+    2,
+    1,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    24,
+    48,
+    96,
+    128,
+    224,
+    256,
+)
+TOKENS = (5, 3, 4, 2, 6, 8, 16, 1, 7, 10, 12, 32)
+
+_CONV = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+_NORM_SPATIAL = {
+    nn.BatchNorm2d: 2,
+    nn.BatchNorm3d: 3,
+    nn.InstanceNorm1d: 1,
+    nn.InstanceNorm2d: 2,
+    nn.InstanceNorm3d: 3,
+}
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """`--input-shape 2,3,32,32` -> (2, 3, 32, 32), with a clear error."""
+    items = [p.strip() for p in str(text).split(",")]
+    if not items or any(not p.isascii() or not p.isdigit() for p in items):
+        raise SpecError(
+            f"expected --input-shape as comma-separated sizes like 2,3,32,32, got {text!r}"
+        )
+    shape = tuple(int(p) for p in items)
+    if any(s < 1 or s > 4096 for s in shape) or len(shape) > 8:
+        raise SpecError(f"expected at most 8 sizes from 1 to 4096 in --input-shape, got {text!r}")
+    return shape
+
+
+def _first_layer(graph_module: fx.GraphModule) -> nn.Module | None:
+    for node in graph_module.graph.nodes:
+        if node.op == "call_module":
+            sub = graph_module.get_submodule(node.target)
+            if isinstance(
+                sub, nn.Linear | nn.Embedding | nn.EmbeddingBag | nn.LayerNorm | nn.Bilinear
+            ):
+                return sub
+            if isinstance(sub, (_CONV, nn.modules.batchnorm._NormBase)):
+                return sub
+        if node.op == "get_attr":
+            return None  # a functional layer first: its weight tells little; ask the user
+    return None
+
+
+def _dtype(module: nn.Module) -> torch.dtype:
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def _candidates(first: nn.Module, dtype: torch.dtype) -> Iterator[tuple[torch.Tensor, ...]]:
+    gen = torch.Generator().manual_seed(0)
+
+    def normal(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=dtype)
+
+    if isinstance(first, nn.Linear):
+        yield (normal(BATCH, first.in_features),)
+        for t in TOKENS:
+            yield (normal(BATCH, t, first.in_features),)
+    elif isinstance(first, nn.Embedding | nn.EmbeddingBag):
+        for t in TOKENS:
+            yield (torch.randint(0, first.num_embeddings, (BATCH, t), generator=gen),)
+    elif isinstance(first, _CONV):
+        dims = first.weight.dim() - 2
+        for s in SPATIAL_SIZES:
+            yield (normal(BATCH, first.in_channels, *(s,) * dims),)
+    elif isinstance(first, nn.LayerNorm):
+        shape = tuple(first.normalized_shape)
+        yield (normal(BATCH, *shape),)
+        for t in TOKENS:
+            yield (normal(BATCH, t, *shape),)
+    elif isinstance(first, nn.modules.batchnorm._NormBase):
+        dims = _NORM_SPATIAL.get(type(first))
+        channels = first.num_features
+        if dims is None:
+            yield (normal(BATCH, channels),)
+            for t in TOKENS:
+                yield (normal(BATCH, channels, t),)
+        else:
+            for s in SPATIAL_SIZES:
+                yield (normal(BATCH, channels, *(s,) * dims),)
+
+
+def _runs(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bool:
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    except (RuntimeError, ValueError, IndexError, TypeError, AssertionError):
+        return False
+    return True
+
+
+def _as_tuple(example: object) -> tuple[torch.Tensor, ...]:
+    items = example if isinstance(example, tuple | list) else (example,)
+    if not items or not all(isinstance(x, torch.Tensor) for x in items):
+        raise SpecError(
+            "from_module: expected example_input to be a tensor or a tuple of tensors, got "
+            f"{type(example).__name__}"
+        )
+    return tuple(items)
+
+
+def example_inputs(
+    module: nn.Module, graph_module: fx.GraphModule, example: object = None
+) -> tuple[torch.Tensor, ...]:
+    """The input the trace runs on (see the module docstring)."""
+    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
+    if example is not None:
+        inputs = _as_tuple(example)
+        if not _runs(module, inputs):
+            shapes = ", ".join(str(list(x.shape)) for x in inputs)
+            raise SpecError(f"from_module: the module does not run on the example input {shapes}")
+        return inputs
+    if len(placeholders) != 1:
+        raise SpecError(
+            f"from_module: forward takes {len(placeholders)} inputs; pass example_input= (a tuple "
+            "of tensors) or --input-shape"
+        )
+    first = _first_layer(graph_module)
+    if first is None:
+        raise SpecError(
+            "from_module: cannot make an example input (the first layer is not a Linear, "
+            "convolution, Embedding or norm layer); pass example_input= or --input-shape"
+        )
+    for inputs in _candidates(first, _dtype(module)):
+        if _runs(module, inputs):
+            return inputs
+    raise SpecError(
+        f"from_module: no input made from the first layer ({type(first).__name__}) runs the "
+        "module; pass example_input= or --input-shape"
+    )

@@ -1,0 +1,328 @@
+"""The space checked against the module it was derived from.
+
+A certificate that the basis is right for a space says nothing about whether the space is
+right for the module. The space makes two claims that can be checked numerically:
+
+- **Shapes** (`shape_failures`): every tensor of the space is exactly its source in the
+  module's `state_dict()` (a parameter or a buffer, or a slice of one, viewed as the
+  tensor's shape), and the tensors cover every parameter entry once.
+- **Symmetry** (`symmetry_failures`): for random elements g of the claimed group (each
+  permuted or signed set moved alone, then the whole group at once), the module with g
+  applied to its state computes the same function on random inputs, in float64, in eval
+  mode and, where batch statistics enter (batch norm), in train mode. Where the group moves
+  the network's input or output sets (mode `all`), the input is moved and the output
+  compared after moving it. This catches over-claiming, the dangerous error: a layer
+  equivariant to a group larger than the true one is constrained wrongly.
+
+Under-claiming is safe, so it is only noted (`under_claims`): a fixed set that the module in
+fact lets move, or a permuted set whose neurons' signs could flip too.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ..group import GroupElement, random_element
+from ..spec import Kind, SpecError, WeightSpace
+
+__all__ = [
+    "ModuleCheck",
+    "check_shapes",
+    "check_symmetry",
+    "run_module_check",
+    "shape_failures",
+    "symmetry_failures",
+    "under_claims",
+]
+
+RTOL = 1e-8  # float64: a moved state that keeps the function agrees to rounding
+TRIALS = 2  # random inputs per check
+
+
+@dataclass(frozen=True)
+class ModuleCheck:
+    """What the module route found: checks run, failures (naming the tensor or set and how
+    far the output moved), and notes on under-claiming."""
+
+    checks: int
+    failures: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+# -- shapes ----------------------------------------------------------------------------------
+def shape_failures(module: nn.Module, trace) -> list[str]:
+    """Tensors whose shape is not their source's, and state entries not covered exactly."""
+    state = module.state_dict()
+    failures = []
+    covered: dict[str, int] = {}
+    for tensor, source in trace.sources:
+        want = trace.space.shape(tensor)
+        if source.state not in state:
+            failures.append(f"{tensor}: its source {source.state} is not in the module's state")
+            continue
+        value = state[source.state]
+        if len(source.index) != value.dim() or any(
+            not 0 <= a < b <= n for (a, b), n in zip(source.index, value.shape, strict=True)
+        ):
+            failures.append(
+                f"{tensor}: range {source.index} outside {source.state} {list(value.shape)}"
+            )
+            continue
+        region = 1
+        for a, b in source.index:
+            region *= b - a
+        if tuple(source.shape) != tuple(want) or region != int(np.prod(want, dtype=np.int64)):
+            failures.append(
+                f"{tensor}: the space says {list(want)}, its source {source.state}"
+                f"{[f'{a}:{b}' for a, b in source.index]} has {region} entries"
+            )
+            continue
+        covered[source.state] = covered.get(source.state, 0) + region
+    for name, p in module.named_parameters():
+        if covered.get(name, 0) != p.numel():
+            failures.append(
+                f"parameter {name} {list(p.shape)}: the space covers {covered.get(name, 0)} of "
+                f"its {p.numel()} entries"
+            )
+    return failures
+
+
+def check_shapes(module: nn.Module, trace) -> None:
+    failures = shape_failures(module, trace)
+    if failures:
+        raise SpecError(f"from_module: the space does not match the module: {failures[0]}")
+
+
+# -- the group acting on a module's state and on its inputs and outputs ----------------------
+def _gather(t: torch.Tensor, axis: int, perm: np.ndarray, sign: np.ndarray | None) -> torch.Tensor:
+    t = t.index_select(axis, torch.as_tensor(perm, device=t.device))
+    if sign is not None and (sign != 1).any():
+        shape = [1] * t.dim()
+        shape[axis] = -1
+        t = t * torch.as_tensor(sign, dtype=t.dtype, device=t.device).view(shape)
+    return t
+
+
+def moved_state(
+    space: WeightSpace, trace, state: dict[str, torch.Tensor], g: GroupElement
+) -> dict[str, torch.Tensor]:
+    """The state with g applied to every tensor of the space (entries not in it unchanged)."""
+    out = dict(state)
+    fresh: dict[str, torch.Tensor] = {}
+    for tensor, source in trace.sources:
+        value = source.read(state[source.state])
+        for axis, name in enumerate(space.tensor(tensor).axes):
+            value = _gather(value, axis, g.perm(name), g.sign(name))
+        if source.state not in fresh:
+            fresh[source.state] = state[source.state].clone()
+        source.write(fresh[source.state], value)
+    out.update(fresh)
+    return out
+
+
+def _move_end(value: torch.Tensor, layout, g: GroupElement) -> torch.Tensor:
+    """g on an input or output tensor: each axis's factors gathered by their sets."""
+    for axis, parts in enumerate(layout):
+        if all(name is None for part in parts for name, _ in part):
+            continue
+        pieces = []
+        start = 0
+        for part in parts:
+            size = int(np.prod([s for _, s in part]))
+            piece = value.narrow(axis, start, size)
+            shape = list(piece.shape)
+            piece = piece.reshape(shape[:axis] + [s for _, s in part] + shape[axis + 1 :])
+            for k, (name, _) in enumerate(part):
+                if name is not None:
+                    piece = _gather(piece, axis + k, g.perm(name), g.sign(name))
+            pieces.append(piece.reshape(shape))
+            start += size
+        value = torch.cat(pieces, dim=axis) if len(pieces) > 1 else pieces[0]
+    return value
+
+
+# -- symmetry --------------------------------------------------------------------------------
+def _elements(space: WeightSpace, rng: np.random.Generator) -> list[tuple[str, GroupElement]]:
+    """One element per permuted or signed set moving that set alone, then one of the whole
+    group."""
+    whole = random_element(space, rng)
+    out = []
+    for s in space.sets:
+        if s.kind is Kind.FIXED or (s.size < 2 and s.kind is not Kind.SIGNED):
+            continue
+        perms = tuple((n, p if n == s.name else tuple(range(len(p)))) for n, p in whole.perms)
+        signs = tuple((n, v if n == s.name else (1,) * len(v)) for n, v in whole.signs)
+        out.append((f"set {s.name} ({s.kind.value}, size {s.size})", GroupElement(perms, signs)))
+    if len(out) > 1:
+        out.append(("a random element of the whole group", whole))
+    return out
+
+
+def _inputs(trace, rng: np.random.Generator) -> list[tuple[torch.Tensor, ...]]:
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    out = []
+    for _ in range(TRIALS):
+        items = []
+        for x in trace.example:
+            if x.is_floating_point():
+                items.append(torch.randn(x.shape, generator=gen, dtype=torch.float64))
+            else:
+                high = int(x.max()) + 1 if x.numel() else 1
+                items.append(torch.randint(0, max(high, 1), x.shape, generator=gen, dtype=x.dtype))
+        out.append(tuple(items))
+    return out
+
+
+def _outputs(value: object) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [v for item in value for v in _outputs(item)]
+    if isinstance(value, dict):
+        return [v for item in value.values() for v in _outputs(item)]
+    return []
+
+
+def _has_batch_statistics(module: nn.Module) -> bool:
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training is not None
+        for m in module.modules()
+    )
+
+
+def _runner(module: nn.Module, train: bool) -> Callable:
+    work = copy.deepcopy(module).double()
+    work.train(train)
+    for m in work.modules():  # random masks would hide or fake a difference
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.eval()
+
+    def run(state: dict[str, torch.Tensor], inputs: tuple) -> list[torch.Tensor]:
+        cloned = {k: v.clone() for k, v in state.items()}  # train mode updates running stats
+        with torch.no_grad():
+            return _outputs(functional_call(work, cloned, inputs))
+
+    return run, {k: v.detach() for k, v in work.state_dict().items()}
+
+
+def _gap(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        if x.shape != y.shape:
+            return float("inf")
+        if not x.is_floating_point():
+            worst = max(worst, float((x != y).any()))
+            continue
+        scale = max(1.0, float(y.abs().max())) if y.numel() else 1.0
+        worst = max(worst, float((x - y).abs().max()) / scale if y.numel() else 0.0)
+    return worst
+
+
+def symmetry_failures(module: nn.Module, trace, seed: int = 0) -> tuple[int, list[str]]:
+    """(checks run, failures) of the claimed group against the module's function."""
+    rng = np.random.default_rng(seed)
+    space = trace.space
+    elements = _elements(space, rng)
+    modes = [False] + ([True] if _has_batch_statistics(module) else [])
+    failures, checks = [], 0
+    for train in modes:
+        run, state = _runner(module, train)
+        for inputs in _inputs(trace, rng):
+            reference = run(state, inputs)
+            for what, g in elements:
+                moved_inputs = tuple(
+                    _move_end(x, layout, g) if x.is_floating_point() else x
+                    for x, layout in zip(inputs, trace.inputs, strict=False)
+                )
+                got = run(moved_state(space, trace, state, g), moved_inputs)
+                want = [
+                    _move_end(y, layout, g)
+                    for y, layout in zip(reference, trace.outputs, strict=False)
+                ]
+                want += reference[len(want) :]
+                gap = _gap(got, want)
+                checks += 1
+                if gap > RTOL:
+                    mode = "train" if train else "eval"
+                    failures.append(
+                        f"{what}: the output moved by {gap:.3g} (relative, {mode} mode)"
+                    )
+    return checks, list(dict.fromkeys(failures))
+
+
+def under_claims(module: nn.Module, trace, seed: int = 1) -> list[str]:
+    """Notes: fixed sets (not the network's input or output) that the module lets move, and,
+    in mode signed, permuted sets whose signs it lets flip."""
+    rng = np.random.default_rng(seed)
+    space = trace.space
+    ends = {
+        name
+        for item in trace.inputs + trace.outputs
+        for axis in item
+        for part in axis
+        for name, _ in part
+    }
+    run, state = _runner(module, False)
+    inputs = _inputs(trace, rng)[0]
+    reference = run(state, inputs)
+    base_perms = {s.name: tuple(range(s.size)) for s in space.sets}
+    base_signs = {s.name: (1,) * s.size for s in space.sets}
+    notes = []
+    for s in space.sets:
+        tries = []
+        if s.kind is Kind.FIXED and s.size >= 2 and s.name not in ends:
+            tries.append(
+                (
+                    "is fixed, but permuting it alone",
+                    {s.name: tuple(int(i) for i in rng.permutation(s.size))},
+                    {},
+                )
+            )
+        if trace.mode == "signed" and s.kind is Kind.PERMUTED and s.name not in ends:
+            tries.append(
+                (
+                    "is permuted, but flipping the signs of its neurons",
+                    {},
+                    {s.name: tuple(int(v) for v in rng.choice([-1, 1], s.size))},
+                )
+            )
+        for what, perms, signs in tries:
+            g = GroupElement(
+                tuple((n, perms.get(n, p)) for n, p in base_perms.items()),
+                tuple((n, signs.get(n, v)) for n, v in base_signs.items()),
+            )
+            if _gap(run(moved_state(space, trace, state, g), inputs), reference) <= RTOL:
+                notes.append(
+                    f"set {s.name} {what} keeps the outputs: the space may under-claim here"
+                )
+    return notes
+
+
+def run_module_check(module: nn.Module, trace, notes: bool = True) -> ModuleCheck:
+    """Shapes, symmetry and (optionally) under-claiming notes, as one record."""
+    shapes = shape_failures(module, trace)
+    if shapes:
+        return ModuleCheck(len(trace.sources), tuple(shapes), ())
+    checks, failures = symmetry_failures(module, trace)
+    found = under_claims(module, trace) if notes and not failures else []
+    return ModuleCheck(len(trace.sources) + checks, tuple(failures), tuple(found))
+
+
+def check_symmetry(module: nn.Module, trace) -> None:
+    checks, failures = symmetry_failures(module, trace)
+    if failures:
+        raise SpecError(
+            f"from_module: the derived group is not a symmetry of {type(module).__name__}: "
+            f"{failures[0]}; the space is refused (please report this module)"
+        )
