@@ -165,8 +165,8 @@ def _zoo_batch(n: int, seed: int) -> tuple[list[nn.Module], list, list]:
 
 def test_the_cnn_zoo_gets_scale_forms_that_keep_its_function_and_unify_its_orbit() -> None:
     template = zoo_cnn()
-    assert module_rules(template) == {}  # ReLU's scale sets are the trace's to record
     rules = module_rules(template, "relu")
+    assert module_rules(template) == rules  # the trace finds the same from the ReLUs
     assert rules == {"n1": "scale", "n2": "scale", "n3": "scale"}
     canon = canonicalizer(from_module(template, "hidden"), rules)
     models, ws, bs = _zoo_batch(3, seed=5)
@@ -209,7 +209,7 @@ def test_refusals_name_the_reason() -> None:
         module_rules(sigmoid, "sigmoid")
     assert module_rules(sigmoid, "tanh") == {"n1": "sign"}  # the declared one stands for it
     odd = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
-    assert module_rules(odd) == {"n1": "sign"}  # the ReLU set has scale, the trace's to say
+    assert module_rules(odd) == {"n1": "sign", "n2": "scale"}  # per set, from the trace
 
 
 def _collection(activation: str | None, kind: str = "classification") -> Collection:

@@ -252,22 +252,18 @@ def module_rules(module: nn.Module, activation: str | None = None) -> dict[str, 
     With ``activation`` declared and ``module`` a plain ``nn.Sequential`` chain (Linear and
     Conv layers, pointwise activations, average pooling, Flatten: every map between two
     layers is the activation or commutes with per-channel signs and positive scales), every
-    hidden set gets the activation's kind. Otherwise the trace decides: sign on the sets it
-    finds odd (``signed`` mode, or its ``sign_sets`` where it records them), scale on its
-    ``scale_sets`` where it records them. Empty when nothing is exact."""
+    hidden set gets the activation's kind. Otherwise the trace decides (``sign_sets``: the
+    sets whose operations are all odd; ``scale_sets``: all positively homogeneous; a set in
+    both gets sign). Empty when nothing is exact."""
     from ...frontends.module import from_module, trace_module
 
     if activation is not None and _plain_chain(module):
         kind = _kind_of(activation)
         space = from_module(module, "hidden")
         return {s.name: kind for s in space.sets if s.kind is Kind.PERMUTED}
-    signed = trace_module(module, "signed")
-    sign_sets = getattr(signed, "sign_sets", None)
-    if sign_sets is None:
-        sign_sets = tuple(s.name for s in signed.space.sets if s.kind is Kind.SIGNED)
-    if sign_sets:
-        return dict.fromkeys(sign_sets, "sign")
-    return dict.fromkeys(getattr(signed, "scale_sets", None) or (), "scale")
+    trace = trace_module(module, "hidden")
+    rules = dict.fromkeys(trace.scale_sets, "scale")
+    return rules | dict.fromkeys(trace.sign_sets, "sign")  # a set with both: its sign
 
 
 def _plain_chain(module: nn.Module) -> bool:
@@ -300,6 +296,11 @@ def for_collection(data: Collection, request: bool | None = None) -> Canonicaliz
 
 
 def _build(data: Collection) -> Canonicalizer:
+    if data.activation is None:  # a module collection's layers may be stand-ins then
+        raise CanonicalError(
+            "the networks' activation is unknown (give --activation, or an 'activation' key in "
+            "the --data file)"
+        )
     if data.example is not None:
         from ...frontends.module import from_module
 
@@ -307,11 +308,6 @@ def _build(data: Collection) -> Canonicalizer:
         space = from_module(data.example, "hidden")
         if not rules:
             raise CanonicalError("no hidden set of these networks has an exact sign or scale map")
-    elif data.activation is None:
-        raise CanonicalError(
-            "the networks' activation is unknown (give --activation, or an 'activation' key in "
-            "the --data file)"
-        )
     else:
         rules = mlp_rules(data.dims, data.activation)
         space = mlp(data.dims, "hidden")
