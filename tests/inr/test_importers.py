@@ -169,6 +169,7 @@ def test_small_cnn_zoo_folder_becomes_a_cnn_collection(tmp_path) -> None:
     assert data.task.kind == "regression" and data.activation is None
     result = train(None, "dws", data=str(out), epochs=1, progress=False)
     assert result["canonical"] == "none"  # mixed activations: nothing declared, nothing done
+    assert result["metric"] == "test_kendall_tau"  # the peers' score
 
 
 def test_small_cnn_zoo_problems(tmp_path) -> None:

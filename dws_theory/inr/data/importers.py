@@ -23,8 +23,8 @@
     ``[out, in]``), the target is the test accuracy, and the split is NFN's: the second half
     of the rows (after an optional ``--order`` file of row indices, NFN's shuffle) is the
     test split, the first half is shuffled with Python's ``random.Random(0)`` and cut 80/20
-    into train and validation. The networks' activations differ (a hyperparameter of the
-    zoo), so none is declared.
+    into train and validation; scored by Kendall's tau, as the peers score it. The
+    networks' activations differ (a hyperparameter of the zoo), so none is declared.
 
 Every importer returns the arguments of :func:`~dws_theory.inr.data.userdata.write_collection`.
 """
@@ -232,6 +232,7 @@ def import_small_cnn_zoo(
         "targets": accuracy.double(),
         "splits": _nfn_zoo_splits(len(rows)),
         "architecture": architecture,
+        "metric": "kendall_tau",
     }
 
 

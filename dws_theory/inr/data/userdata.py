@@ -21,7 +21,9 @@
              (:mod:`dws_theory.inr.data.architecture`); ``weights`` are then the parameters of
              two or more axes ``[N, *shape]`` and ``biases`` those of one, in the order of the
              module's ``named_parameters()``;
-``input_shape`` optional: one input of such a network (``[C, H, W]``), for probes.
+``input_shape`` optional: one input of such a network (``[C, H, W]``), for probes;
+``metric``   optional: ``kendall_tau`` scores a regression by the rank correlation of
+             predictions and targets on the test split (the CNN zoo's metric).
 
 Widths, task kind and metric are inferred. Every problem with a file raises
 :class:`DataFileError` naming the key and what was expected.
@@ -105,6 +107,7 @@ def write_collection(
     activation: str | None = None,
     architecture: Sequence[Sequence[object]] | None = None,
     input_shape: Sequence[int] | None = None,
+    metric: str | None = None,
 ) -> Path:
     """Write a collection given as tensors (``weights[m-1]``: ``[N, d_m, d_{m-1}]``,
     ``biases[m-1]``: ``[N, d_m]``; with an ``architecture``, its parameters of two or more axes
@@ -124,6 +127,8 @@ def write_collection(
         blob["architecture"] = [list(layer) for layer in architecture]
     if input_shape is not None:
         blob["input_shape"] = list(input_shape)
+    if metric is not None:
+        blob["metric"] = metric
     _validate(blob)  # refuse to write what could not be read back
     path = Path(path)
     with atomic.replacing(path) as temporary:
@@ -269,6 +274,7 @@ class _Checked:
     activation: str | None
     example: nn.Module | None
     input_shape: tuple[int, ...] | None
+    metric: str | None
 
 
 def _module_shapes(
@@ -333,8 +339,20 @@ def _validate(blob: Mapping[str, object]) -> _Checked:
     if kind == "classification" and (targets.min() < 0 or len(targets.unique()) < 2):
         raise DataFileError("'targets': expected non-negative class labels with at least 2 classes")
     splits = _splits(blob, n, targets if kind == "classification" else None)
+    metric = blob.get("metric")
+    if metric is not None and (metric != "kendall_tau" or kind != "regression"):
+        raise DataFileError(f"'metric': expected kendall_tau on a regression, got {metric!r}")
     return _Checked(
-        weights, biases, targets, kind, dims, splits, activation, example, _input_shape(blob)
+        weights,
+        biases,
+        targets,
+        kind,
+        dims,
+        splits,
+        activation,
+        example,
+        _input_shape(blob),
+        metric,  # type: ignore[arg-type]
     )
 
 
@@ -363,7 +381,7 @@ def load_collection(path: str | os.PathLike[str]) -> Collection:
         out_dim = stored.shape[1]
     else:
         stored, out_dim = targets.float(), 0
-    task = user_task(Path(path).stem, kind, out_dim, len(splits["train"]))
+    task = user_task(Path(path).stem, kind, out_dim, len(splits["train"]), c.metric)
     return Collection(
         task=task,
         dims=c.dims,
