@@ -242,3 +242,15 @@ def test_train_canonicalises_where_exact_and_refuses_when_asked_where_not() -> N
     assert for_collection(given_targets) is None
     with pytest.raises(CanonicalError, match="targets are networks"):
         for_collection(given_targets, request=True)
+
+
+def test_sets_that_read_each_other_are_refused_not_guessed() -> None:
+    """A residual stream and the blocks on it read each other (no set can go first); a tied
+    square weight has both axes on one set: the map is refused, never approximated."""
+    from dws_theory.examples import residual_mlp, tied_mlp
+
+    for module, match in ((residual_mlp(), "cycle"), (tied_mlp(), "two axes")):
+        rules = module_rules(module)
+        assert rules and set(rules.values()) == {"scale"}  # the trace finds the symmetry
+        with pytest.raises(CanonicalError, match=match):
+            canonicalizer(from_module(module, "hidden"), rules)

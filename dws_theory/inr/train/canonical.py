@@ -262,8 +262,21 @@ def module_rules(module: nn.Module, activation: str | None = None) -> dict[str, 
         space = from_module(module, "hidden")
         return {s.name: kind for s in space.sets if s.kind is Kind.PERMUTED}
     trace = trace_module(module, "hidden")
-    rules = dict.fromkeys(trace.scale_sets, "scale")
-    return rules | dict.fromkeys(trace.sign_sets, "sign")  # a set with both: its sign
+    scale = [s for s in trace.scale_sets if _rows_in(trace, s)]
+    return dict.fromkeys(scale, "scale") | dict.fromkeys(trace.sign_sets, "sign")
+
+
+def _rows_in(trace: object, name: str) -> bool:
+    """Whether the trace's scale roles of set ``name`` are this module's convention: +1 on a
+    weight's first axis and on a bias, -1 on a weight's other axes (a layer that reads a
+    transposed weight would differ; its set is then left alone)."""
+    space: WeightSpace = trace.space  # type: ignore[attr-defined]
+    for tensor, roles in trace.scale_roles:  # type: ignore[attr-defined]
+        axes = space.tensor(tensor).axes
+        for i, (axis, role) in enumerate(zip(axes, roles, strict=True)):
+            if axis == name and role != (1 if i == 0 else -1):
+                return False
+    return True
 
 
 def _plain_chain(module: nn.Module) -> bool:
