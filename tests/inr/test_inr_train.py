@@ -451,3 +451,28 @@ def test_progress_in_a_log_file_is_whole_lines(cache_dir, monkeypatch) -> None:
     assert 2 <= len(fit) <= 11 and 5 <= len(loop) <= 11
     assert loop[-1].startswith("digits-inr mlp: 100%") and "val=" in loop[-1]
     assert all("ETA" in line for line in fit + loop)
+
+
+def test_data_files_of_cnns_are_checked_against_their_architecture(tmp_path) -> None:
+    from dws_theory.inr.data.architecture import build_module
+    from dws_theory.inr.data.userdata import write_collection
+
+    arch = [["conv2d", 1, 3, 3, 1, 1], ["act"], ["global_avg_pool2d"], ["flatten"]]
+    arch.append(["linear", 3, 2])
+    params = [list(build_module(arch).parameters()) for _ in range(6)]
+    ws = [torch.stack([p[i].detach() for p in params]) for i in (0, 2)]
+    bs = [torch.stack([p[i].detach() for p in params]) for i in (1, 3)]
+    ok = write_collection(tmp_path / "ok.pt", ws, bs, torch.arange(6) % 2, architecture=arch)
+    assert load_collection(ok).dims == (1, 3, 2)
+    for bad, match in (
+        ([["conv3x"]], "expected a name in"),
+        ([["linear", 3]], "expected 2 non-negative integers"),
+        ("conv2d", "expected a non-empty list of layers"),
+        ([["linear", 4, 2]], "the architecture has 1 such parameters, got 2"),
+    ):
+        with pytest.raises(DataFileError, match=match):
+            write_collection(tmp_path / "bad.pt", ws, bs, torch.arange(6) % 2, architecture=bad)
+    wrong = [["conv2d", 1, 4, 3, 1, 1], *arch[1:4], ["linear", 4, 2]]
+    with pytest.raises(DataFileError, match=r"weights\[0\]: expected \[N, 4, 1, 3, 3\]"):
+        write_collection(tmp_path / "bad.pt", ws, bs, torch.arange(6) % 2, architecture=wrong)
+    assert not (tmp_path / "bad.pt").exists()

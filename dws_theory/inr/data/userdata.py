@@ -124,7 +124,11 @@ def write_collection(
     if activation is not None:
         blob["activation"] = activation
     if architecture is not None:
-        blob["architecture"] = [list(layer) for layer in architecture]
+        blob["architecture"] = (
+            [list(x) if isinstance(x, (list, tuple)) else x for x in architecture]
+            if isinstance(architecture, (list, tuple))
+            else architecture  # refused below, as load_collection would refuse it
+        )
     if input_shape is not None:
         blob["input_shape"] = list(input_shape)
     if metric is not None:
