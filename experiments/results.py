@@ -151,6 +151,15 @@ def read_log(path: Path) -> list[dict[str, object]]:
     return out
 
 
+# The cheapest tasks first, so a run cut short has covered the most tasks.
+RUN_ORDER = (
+    "digits-inr",
+    "digits-dilate",
+    "digits-cnn-zoo",
+    "mnist-dilate",
+    "sine-inr",
+    "mnist-inr",
+)
 # What runs with every seed; the rest (the ablation rows and the baselines) with the first
 # seed only: a page that fits the shared 2-core machine and still answers each question.
 ALL_SEEDS = {"dws": None, "nfn": ("mnist-inr", "digits-cnn-zoo")}  # None: on every task
@@ -159,8 +168,9 @@ ALL_SEEDS = {"dws": None, "nfn": ("mnist-inr", "digits-cnn-zoo")}  # None: on ev
 def main_jobs(tasks: Sequence[str], models: Sequence[str], seeds: Sequence[int]) -> list[Job]:
     """Seed by seed (a cut run still has a complete first seed)."""
     jobs: list[Job] = []
+    cheap_first = sorted(tasks, key=lambda t: RUN_ORDER.index(t) if t in RUN_ORDER else 0)
     for s in seeds:
-        for t in tasks:
+        for t in cheap_first:
             jobs += [Job("main", t, m, s) for m in models if _runs(t, m, s == seeds[0])]
     return jobs
 
