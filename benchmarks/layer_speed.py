@@ -14,7 +14,10 @@ Candidates, all in the layout [B, C, d_m, d_{m-1}] / [B, C, d_m]:
   ours-*-compiled  (`--compile`) the same layer under torch.compile (inductor)
   ours-*-compiled-cudagraphs  (`--compile --cudagraphs`, CUDA) the same layer under
             torch.compile(mode="reduce-overhead"): inductor's kernels replayed as CUDA graphs
-  ours-*-<backend> (`--backends fused ...`) the layer of another backend, same parameters
+  ours-*-<backend> (`--backends fused triton ...`) the layer of another backend, same
+            parameters; with `--cudagraphs`, a compiling backend's layer also as
+  ours-*-<backend>-cudagraphs  under an outer torch.compile with CUDA graphs and the
+            module's own inductor options (the kernel backends' graph passes)
   nfn-hnp   NFN's HNPLinear (PyPI nfn==0.1.2), the same symmetry group
   nfn-np    NFN's NPLinear, the larger `all` group (fewer terms), for reference
 
@@ -43,15 +46,18 @@ Memory. CPU: `saved` is the bytes of the tensors autograd keeps for backward, co
 per storage, excluding the inputs and parameters themselves (saved_tensors_hooks); `peak`
 is the highest net allocation above the starting point during forward+backward, from the
 profiler's per-allocation memory timeline. CUDA: `peak` is torch.cuda.max_memory_allocated above the
-allocation before the step. With `--device cuda` a device-to-device copy of one input
-(B*P*C elements) is timed with CUDA events as a memory roofline.
+allocation before a warm step, which cannot see what CUDA graphs allocated once, at capture,
+in a pool of their own; `first peak` (the JSON's `first_peak_mb`) is the same over the first
+three steps of a fresh candidate, capture, compilation and Triton's autotuning included,
+which can. With `--device cuda` a device-to-device copy of one input (B*P*C elements) is
+timed with CUDA events as a memory roofline.
 
     python benchmarks/layer_speed.py                       # CPU, B=256, C=16, 2 threads
     python benchmarks/layer_speed.py --device cuda         # fp32 and bf16, B=1024
     python benchmarks/layer_speed.py --system-malloc       # glibc's default allocator
     python benchmarks/layer_speed.py --compile --no-passes --shapes 2,32,32,1 2,32,32,32,32,1
     python benchmarks/layer_speed.py --compile --backends fused --shapes 2,32,32,1
-    python benchmarks/layer_speed.py --device cuda --compile --cudagraphs --backends fused
+    python benchmarks/layer_speed.py --device cuda --compile --cudagraphs --backends triton
 """
 
 from __future__ import annotations
@@ -261,12 +267,22 @@ def module_candidate(
     return Candidate(name, lambda: output_tensors(module(*args)), w + b, params, f"{count} params")
 
 
+GRAPHED_BACKENDS = ("compiled", "fused", "triton")  # backends whose layers compile
+
+
 def cudagraph_candidate(
     name: str, layer: nn.Module, weights: Tensors, biases: Tensors
 ) -> Candidate:
-    """`layer` under torch.compile(mode="reduce-overhead"): its kernels captured and replayed
-    as CUDA graphs."""
-    c = module_candidate(name, torch.compile(layer, mode="reduce-overhead"), weights, biases)
+    """`layer` under torch.compile with CUDA graphs (mode="reduce-overhead"; with the
+    layer's module's own inductor options, such as a kernel backend's graph passes, where it
+    has them): its kernels captured and replayed as CUDA graphs."""
+    module = sys.modules[type(layer).__module__]
+    options = getattr(module, "COMPILE_OPTIONS", None)
+    if options:
+        fast = torch.compile(layer, options={**options, "triton.cudagraphs": True})
+    else:
+        fast = torch.compile(layer, mode="reduce-overhead")
+    c = module_candidate(name, fast, weights, biases)
     forward = c.forward
 
     def replay() -> Tensors:
@@ -308,6 +324,9 @@ def candidates(
                 other = other.to(like.device, like.dtype)
                 other.load_state_dict(layer.state_dict())
                 out.append(module_candidate(f"ours-{mode}-{backend}", other, weights, biases))
+                if cudagraphs and backend in GRAPHED_BACKENDS:
+                    name = f"ours-{mode}-{backend}-cudagraphs"
+                    out.append(cudagraph_candidate(name, other, weights, biases))
     for mode in modes if passes else ():
         for full in (True, False):
             bound = passes_candidate(dims, mode, like, full)
@@ -467,11 +486,14 @@ def cpu_peak_bytes(step: Callable[[], None]) -> int:
     return peak
 
 
-def cuda_peak_bytes(step: Callable[[], None]) -> int:
+def cuda_peak_bytes(step: Callable[[], None], calls: int = 1) -> int:
+    """The highest allocation above the start over `calls` steps (a fresh candidate's first
+    steps include what its compilation and CUDA-graph capture allocate)."""
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    step()
+    for _ in range(calls):
+        step()
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - base
 
@@ -545,6 +567,9 @@ def measure_shape(
 
         fns[f"{c.name}/fwd"] = forward
         fns[f"{c.name}/step"] = step_fn(c)
+    first = {}  # CUDA: peaks over each fresh candidate's first steps (capture included)
+    for c in cands if args.device == "cuda" else ():
+        first[c.name] = cuda_peak_bytes(fns[f"{c.name}/step"], calls=3)
     timed = interleaved_medians(fns, args.device, args.repeats, args.min_block)
     rows = []
     floor_rounds = timed[f"{cands[0].name}/step"].rounds
@@ -575,6 +600,8 @@ def measure_shape(
                 extra={"rounds_ms": [r * 1e3 for r in t.rounds]},
             )
         )
+        if c.name in first:
+            rows[-1].extra["first_peak_mb"] = first[c.name] / 2**20
         label = f"{rows[-1].shape} {rows[-1].dtype} {c.name}"
         print(f"  {label}: {t.median * 1e3:.2f} ms", file=sys.stderr)
     floor = rows[0].step_ms
@@ -598,11 +625,14 @@ def measure_shape(
 def markdown(rows: list[Row], cuda: bool) -> str:
     head = "| shape | P | dtype | impl | fwd ms | fwd+bwd ms (IQR) | x floor | x floor (paired) |"
     head += " min ms | x floor (min) | CPU ms | x floor (CPU) | faults/step | peak MB |" + (
-        " x copy |" if cuda else " saved MB |"
+        " first peak MB | x copy |" if cuda else " saved MB |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        last = f"{r.extra['x_copy']:.1f}" if cuda else f"{r.saved_mb:.1f}"
+        if cuda:
+            last = f"{r.extra['first_peak_mb']:.1f} | {r.extra['x_copy']:.1f}"
+        else:
+            last = f"{r.saved_mb:.1f}"
         lines.append(
             f"| {r.shape} | {r.P} | {r.dtype} | {r.impl} | {r.fwd_ms:.2f} | "
             f"{r.step_ms:.2f} ({r.step_iqr_ms:.2f}) | {r.x_floor:.2f} | {r.x_floor_paired:.2f} | "
@@ -666,7 +696,8 @@ def ratios(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (benchmarks/gpu_check.sh's commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--batch", type=int, default=None, help="default 256 (cpu), 1024 (cuda)")
@@ -704,7 +735,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="keep glibc's default allocator (page faults on fresh large buffers)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     args.batch = args.batch or (1024 if args.device == "cuda" else 256)
     dtypes = args.dtypes or (["float32", "bfloat16"] if args.device == "cuda" else ["float32"])
     if args.device == "cuda" and not torch.cuda.is_available():

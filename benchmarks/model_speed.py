@@ -13,8 +13,15 @@ channels, 5 equivariant layers, a 64-wide head, batch 512.
   dws-backend-fused  DWSNet(backend="fused"): the whole-model compilation with the fused
                  backend's C kernels for each tensor's identity term (`--compile`; on CUDA,
                  where the kernels do not run, the compiled model)
+  dws-backend-triton  DWSNet(backend="triton"): the whole-model compilation with the triton
+                 backend's kernels for each tensor's identity term and pools (`--compile`;
+                 where Triton or CUDA is missing, the compiled model, after one warning)
   dws-compiled-cudagraphs  torch.compile(DWSNet, mode="reduce-overhead"): inductor's kernels
                  replayed as CUDA graphs (`--compile --cudagraphs`, CUDA); the optimiser eager
+  On CUDA the `dws-backend-*` models replay their steps as CUDA graphs (DWSNet's default,
+  `cuda_graphs=True`); with `--cudagraphs`, `dws-backend-compiled-nographs` and
+  `dws-backend-triton-nographs` are the same models with `cuda_graphs=False`, and
+  `nfn-cudagraphs` is NFN's model under torch.compile(mode="reduce-overhead").
   bound          not a model: DWSNet with each equivariant layer cut down to the one term
                  every equivariant layer has, the channel mix of each entry (one batched
                  GEMM per tensor); what no layer of the complete basis can undercut
@@ -28,13 +35,16 @@ channels, 5 equivariant layers, a 64-wide head, batch 512.
 A step is forward, cross-entropy against fixed labels, backward and `AdamW.step()`. Times are
 medians over interleaved timed blocks and paired ratios against dws in the same rounds (the
 machinery of layer_speed.py, whose docstring says why); `peak MB` is the highest net
-allocation during one step (CPU: profiler memory timeline; CUDA: max_memory_allocated).
+allocation during one step (CPU: profiler memory timeline; CUDA: max_memory_allocated above
+a warm step's start); on CUDA `first peak MB` is the same over each model's first three
+steps, where compilation and CUDA-graph capture allocate (a graphed warm step allocates
+nothing new, so its `peak MB` reads about 0).
 
     python benchmarks/model_speed.py                  # CPU, 2 threads, B=512
     python benchmarks/model_speed.py --compile        # also the compiled DWSNet
     python benchmarks/model_speed.py --device cuda    # on a GPU
     python benchmarks/model_speed.py --device cuda --compile --cudagraphs --models dws \
-        dws-compiled dws-compiled-cudagraphs bound nfn  # a subset of the models
+        dws-compiled dws-compiled-cudagraphs dws-backend-triton bound nfn  # a subset
 """
 
 from __future__ import annotations
@@ -100,13 +110,20 @@ def make_models(
         layers_only.backend = "eager"  # the model's own forward eager, its layers compiled
         models["dws-compiled-layers"] = layers_only
         models["dws-backend-fused"] = DWSNet(dims, **sizes, backend="fused")
+        models["dws-backend-triton"] = DWSNet(dims, **sizes, backend="triton")
     if compiled and cudagraphs:
         models["dws-compiled-cudagraphs"] = torch.compile(dws, mode="reduce-overhead")
+        for backend in ("compiled", "triton"):
+            plain = DWSNet(dims, **sizes, backend=backend, cuda_graphs=False)
+            models[f"dws-backend-{backend}-nographs"] = plain
     models["bound"] = bound_model(dws)
     try:
         from dws_theory.inr.equivariant import NFNNet
 
         models["nfn"] = NFNNet(dims, **sizes)
+        if compiled and cudagraphs:
+            nfn_graphed = torch.compile(NFNNet(dims, **sizes), mode="reduce-overhead")
+            models["nfn-cudagraphs"] = nfn_graphed
     except ImportError as exc:
         print(f"nfn is not available ({exc}); timing the rest", file=sys.stderr)
     return models
@@ -149,7 +166,8 @@ def train_step(
     return step
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (benchmarks/gpu_check.sh's commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dims", default="2,32,32,1")
@@ -167,7 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9, help="timed blocks per candidate")
     parser.add_argument("--min-block", type=float, default=0.2, help="seconds per timed block")
     parser.add_argument("--system-malloc", action="store_true", help="glibc's default allocator")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: no CUDA device available", file=sys.stderr)
         return 2
@@ -192,10 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("--models: dws is needed (the ratios are against it)", file=sys.stderr)
             return 2
         models = {name: m for name, m in models.items() if name in args.models}
+    graphed = args.device == "cuda"  # mark each step: any compiled model may replay graphs
     steps = {
-        name: train_step(m.to(args.device), weights, biases, labels, name.endswith("-cudagraphs"))
+        name: train_step(m.to(args.device), weights, biases, labels, graphed)
         for name, m in models.items()
     }
+    first = {}  # CUDA: peaks over each fresh model's first steps (capture included)
+    for name in steps if args.device == "cuda" else ():
+        first[name] = layer_speed.cuda_peak_bytes(steps[name], calls=3)
     if args.layers > 1 and (args.models is None or "gemms" in args.models):
         steps["gemms"] = gemms_step(dims, args.batch, args.channels, args.layers, args.device)
     timed = layer_speed.interleaved_medians(steps, args.device, args.repeats, args.min_block)
@@ -207,22 +233,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"layers={args.layers}, repeats={args.repeats}, "
         f"allocator={layer_speed.allocator(dict(os.environ))}"
     )
-    print("| model | parameters | step ms (median) | min ms | x dws (paired) | peak MB |")
-    print("|---|---|---|---|---|---|")
+    cuda = args.device == "cuda"
+    extra = " first peak MB |" if cuda else ""
+    print(f"| model | parameters | step ms (median) | min ms | x dws (paired) | peak MB |{extra}")
+    print("|---|---|---|---|---|---|" + ("---|" if cuda else ""))
     base = timed["dws"].rounds
     for name in steps:
         t = timed[name]
         count = f"{sum(p.numel() for p in models[name].parameters()):,}" if name in models else "-"
         ratio = layer_speed.paired_ratio(t.rounds, base)
+        tail = f" {first[name] / 2**20:.1f} |" if name in first else (" - |" if cuda else "")
         print(
             f"| {name} | {count} | {t.median * 1e3:.1f} | {t.minimum * 1e3:.1f} | "
-            f"{ratio:.2f} | {peak(steps[name]) / 2**20:.1f} |"
+            f"{ratio:.2f} | {peak(steps[name]) / 2**20:.1f} |{tail}"
         )
     if "nfn" in models:
         print()
         for name in (n for n in models if n.startswith("dws")):
             ratio = layer_speed.paired_ratio(timed["nfn"].rounds, timed[name].rounds)
             print(f"nfn step / {name} step = {ratio:.2f}x (paired)")
+            if "nfn-cudagraphs" in timed:
+                graphed = timed["nfn-cudagraphs"].rounds
+                ratio = layer_speed.paired_ratio(graphed, timed[name].rounds)
+                print(f"nfn-cudagraphs step / {name} step = {ratio:.2f}x (paired)")
         if "bound" in timed:
             bound = layer_speed.paired_ratio(timed["nfn"].rounds, timed["bound"].rounds)
             print(f"nfn step / bound step = {bound:.2f}x (paired): the most any layer can gain")

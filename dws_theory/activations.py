@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .codegen.prelude import _compiling  # the emitted layers' own test, one definition
+from .codegen.preludes.base import _compiling  # the emitted layers' own test, one definition
 
 __all__ = ["ReLU", "relu_from_output"]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 
 from .spec import MODES, SpecError, parse_dims, parse_mode, shown
@@ -158,6 +159,19 @@ def _dims(text: str) -> tuple[int, ...]:
     return dims
 
 
+def _input_shape(text: str) -> tuple[int, ...]:
+    """`--input-shape 2,3,32,32` -> (2, 3, 32, 32): a batch first, at most 8 sizes."""
+    items = [p.strip() for p in str(text).split(",")]
+    if any(not re.fullmatch(r"[0-9]{1,4}", p) for p in items) or len(items) > 8:
+        raise argparse.ArgumentTypeError(
+            f"expected at most 8 comma-separated sizes like 2,3,32,32, got {shown(text)}"
+        )
+    shape = tuple(int(p) for p in items)
+    if any(s < 1 or s > 4096 for s in shape):
+        raise argparse.ArgumentTypeError(f"expected sizes from 1 to 4,096, got {shown(text)}")
+    return shape
+
+
 def add_shape_arguments(parser: argparse.ArgumentParser, optional_dims: bool = False) -> None:
     """DIMS, --module, --spec and --symmetry, shared by every command that takes a shape."""
     default = f" (default {DEFAULT_DIMS})" if optional_dims else ""
@@ -186,6 +200,19 @@ def add_shape_arguments(parser: argparse.ArgumentParser, optional_dims: bool = F
         metavar="MODE",
         help=f"one of {', '.join(MODES)} (aliases hnp, np); default hidden",
     )
+    parser.add_argument(
+        "--input-shape",
+        type=_input_shape,
+        default=None,
+        metavar="SHAPE",
+        help="with --module: the shape of an input to trace it on, e.g. 2,3,32,32 (default: "
+        "made from its first layer)",
+    )
+    parser.add_argument(
+        "--no-module-check",
+        action="store_true",
+        help="with --module: skip checking the space against the module's function",
+    )
 
 
 def target_of(args: argparse.Namespace):
@@ -198,12 +225,16 @@ def target_of(args: argparse.Namespace):
         raise SpecError(f"expected one of DIMS, --module, --spec, got {', '.join(given)}")
     if not given and args.dims is None:
         raise SpecError("expected DIMS (e.g. 2,32,32,1), --module FILE.py:NAME or --spec SPEC")
+    if args.module is None and (args.input_shape is not None or args.no_module_check):
+        raise SpecError("--input-shape and --no-module-check need --module FILE.py:NAME")
     if args.spec is not None:
         if args.symmetry is not None:
             raise SpecError("--symmetry has no meaning with --spec: the spec gives the set kinds")
         target = from_spec(args.spec)
     elif args.module is not None:
-        target = from_module_file(args.module, args.symmetry or "hidden")
+        target = from_module_file(
+            args.module, args.symmetry or "hidden", args.input_shape, not args.no_module_check
+        )
     else:
         return from_dims(args.dims, args.symmetry or "hidden")  # DIMS' depth checked above
     tensors = len(target.space.tensors)

@@ -10,6 +10,18 @@ differs by a unit-triangular change of basis over the partition lattice (a coars
 partition has fewer blocks, so it is in the basis too), hence both span the same space. The
 non-strict form is what pooling, diagonals and broadcasting compute, so it is what the
 layers implement. `normalised=True` divides by the size of each pooled label (mean pooling).
+
+Nested sets keep the argument. Write a nested pattern x as (P, Q): P partitions the parent
+axes, Q partitions, inside each block of P, the child axes attached there (orbits.py). Its
+non-strict element N_x is 1 wherever axes sharing a label are equal; the tuples it covers
+are exactly those whose own orbit y = (P', Q') is *coarser*: P' merges blocks of P, and
+inside each block B' of P' the child partition Q'_{B'} merges blocks of the union of Q_B
+over the blocks B of P inside B' (child labels of different blocks of P were free to
+coincide once their blocks coincide). Every such y is realised by a tuple, so it is an
+orbit, and has at most H parent blocks and d child blocks per parent block (merging even
+blocks keeps them even, for signed sets): it is in the basis. Hence N_x = O_x + sum over
+strictly coarser orbits O_y, unit triangular in the coarsening order, and the N_x span the
+orbit indicators' space and are independent.
 """
 
 from __future__ import annotations

@@ -95,7 +95,11 @@ def build(
     cert = timed(
         "verify",
         lambda: certify(
-            space, progress=lambda m: say(f"      route: {m}"), enumerator=enumerator, basis=basis
+            space,
+            progress=lambda m: say(f"      route: {m}"),
+            enumerator=enumerator,
+            basis=basis,
+            source=target.source,
         ),
     )
     say(f"      certificate {'passed' if cert.passed else 'FAILED'}")

@@ -146,7 +146,11 @@ def _run_verify(args: argparse.Namespace) -> int:
     target = target_of(args)
     title = short_widths(dims_label(target.dims)) if target.dims is not None else target.title
     print(f"verifying {title} ({target.mode or 'kinds from the spec'})", file=sys.stderr)
-    cert = certify(target.space, progress=lambda m: print(f"  route: {m}", file=sys.stderr))
+    cert = certify(
+        target.space,
+        progress=lambda m: print(f"  route: {m}", file=sys.stderr),
+        source=target.source,
+    )
     if args.json:
         print(strict_json(cert.to_dict(), indent=2))
     else:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from itertools import pairwise
 
 import torch
@@ -34,10 +35,11 @@ from torch import nn
 
 from .activations import ReLU
 from .codegen.backends import DEFAULT_BACKEND
-from .codegen.compiled_prelude import _compiled_forward
 from .codegen.lower import mlp_shape
+from .codegen.preludes.compiled import _compiled_forward
+from .cuda_graphs import graph_options, module_device, uses_cuda_graphs
 from .runtime import layer_classes
-from .spec import Kind, NeuronSet, WeightSpace, mlp, parse_dims, parse_mode
+from .spec import Kind, WeightSpace, mlp, parse_dims, parse_mode
 
 __all__ = ["DWSNet", "default_activation"]
 
@@ -84,9 +86,8 @@ def _space_of(target: object, mode: str) -> tuple[WeightSpace, str | None]:
 
 def _unsigned(space: WeightSpace) -> WeightSpace:
     """The same space with every signed set merely permuted (its sign flips forgotten)."""
-    sets = tuple(
-        NeuronSet(s.name, s.size, Kind.PERMUTED if s.kind is Kind.SIGNED else s.kind)
-        for s in space.sets
+    sets = tuple(  # replace keeps a nested set's parent
+        replace(s, kind=Kind.PERMUTED) if s.kind is Kind.SIGNED else s for s in space.sets
     )
     return WeightSpace(sets, space.tensors)
 
@@ -108,16 +109,22 @@ class DWSNet(nn.Module):
         dropout: dropout probability inside the head (the equivariant trunk has none, so
             equivariance holds sample by sample in training mode too).
         in_channels: channels of the input features (1 for raw weights).
-        backend: `eager` (default), `compiled` or `fused`: with `compiled`, the whole
-            forward (layers, activations, invariant layer and head) runs through
+        backend: `eager` (default), `compiled`, `fused` or `triton`: with `compiled`, the
+            whole forward (layers, activations, invariant layer and head) runs through
             `torch.compile` as one graph, built at the first call, and the eager forward
             where that cannot be built (after one warning), inside an outer compilation and
             under torch.func transforms; `fused` is the same with the fused layers' C
-            kernels for the identity terms. The layers are
+            kernels for the identity terms (CPU), `triton` with Triton kernels (CUDA).
+            The layers are
             `runtime.layer_classes(..., backend)`; parameters and `state_dict` are the same
             for all. Compiling the whole model is faster than compiling each layer on its
             own: the activations fuse with the layers' sums (the project's
             docs/benchmarks.md, section Model speed).
+        cuda_graphs: with a compiling backend on a CUDA device, replay the compiled forward
+            and backward as CUDA graphs (inductor's `triton.cudagraphs`, as
+            `mode="reduce-overhead"`): the step is launch-bound there. Each new input shape
+            records a graph, and a call's outputs are overwritten by a later call of the
+            same shape: clone what you keep. False: compiled without graphs.
     """
 
     def __init__(
@@ -133,6 +140,7 @@ class DWSNet(nn.Module):
         dropout: float = 0.0,
         in_channels: int = 1,
         backend: str = DEFAULT_BACKEND,
+        cuda_graphs: bool = True,
     ) -> None:
         super().__init__()
         self.space, self.mode = _space_of(dims, mode)
@@ -173,6 +181,9 @@ class DWSNet(nn.Module):
         self.equivariant_output = equivariant_output
         equivariant, invariant = layer_classes(self.space, self.mode, backend)
         self.backend = backend
+        if not isinstance(cuda_graphs, bool):
+            raise TypeError(f"DWSNet: cuda_graphs must be True or False, got {cuda_graphs!r}")
+        self.cuda_graphs = cuda_graphs
         self.signed = signed
         if signed:
             # Linear maps and odd activations keep every signed entry odd, and an invariant
@@ -209,7 +220,10 @@ class DWSNet(nn.Module):
         `WeightSpaceFeatures`); an equivariant output is then an object of the same type.
         With backend `compiled` this runs `_forward` (the eager forward) compiled."""
         if self.backend in _WHOLE_MODEL:
-            return _compiled_for(type(self), self.backend, self.layers[0])(self, weights, biases)
+            wanted = getattr(self, "cuda_graphs", True)  # (a model pickled before the option)
+            graphs = uses_cuda_graphs(module_device(self), wanted, compiled=True)
+            run = _compiled_for(type(self), self.backend, self.layers[0], graphs)
+            return run(self, weights, biases)
         return self._forward(weights, biases)
 
     def _forward(
@@ -240,16 +254,20 @@ class DWSNet(nn.Module):
         return [w.abs() for w in ws], [b.abs() for b in bs]
 
 
-_WHOLE_MODEL = ("compiled", "fused")  # backends whose models compile the whole forward
-_COMPILED: dict[tuple[type, str], Callable[..., object]] = {}
+_WHOLE_MODEL = ("compiled", "fused", "triton")  # backends whose models compile the whole forward
+_COMPILED: dict[tuple[type, str, bool], Callable[..., object]] = {}
 
 
-def _compiled_for(cls: type, backend: str, layer: nn.Module) -> Callable[..., object]:
+def _compiled_for(
+    cls: type, backend: str, layer: nn.Module, graphs: bool = False
+) -> Callable[..., object]:
     """`cls._forward` through torch.compile with the compiled layers' fallbacks, one wrapper
-    per class and backend (the wrapper takes the instance as its first argument, so copies
-    share it), with the inductor options of the layers' module (the fused backend's graph
-    passes)."""
-    if (cls, backend) not in _COMPILED:
+    per class, backend and use of CUDA graphs (the wrapper takes the instance as its first
+    argument, so copies share it), with the inductor options of the layers' module (the
+    kernel backends' graph passes) and CUDA graphs where `graphs`."""
+    if (cls, backend, graphs) not in _COMPILED:
         options = getattr(sys.modules[type(layer).__module__], "COMPILE_OPTIONS", None)
-        _COMPILED[cls, backend] = _compiled_forward(cls._forward, options)
-    return _COMPILED[cls, backend]
+        _COMPILED[cls, backend, graphs] = _compiled_forward(
+            cls._forward, graph_options(options, graphs)
+        )
+    return _COMPILED[cls, backend, graphs]

@@ -8,6 +8,22 @@ axis has its own label and becomes a dense parameter dimension.
 
 The same `Pattern` type describes bias orbits (no input tensor) and invariant orbits (no
 output tensor), so code generation and documents treat all three uniformly.
+
+Nested sets (a child c inside the blocks of a parent p, group S_d wr S_H): an index of a
+child axis is a position inside the block that its parent axis indexes. Two index tuples
+lie in one orbit if and only if their parent axes have the same equality pattern (a
+partition P of the parent axes, at most H blocks, even blocks if p is signed) and, inside
+each block B of P (one block of the parent, the same for all its axes), the child-c axes
+attached to the parent axes of B have the same equality pattern (a partition into at most
+d_c blocks, even if c is signed). Child axes attached to different blocks of P lie in
+different blocks of the parent, moved by independent permutations, so nothing relates
+them: they never share a label. So a pattern is P, then one partition per block of P and
+child set, and the count of a block is
+
+    sum over P of prod over blocks B of P and children c of (partitions of the c-axes of B),
+
+which is what `block_patterns` enumerates (a fixed child is never moved inside a block:
+it is a fixed set, each axis its own dense label).
 """
 
 from __future__ import annotations
@@ -94,44 +110,81 @@ def set_partitions(n: int, max_blocks: int, even: bool) -> tuple[tuple[tuple[int
     return tuple(out)
 
 
-def _axes_by_set(space: WeightSpace, out: str | None, inp: str | None) -> dict[str, list[int]]:
-    """Positions of the block's axes (out axes first, then in axes), grouped by neuron set."""
-    axes = []
-    if out is not None:
-        axes += list(space.tensor(out).axes)
-    if inp is not None:
-        axes += list(space.tensor(inp).axes)
-    grouped: dict[str, list[int]] = {}
-    for pos, set_name in enumerate(axes):
-        grouped.setdefault(set_name, []).append(pos)
-    return grouped
+def _block_axes(
+    space: WeightSpace, out: str | None, inp: str | None
+) -> tuple[list[str], list[int | None]]:
+    """The block's axes (out axes first, then in axes): the neuron set of each, and the
+    position of its parent axis in the same numbering (None for a plain set)."""
+    sets: list[str] = []
+    parents: list[int | None] = []
+    for tensor in (out, inp):
+        if tensor is None:
+            continue
+        start = len(sets)
+        sets += list(space.tensor(tensor).axes)
+        parents += [None if q is None else start + q for q in space.parent_axes(tensor)]
+    return sets, parents
+
+
+def _moving_child(space: WeightSpace, name: str) -> bool:
+    s = space.set(name)
+    return s.parent is not None and s.kind is not Kind.FIXED
+
+
+Blocks = tuple[tuple[tuple[int, ...], str, bool], ...]  # (axis positions, set, fixed) each
+
+
+def _partitions(space: WeightSpace, name: str, positions: list[int]) -> list[Blocks]:
+    """Every partition of `positions` (axes on one set, moved by one permutation) into at
+    most `size` blocks (even blocks if signed); a fixed set: each axis its own block."""
+    s = space.set(name)
+    if s.kind is Kind.FIXED:
+        return [tuple(((p,), name, True) for p in positions)]
+    parts = set_partitions(len(positions), s.size, s.kind is Kind.SIGNED)
+    return [tuple((tuple(positions[i] for i in b), name, False) for b in part) for part in parts]
+
+
+def _family(
+    space: WeightSpace, name: str, sets: list[str], parents: list[int | None]
+) -> list[Blocks]:
+    """The choices of a plain set and its moving children: a partition of the set's axes,
+    then, inside each of its blocks, a partition of each child's axes attached there."""
+    positions = [i for i, x in enumerate(sets) if x == name]
+    children = [c for c in space.children(name) if c in sets and _moving_child(space, c)]
+    if not children:
+        return _partitions(space, name, positions)
+    out = []
+    for outer in _partitions(space, name, positions):
+        inner = [
+            _partitions(space, c, [i for i, x in enumerate(sets) if x == c and parents[i] in b])
+            for b, _, _ in outer
+            for c in children
+        ]
+        out += [outer + sum(combo, ()) for combo in itertools.product(*inner)]
+    return out
 
 
 def block_patterns(space: WeightSpace, out: str | None, inp: str | None) -> tuple[Pattern, ...]:
     """Every orbit pattern of the block out <- inp (either side may be None)."""
     n_out = len(space.tensor(out).axes) if out is not None else 0
-    grouped = _axes_by_set(space, out, inp)
-    total_axes = sum(len(v) for v in grouped.values())
+    sets, parents = _block_axes(space, out, inp)
+    total_axes = len(sets)
     if total_axes > len(LABELS):
         raise SpecError(
             f"expected at most {len(LABELS)} axes in a block, got {total_axes} in {out} <- {inp}"
         )
-    choices = []  # per set: list of partitions of its axis positions (fixed: singletons)
-    for name, positions in grouped.items():
-        s = space.set(name)
-        if s.kind is Kind.FIXED:
-            choices.append([(name, tuple((p,) for p in positions), True)])
-            continue
-        parts = set_partitions(len(positions), s.size, s.kind is Kind.SIGNED)
-        choices.append(
-            [(name, tuple(tuple(positions[i] for i in b) for b in part), False) for part in parts]
-        )
+    # Per family (a set with its moving children, in order of first axis): its choices.
+    choices = [
+        _family(space, name, sets, parents)
+        for name in dict.fromkeys(sets)
+        if not _moving_child(space, name)
+    ]
     patterns = []
     for combo in itertools.product(*choices):
         labels = [""] * total_axes
         label_sets, fixed = [], []
         # Blocks in order of their first axis, so labels read left to right.
-        blocks = sorted(((b, name, is_fixed) for name, part, is_fixed in combo for b in part))
+        blocks = sorted(b for family in combo for b in family)
         for i, (block, name, is_fixed) in enumerate(blocks):
             label = LABELS[i]
             for pos in block:

@@ -5,6 +5,28 @@ symmetry group is the direct product over neuron sets of S_n (permuted), the tri
 (fixed) or the hyperoctahedral group {+-1}^n x| S_n (signed). Nothing here assumes MLP
 structure: `mlp()` is one front end among possible others (CNN kernels, residual
 connections and weight tying only need new front ends that build a `WeightSpace`).
+
+Nested sets (block symmetries: attention heads, groups of GroupNorm or of a grouped conv).
+A set may name a `parent`: `hd:4:permuted@heads` is the position inside a block of the
+set `heads`, so a [H * d] axis is stored as two axes, the parent's then the child's (a
+query projection [H * d, E] viewed as `Q(heads, hd, e)`). An axis on a child set belongs to
+the nearest preceding axis of the same tensor on its parent set (its *parent axis*); a
+child axis without one is an error. The group permutes the blocks (one permutation of the
+parent) and, inside each block, the positions by that block's own permutation: S_d wr S_H.
+Several children of one parent (the query/key dims and the value dims of attention heads)
+each get their own permutations inside every block; every tensor on a child set shares
+them. Kinds: a permuted child is permuted inside each block, a signed child also takes a
+sign per position and block (q and k of one head flipped together is a symmetry of
+attention), a fixed child is never moved inside a block and is then exactly a fixed set
+(the parent link changes nothing). The parent may be permuted or signed (a sign per whole
+block); a fixed parent with a moving child (S_d^H, no block permutation) is refused: its
+orbits do not factor into dense fixed labels times partitions; declare the child fixed
+(a subgroup, which is safe) or the parent permuted if the blocks may move. One level of
+nesting: a parent has no parent of its own.
+
+Gates (LSTM, GRU) need no nesting: a [4H, in] weight is `W(g, h, x)` with `g:4:fixed`
+and `h` permuted, one permutation of `h` shared by the four gate blocks, since each gate
+block reads and writes the same hidden units in the same order.
 """
 
 from __future__ import annotations
@@ -58,9 +80,13 @@ class Kind(str, Enum):
 
 @dataclass(frozen=True)
 class NeuronSet:
+    """A neuron set; `parent` names the set whose blocks it lies inside (None: a plain set).
+    `size` of a child is the size of one block."""
+
     name: str
     size: int
     kind: Kind
+    parent: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
@@ -70,9 +96,17 @@ class NeuronSet:
                 f"neuron set {self.name!r} needs a positive integer size, got {self.size!r}"
             )
         object.__setattr__(self, "kind", Kind(self.kind))
+        if self.parent is not None:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(self.parent)):
+                raise SpecError(
+                    f"neuron set {self.name!r}: expected a parent set name, got {self.parent!r}"
+                )
+            if self.parent == self.name:
+                raise SpecError(f"neuron set {self.name!r} cannot be its own parent")
 
     def __str__(self) -> str:
-        return f"{self.name}:{self.size}:{self.kind.value}"
+        text = f"{self.name}:{self.size}:{self.kind.value}"
+        return f"{text}@{self.parent}" if self.parent is not None else text
 
 
 @dataclass(frozen=True)
@@ -101,6 +135,7 @@ class WeightSpace:
     # quadratic in depth rather than cubic).
     _set_by_name: dict = field(init=False, repr=False, compare=False, hash=False)
     _tensor_by_name: dict = field(init=False, repr=False, compare=False, hash=False)
+    _parent_axes: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sets", tuple(self.sets))
@@ -121,6 +156,9 @@ class WeightSpace:
                     raise SpecError(
                         f"tensor {t.name} has axis {axis!r}, not a neuron set of {names}"
                     )
+        for s in self.sets:
+            _check_parent(self, s)
+        object.__setattr__(self, "_parent_axes", {t.name: _attach(self, t) for t in self.tensors})
 
     # -- lookups ---------------------------------------------------------------------------
     def set(self, name: str) -> NeuronSet:
@@ -128,6 +166,20 @@ class WeightSpace:
 
     def tensor(self, name: str) -> Tensor:
         return self._tensor_by_name[name]
+
+    def parent_axes(self, tensor: str) -> tuple[int | None, ...]:
+        """Per axis of the tensor: the position of its parent axis (the nearest preceding
+        axis on its set's parent), None for an axis on a set without a parent."""
+        return self._parent_axes[tensor]
+
+    def children(self, name: str) -> tuple[str, ...]:
+        """The sets whose parent is `name`, in the space's order."""
+        return tuple(s.name for s in self.sets if s.parent == name)
+
+    @property
+    def nested(self) -> bool:
+        """Whether some set has a parent (a block symmetry)."""
+        return any(s.parent is not None for s in self.sets)
 
     def shape(self, tensor: str) -> tuple[int, ...]:
         return tuple(self.set(a).size for a in self.tensor(tensor).axes)
@@ -158,26 +210,33 @@ class WeightSpace:
 
     def with_sizes(self, sizes: dict[str, int]) -> WeightSpace:
         """The same space with some neuron-set sizes replaced."""
-        sets = tuple(NeuronSet(s.name, sizes.get(s.name, s.size), s.kind) for s in self.sets)
+        sets = tuple(
+            NeuronSet(s.name, sizes.get(s.name, s.size), s.kind, s.parent) for s in self.sets
+        )
         return WeightSpace(sets, self.tensors)
 
     def graph(self) -> nx.MultiDiGraph:
         """Architecture graph: neuron sets are nodes; a tensor with two or more axes is an
         edge from its second axis's set to its first's (a weight `[out, in, ...]`), its
-        further axes (conv kernels) recorded on the edge as `extra`.
+        further axes (conv kernels) recorded on the edge as `extra`. Axes on child sets
+        ride with their parent axis (a query projection `Q(heads, hd, e)` is an edge
+        e -> heads, `hd` in `extra`), and a child set's node records its `parent`.
 
         Tensors with one axis (biases) are node attributes; tensors without axes are listed
         on the graph as `hyper`, so no tensor is silently dropped. A square weight on one
         set is a self-loop."""
         g = nx.MultiDiGraph()
         for s in self.sets:
-            g.add_node(s.name, size=s.size, kind=s.kind.value, tensors=[])
+            g.add_node(s.name, size=s.size, kind=s.kind.value, tensors=[], parent=s.parent)
         hyper = []
         for t in self.tensors:
-            if len(t.axes) >= 2:
-                g.add_edge(t.axes[1], t.axes[0], tensor=t.name, extra=t.axes[2:])
-            elif len(t.axes) == 1:
-                g.nodes[t.axes[0]]["tensors"].append(t.name)
+            parents = self.parent_axes(t.name)
+            main = [a for a, p in zip(t.axes, parents, strict=True) if p is None]
+            children = tuple(a for a, p in zip(t.axes, parents, strict=True) if p is not None)
+            if len(main) >= 2:
+                g.add_edge(main[1], main[0], tensor=t.name, extra=(*main[2:], *children))
+            elif len(main) == 1:
+                g.nodes[main[0]]["tensors"].append(t.name)
             else:
                 hyper.append(t.name)
         g.graph["hyper"] = hyper
@@ -200,12 +259,18 @@ class WeightSpace:
         for item in m.group(1).split():
             parts = item.split(":")
             if len(parts) != 3 or not parts[1].isdigit():
-                raise SpecError(f"expected a neuron set 'name:size:kind', got {item!r}")
+                raise SpecError(
+                    f"expected a neuron set 'name:size:kind' or 'name:size:kind@parent', "
+                    f"got {item!r}"
+                )
+            kind_text, at, parent = parts[2].partition("@")
+            if at and not parent:
+                raise SpecError(f"expected a parent set name after '@', got {item!r}")
             try:
-                kind = Kind(parts[2])
+                kind = Kind(kind_text)
             except ValueError:
-                raise SpecError(f"unknown neuron set kind {parts[2]!r}") from None
-            sets.append(NeuronSet(parts[0], int(parts[1]), kind))
+                raise SpecError(f"unknown neuron set kind {kind_text!r}") from None
+            sets.append(NeuronSet(parts[0], int(parts[1]), kind, parent or None))
         tensors = []
         for item in m.group(2).split():
             tm = re.fullmatch(r"(\w+)\(([\w,]*)\)", item)
@@ -214,6 +279,47 @@ class WeightSpace:
             axes = tuple(a for a in tm.group(2).split(",") if a)
             tensors.append(Tensor(tm.group(1), axes))
         return cls(tuple(sets), tuple(tensors))
+
+
+def _check_parent(space: WeightSpace, s: NeuronSet) -> None:
+    """A child's parent exists, has no parent itself, and moves whenever the child does."""
+    if s.parent is None:
+        return
+    names = [x.name for x in space.sets]
+    if s.parent not in names:
+        raise SpecError(f"neuron set {s.name} has parent {s.parent!r}, not a neuron set of {names}")
+    parent = space.set(s.parent)
+    if parent.parent is not None:
+        raise SpecError(
+            f"expected one level of nesting, got {s.name}@{parent.name} whose parent "
+            f"{parent.name} is itself a child of {parent.parent}"
+        )
+    if parent.kind is Kind.FIXED and s.kind is not Kind.FIXED:
+        raise SpecError(
+            f"expected a permuted or signed parent for the {s.kind.value} child {s.name}, got "
+            f"fixed {parent.name} (blocks that never move with positions permuted inside "
+            f"each are not supported: declare {s.name} fixed, a subgroup, or {parent.name} "
+            "permuted if the blocks may move)"
+        )
+
+
+def _attach(space: WeightSpace, t: Tensor) -> tuple[int | None, ...]:
+    """Per axis of `t`, its parent axis (nearest preceding axis on the parent set)."""
+    out: list[int | None] = []
+    for pos, name in enumerate(t.axes):
+        parent = space.set(name).parent
+        if parent is None:
+            out.append(None)
+            continue
+        before = [q for q in range(pos) if t.axes[q] == parent]
+        if not before:
+            raise SpecError(
+                f"tensor {t}: axis {pos} is on {name}, a child of {parent}, so it needs an axis "
+                f"on {parent} before it (store a [{parent} * {name}] axis as two axes, "
+                f"{parent} then {name})"
+            )
+        out.append(before[-1])
+    return tuple(out)
 
 
 def require_space(value: object, where: str) -> WeightSpace:

@@ -5,9 +5,10 @@ Three properties every equivariant weight-space layer must have, each one assert
 - `assert_equivariant(layer, space)`: L(g x) = g L(x) for random group elements g (for a
   layer whose output is one tensor per sample: L(g x) = L(x), invariance).
 - `assert_not_over_symmetric(layer, space)`: L does NOT commute with transformations that
-  are not in the group (the rows of one weight permuted alone, a fixed set permuted) where
-  the complete equivariant layer does not either. Equivariance alone cannot see a layer that
-  respects a larger group than it should.
+  are not in the group (the rows of one weight permuted alone, a fixed set permuted, for a
+  nested set a position moved from one block to another) where the complete equivariant
+  layer does not either. Equivariance alone cannot see a layer that respects a larger group
+  than it should.
 - `assert_complete(layer, space)`: the rank of the Jacobian of L's outputs with respect to
   its parameters equals the orbit count (c_in c_out per linear basis element plus c_out per
   bias orbit): nothing missing. Raw parameters above the rank are redundant, not wrong.
@@ -44,6 +45,7 @@ __all__ = [
     "Transformation",
     "WeightSpaceBatch",
     "act",
+    "act_on",
     "assert_complete",
     "assert_equivariant",
     "assert_not_over_symmetric",
@@ -166,8 +168,10 @@ def _relative_gap(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # -- the group action, and transformations outside the group ---------------------------------
-def _gather(t: torch.Tensor, axis: int, perm: np.ndarray, sign: np.ndarray | None) -> torch.Tensor:
-    dim = 2 + axis
+def _gather(
+    t: torch.Tensor, axis: int, perm: np.ndarray, sign: np.ndarray | None, lead: int = 2
+) -> torch.Tensor:
+    dim = lead + axis
     t = t.index_select(dim, torch.as_tensor(perm, device=t.device))
     if sign is not None:
         shape = [1] * t.dim()
@@ -176,34 +180,62 @@ def _gather(t: torch.Tensor, axis: int, perm: np.ndarray, sign: np.ndarray | Non
     return t
 
 
+def _gather_in_blocks(
+    t: torch.Tensor, parent: int, axis: int, perm: np.ndarray, sign: np.ndarray, lead: int = 2
+) -> torch.Tensor:
+    """y[.., h, .., i, ..] = sign[h, i] * t[.., h, .., perm[h, i], ..]: a child axis gathered
+    by the permutation of the block its parent axis (`parent`, earlier) indexes."""
+    shape = [1] * t.dim()
+    shape[lead + parent], shape[lead + axis] = perm.shape
+    index = torch.as_tensor(perm, device=t.device).view(shape).expand(t.shape)
+    t = torch.gather(t, lead + axis, index)
+    return t * torch.as_tensor(sign, dtype=t.dtype, device=t.device).view(shape)
+
+
 def act(
     space: WeightSpace, g: GroupElement, weights: Tensors, biases: Tensors
 ) -> tuple[Tensors, Tensors]:
     """g acting on `[B, C, *shape]` features: every axis gathered by its set's permutation
-    and multiplied by its signs."""
+    and multiplied by its signs. An axis on a child set is gathered after its parent axis
+    (which comes first), by the permutation of the block the output index lies in:
+    (g x)[.., h, .., i, ..] = s_p(h) s_c(h, i) x[.., sigma(h), .., tau_h(i), ..]."""
     names_w, names_b = _names(space)
-
-    def one(t: torch.Tensor, name: str) -> torch.Tensor:
-        for axis, set_name in enumerate(space.tensor(name).axes):
-            t = _gather(t, axis, g.perm(set_name), g.sign(set_name))
-        return t
-
     return (
-        [one(t, n) for t, n in zip(weights, names_w, strict=True)],
-        [one(t, n) for t, n in zip(biases, names_b, strict=True)],
+        [act_on(space, g, n, t) for t, n in zip(weights, names_w, strict=True)],
+        [act_on(space, g, n, t) for t, n in zip(biases, names_b, strict=True)],
     )
+
+
+def act_on(
+    space: WeightSpace, g: GroupElement, tensor: str, t: torch.Tensor, lead: int = 2
+) -> torch.Tensor:
+    """g acting on one tensor of the space with `lead` leading axes (batch and channel: 2;
+    a module's own parameter: 0). The project's one group action on torch tensors."""
+    parents = space.parent_axes(tensor)
+    for axis, set_name in enumerate(space.tensor(tensor).axes):
+        perm, sign = g.perm(set_name), g.sign(set_name)
+        if parents[axis] is None:
+            t = _gather(t, axis, perm, sign, lead)
+        else:
+            t = _gather_in_blocks(t, parents[axis], axis, perm, sign, lead)
+    return t
 
 
 @dataclass(frozen=True)
 class Transformation:
     """A map of the weight space that is not a group element: `perm` applied to one axis of
-    one tensor alone (`tensor` set), or to every axis on one fixed set (`tensor` None)."""
+    one tensor alone (`tensor` set), or to every axis on one fixed set (`tensor` None).
+
+    With `across_blocks`, `set_name` is a child set and `perm` permutes its flat (block,
+    position) index, h * d + i, on every axis of that set together with its parent axis:
+    a position moved into another block, which no element of S_d wr S_H does."""
 
     description: str
     set_name: str
     perm: tuple[int, ...]
     tensor: str | None = None
     axis: int = 0
+    across_blocks: bool = False
 
     def __call__(
         self, space: WeightSpace, weights: Tensors, biases: Tensors
@@ -212,9 +244,12 @@ class Transformation:
         perm = np.array(self.perm)
 
         def one(t: torch.Tensor, name: str) -> torch.Tensor:
+            parents = space.parent_axes(name)
             for axis, set_name in enumerate(space.tensor(name).axes):
                 chosen = name == self.tensor and axis == self.axis
-                if chosen or (self.tensor is None and set_name == self.set_name):
+                if self.across_blocks and set_name == self.set_name:
+                    t = _gather_flat(t, parents[axis], axis, perm)
+                elif chosen or (self.tensor is None and set_name == self.set_name):
                     t = _gather(t, axis, perm, None)
             return t
 
@@ -224,19 +259,47 @@ class Transformation:
         )
 
 
+def _gather_flat(t: torch.Tensor, parent: int, axis: int, perm: np.ndarray) -> torch.Tensor:
+    """y[.., h, .., i, ..] = t[.., q // d, .., q % d, ..] with q = perm[h * d + i]: the parent
+    and child axes read as one flat axis of H * d and gathered by `perm`."""
+    blocks, size = t.shape[2 + parent], t.shape[2 + axis]
+    moved = t.movedim((2 + parent, 2 + axis), (-2, -1))
+    flat = moved.reshape(*moved.shape[:-2], blocks * size)
+    flat = flat.index_select(-1, torch.as_tensor(perm, device=t.device))
+    return flat.reshape(moved.shape).movedim((-2, -1), (2 + parent, 2 + axis))
+
+
 def _shift(n: int) -> tuple[int, ...]:
     """A permutation that moves every index (a cycle), for n >= 2."""
     return tuple((i + 1) % n for i in range(n))
 
 
+def _across(space: WeightSpace, child: str) -> Transformation:
+    """Position 0 of block 0 swapped with position 0 of block 1 (flat 0 <-> d)."""
+    d = space.set(child).size
+    blocks = space.set(space.set(child).parent).size
+    perm = list(range(blocks * d))
+    perm[0], perm[d] = d, 0
+    return Transformation(
+        f"position 0 of {child} moved between blocks 0 and 1 of {space.set(child).parent}",
+        child,
+        tuple(perm),
+        across_blocks=True,
+    )
+
+
 def outside_transformations(space: WeightSpace) -> list[Transformation]:
     """Transformations outside the group: each fixed set of width >= 2 permuted everywhere
-    (a fixed set is not permuted by G), and each axis of width >= 2 of each tensor permuted
-    alone (G moves an axis only together with every other axis on its set)."""
+    (a fixed set is not permuted by G), each axis of width >= 2 of each tensor permuted
+    alone (G moves an axis only together with every other axis on its set), and for each
+    child set of a parent with two or more blocks, one position moved from block 0 to
+    block 1 on every tensor (G moves positions only inside a block, or whole blocks)."""
     found = []
     for s in space.sets:
         if s.kind is Kind.FIXED and s.size >= 2:
             found.append(Transformation(f"fixed set {s.name} permuted", s.name, _shift(s.size)))
+        if s.parent is not None and space.set(s.parent).size >= 2:
+            found.append(_across(space, s.name))
     for t in space.tensors:
         for axis, set_name in enumerate(t.axes):
             size = space.set(set_name).size

@@ -508,6 +508,9 @@ def render_theory() -> str:
         "the orbit count).",
         "",
     ]
+    from .report.theory_blocks import block_section  # the report package is heavier
+
+    lines += block_section(7)
     return "\n".join(lines)
 
 

@@ -111,3 +111,13 @@ def _check_linear(basis: Basis, rng: np.random.Generator) -> int:
             checked += 1
         start += multiplicity
     return checked
+
+
+def _space_routes() -> list[str]:
+    from dws_theory.certify import ROUTES
+
+    return [name for name in ROUTES if name != "module"]
+
+
+# The certificate's routes that check a space alone (the module route needs a module).
+SPACE_ROUTES = _space_routes()

@@ -9,6 +9,16 @@ Three families, as a person would write their neuron sets down from the architec
 - tied networks: Linear(d -> s), one square Linear(s -> s) applied twice, Linear(s -> o);
   the square weight has both axes on `s`.
 
+Block symmetries (nested sets, a child set inside the blocks of its parent):
+
+- attention: q, k, v projections [H * d, E] viewed as [H, d, E] (`Q(heads, qk, e)`), their
+  biases [H, d], the output projection [E, H * d_v] viewed as [E, H, d_v]; q and k share
+  the child set `qk`, v and the output projection's input the child set `v`;
+- gates (LSTM/GRU): [G * H, ...] viewed as [G, H, ...], the gate axis a fixed set and the
+  hidden units one permuted set (no nesting needed);
+- groups (GroupNorm between two convs): channels [G * c] viewed as [G, c], groups the
+  parent, positions inside a group the child.
+
 The mode decides the kinds as for MLPs: `hidden` fixes the input and output sets, `all`
 permutes them too, `signed` makes the hidden sets signed. Also: tensors as [B, C, *shape] for
 any space, the group action written independently of the engine, and the flat vector in the
@@ -85,6 +95,69 @@ def tied_space(d_in: int, width: int, out: int, mode: str) -> WeightSpace:
     return WeightSpace(sets, tensors)
 
 
+def attention_space(
+    embed: int, heads: int, qk: int, v: int, mode: str, biases: bool = True
+) -> WeightSpace:
+    """One attention block: Q, K, V projections, their biases, the output projection and
+    its bias. `e` (the block's input and output) is fixed in modes hidden and signed; in
+    signed mode q/k and v dims are signed (flipping a q dim with its k dim, or a v dim with
+    the output projection's column, keeps attention's function)."""
+    child = Kind.SIGNED if mode == "signed" else Kind.PERMUTED
+    sets = (
+        NeuronSet("e", embed, _kind(mode, True)),
+        NeuronSet("heads", heads, Kind.PERMUTED),
+        NeuronSet("qk", qk, child, "heads"),
+        NeuronSet("v", v, child, "heads"),
+    )
+    names = (("q", "qk"), ("k", "qk"), ("v", "v"))
+    tensors = [Tensor(f"{n}_w", ("heads", c, "e")) for n, c in names]
+    if biases:
+        tensors += [Tensor(f"{n}_b", ("heads", c)) for n, c in names]
+    tensors.append(Tensor("o_w", ("e", "heads", "v")))
+    if biases:
+        tensors.append(Tensor("o_b", ("e",)))
+    return WeightSpace(sets, tuple(tensors))
+
+
+def gated_space(gates: int, hidden: int, d_in: int, mode: str) -> WeightSpace:
+    """One LSTM/GRU layer: weight_ih [G H, in] as (g, h, x), weight_hh [G H, H] as (g, h, h),
+    both biases as (g, h); one permutation of h shared by every gate block."""
+    sets = (
+        NeuronSet("g", gates, Kind.FIXED),
+        NeuronSet("h", hidden, _kind(mode, False)),
+        NeuronSet("x", d_in, _kind(mode, True)),
+    )
+    tensors = (
+        Tensor("w_ih", ("g", "h", "x")),
+        Tensor("w_hh", ("g", "h", "h")),
+        Tensor("b_ih", ("g", "h")),
+        Tensor("b_hh", ("g", "h")),
+    )
+    return WeightSpace(sets, tensors)
+
+
+def grouped_space(groups: int, per_group: int, d_in: int, kernel: int, mode: str) -> WeightSpace:
+    """Conv1d(in -> G c), GroupNorm(G, G c), Conv1d(G c -> in): the channel axis as
+    (grp, ch); whole groups move, and positions inside each group by its own permutation."""
+    child = Kind.SIGNED if mode == "signed" else Kind.PERMUTED
+    sets = (
+        NeuronSet("i", d_in, _kind(mode, True)),
+        NeuronSet("grp", groups, Kind.PERMUTED),
+        NeuronSet("ch", per_group, child, "grp"),
+        NeuronSet("k1", kernel, Kind.FIXED),
+        NeuronSet("k2", kernel, Kind.FIXED),
+    )
+    tensors = (
+        Tensor("conv1_w", ("grp", "ch", "i", "k1")),
+        Tensor("conv1_b", ("grp", "ch")),
+        Tensor("norm_w", ("grp", "ch")),
+        Tensor("norm_b", ("grp", "ch")),
+        Tensor("conv2_w", ("i", "grp", "ch", "k2")),
+        Tensor("conv2_b", ("i",)),
+    )
+    return WeightSpace(sets, tensors)
+
+
 # -- strategies (small: widths 1..4 on permuted sets, kernels 1..3) ------------------------------
 widths = st.integers(1, 4)
 ends = st.integers(1, 3)
@@ -110,6 +183,60 @@ def residual_spaces(draw, max_blocks: int = 2) -> WeightSpace:
 @st.composite
 def tied_spaces(draw) -> WeightSpace:
     return tied_space(draw(ends), draw(widths), draw(ends), draw(modes))
+
+
+small = st.integers(1, 3)
+any_kind = st.sampled_from(tuple(Kind))
+moving = st.sampled_from((Kind.PERMUTED, Kind.SIGNED))
+
+# Tensors of `nested_spaces`: on the plain set e, the parent p and its children c and w.
+_NESTED = (
+    ("A", ("p", "c", "e")),
+    ("a", ("p", "c")),
+    ("O", ("e", "p", "w")),
+    ("g", ("p",)),
+    ("S", ("p", "c", "p", "w")),
+    ("P", ("p", "c", "w")),
+    ("D", ("e", "p", "c", "p", "c")),
+    ("b", ("e",)),
+)
+
+
+@st.composite
+def nested_spaces(draw, width: st.SearchStrategy[int] = small) -> WeightSpace:
+    """Random spaces with a nested set: a plain set e, a parent p (permuted or signed) and
+    two children c, w of any kind; one to three tensors from `_NESTED`."""
+    sets = (
+        NeuronSet("e", draw(width), draw(any_kind)),
+        NeuronSet("p", draw(width), draw(moving)),
+        NeuronSet("c", draw(width), draw(any_kind), "p"),
+        NeuronSet("w", draw(width), draw(any_kind), "p"),
+    )
+    chosen = draw(st.lists(st.sampled_from(_NESTED), min_size=1, max_size=3, unique=True))
+    return WeightSpace(sets, tuple(Tensor(n, axes) for n, axes in chosen))
+
+
+@st.composite
+def attention_spaces(draw, width: st.SearchStrategy[int] = small) -> WeightSpace:
+    return attention_space(
+        draw(width), draw(width), draw(width), draw(width), draw(modes), draw(st.booleans())
+    )
+
+
+@st.composite
+def gated_spaces(draw) -> WeightSpace:
+    return gated_space(draw(st.integers(1, 4)), draw(small), draw(small), draw(modes))
+
+
+@st.composite
+def grouped_spaces(draw) -> WeightSpace:
+    kernel = draw(st.integers(1, 2))
+    return grouped_space(draw(small), draw(small), draw(small), kernel, draw(modes))
+
+
+def block_spaces() -> st.SearchStrategy[WeightSpace]:
+    """Attention blocks, gated recurrent layers and grouped channels, at small widths."""
+    return st.one_of(attention_spaces(), gated_spaces(), grouped_spaces())
 
 
 def general_spaces(max_kernel_axes: int = 2) -> st.SearchStrategy[WeightSpace]:

@@ -4,12 +4,13 @@ Each route computes the counts without the enumeration's code path; the routes s
 registry by name (`registry.ROUTES`):
 
 - `closed_form` (counts.py): product over neuron sets of Stirling sums, even-block
-  partition numbers and n^t;
+  partition numbers and n^t (a set with nested children: one family factor, a sum over
+  the partitions of its axes);
 - `orbit_count`, `commutant`, `exact_commutation`, `independence` (explicit.py): orbits on
   explicit index pairs, the commutant's dimension, integer commutation of every dense
   element with every generator, and the rank of the dense elements;
-- `module` (module_route.py, registered where torch is available): the space checked
-  against the module it was derived from, when one is given.
+- `module` (module_route.py): the space checked against the module it was derived from,
+  when one is given (`source=(module, trace)`).
 
 Explicit routes need explicit index pairs. When the space is too large they run on a
 reduced copy (reduce.py), and the certificate says so. When it is too deep (more than
@@ -25,7 +26,15 @@ from collections.abc import Callable
 
 from ..basis import Basis, enumerate_basis
 from ..spec import WeightSpace, require_space
-from .counts import closed_form_counts, enumeration_counts, set_factor
+from . import module_route  # noqa: F401  (registers the module route, after registry's own)
+from .counts import (
+    Factor,
+    block_factors,
+    closed_form_counts,
+    enumeration_counts,
+    family_factor,
+    set_factor,
+)
 from .explicit import commutant_counts, exact_commutation, independence_ranks, orbit_count_counts
 from .reduce import axes_bound, explicit_space, reduce_space
 from .registry import ROUTES, Check, Route, register_route, select_routes
@@ -35,17 +44,20 @@ __all__ = [
     "Certificate",
     "Check",
     "Counts",
+    "Factor",
     "MAX_WHOLE_SPACE_BLOCKS",
     "ROUTES",
     "Route",
     "RouteResult",
     "axes_bound",
+    "block_factors",
     "certify",
     "closed_form_counts",
     "commutant_counts",
     "enumeration_counts",
     "exact_commutation",
     "explicit_space",
+    "family_factor",
     "independence_ranks",
     "orbit_count_counts",
     "reduce_space",

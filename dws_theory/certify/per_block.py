@@ -10,7 +10,10 @@ of a block depends only on its own two tensors:
   elements) are those of the product over the sets that A and B do touch.
 - Renaming neuron sets changes nothing. So two blocks whose axes fall on sets of the same
   kinds and sizes in the same pattern (the `block_key`: the axes of A then of B, each set
-  numbered by first appearance, with its kind and size) have the same count.
+  numbered by first appearance, with its kind, size and parent's number) have the same
+  count. A child set's parent is on an earlier axis of the same tensor, so it is numbered
+  first and the key keeps which set is whose parent; a parent's other children, on no
+  axis of A or B, act trivially on the block like any other set it does not touch.
 
 Each class of blocks with one key is therefore checked once, on its own space
 (`block_space`: only A, B and their sets), and the result stands for every block of the
@@ -48,8 +51,10 @@ __all__ = [
 ]
 
 Block = tuple[str | None, str | None]
-# (axes of the out tensor, axes of the in tensor) as set numbers, then (kind, size) per set.
-BlockKey = tuple[tuple[int, ...] | None, tuple[int, ...] | None, tuple[tuple[Kind, int], ...]]
+# (axes of the out tensor, axes of the in tensor) as set numbers, then per set (kind, size,
+# number of its parent or None).
+SetKey = tuple[Kind, int, int | None]
+BlockKey = tuple[tuple[int, ...] | None, tuple[int, ...] | None, tuple[SetKey, ...]]
 
 
 def block_key(space: WeightSpace, out: str | None, inp: str | None) -> BlockKey:
@@ -62,7 +67,10 @@ def block_key(space: WeightSpace, out: str | None, inp: str | None) -> BlockKey:
         return tuple(number.setdefault(a, len(number)) for a in space.tensor(tensor).axes)
 
     out_axes, in_axes = axes(out), axes(inp)
-    sets = tuple((space.set(name).kind, space.set(name).size) for name in number)
+    sets = tuple(
+        (s.kind, s.size, None if s.parent is None else number[s.parent])
+        for s in map(space.set, number)
+    )
     return out_axes, in_axes, sets
 
 
@@ -70,7 +78,10 @@ def block_space(key: BlockKey) -> tuple[WeightSpace, Block]:
     """The smallest space holding one block of the class: tensors A (out) and B (in) on
     sets k0, k1, ...; returns the space and the block's (out, in) names in it."""
     out_axes, in_axes, sets = key
-    neuron_sets = tuple(NeuronSet(f"k{i}", size, kind) for i, (kind, size) in enumerate(sets))
+    neuron_sets = tuple(
+        NeuronSet(f"k{i}", size, kind, None if parent is None else f"k{parent}")
+        for i, (kind, size, parent) in enumerate(sets)
+    )
     tensors = []
     if out_axes is not None:
         tensors.append(Tensor("A", tuple(f"k{i}" for i in out_axes)))

@@ -5,6 +5,13 @@ only through min(t, n), and no block has more than t_max(k) axes on set k, so sh
 permuted or signed set to min(n, t_max(k)) keeps every count. Fixed sets contribute n^t
 and are only shrunk when even the reduced copy would be too large; then the explicit routes
 check the reduced copy and the closed form the full shape.
+
+Nested sets keep their counts under the same cut. A family factor (counts.py) sums over
+partitions P of the parent's axes into at most H blocks: P has at most t_p <= t_max(p)
+blocks, so H enters only through min(H, t_max(p)). Inside a block B of P it multiplies
+c_c(t_{c,B}) over the children, and t_{c,B} is at most the block's number of c-axes, at
+most t_max(c), so d_c enters only through min(d_c, t_max(c)). Cutting the parent to its
+t_max and each child to its own therefore keeps every count.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ The steps, one module each, every one a pure function on frozen data:
 - `plan`:    the frozen ops (`Pool`, `Mix`, `Add`) of a `LayerPlan`; no torch.
 - `lower`:   `lower(basis) -> LayerPlan`, grouping the orbit patterns into ops.
 - `emit`:    the source-printing library (lines that stay `ruff format`-stable).
-- `prelude`: the helpers every emitted module carries, as real Python read back as text.
+- `preludes`: the runtime pasted into emitted modules (helpers, the torch.compile wrapper,
+  the C and Triton kernels and their custom ops), as real files read back as text.
 - `backends`: printers from a plan to source; `eager` is the reference.
 - `files`:   module names, `source_for`, `write_module`, the checked-in list.
 - `cli`:     `dws-theory generate`.

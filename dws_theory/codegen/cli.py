@@ -27,7 +27,8 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=sorted(BACKENDS),
         default=DEFAULT_BACKEND,
         help="eager: plain PyTorch, the reference (default); compiled: the same module with "
-        "the layers' forward run through torch.compile, eager where that cannot be built "
-        "(written as <stem>_<backend>.py)",
+        "the layers' forward run through torch.compile, eager where that cannot be built; "
+        "fused: compiled, with C kernels for the identity terms (CPU); triton: compiled, with "
+        "Triton kernels for them (CUDA) (written as <stem>_<backend>.py)",
     )
     p.set_defaults(func=_run_generate)

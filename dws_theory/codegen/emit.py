@@ -14,6 +14,7 @@ from ..orbits import Pattern
 
 __all__ = [
     "LINE_LENGTH",
+    "assignment",
     "call",
     "comment",
     "dims_text",
@@ -27,6 +28,7 @@ __all__ = [
     "tuple_literal",
     "unpack",
     "wrap_dims",
+    "wrapped",
 ]
 
 LINE_LENGTH = 100
@@ -39,8 +41,9 @@ def fits(text: str) -> bool:
 def comment(indent: int, items: Sequence[str], head: str = "", sep: str = "; ") -> list[str]:
     """A comment of `head` then `items`, wrapped at spaces but never inside an item."""
     glue = "\x00"  # stands for a space that must not break
-    text = head + sep.join(item.replace(" ", glue) for item in items)
     pad = " " * indent
+    room = LINE_LENGTH - indent - 4  # an item longer than a line may break at its spaces
+    text = head + sep.join(item if len(item) > room else item.replace(" ", glue) for item in items)
     lines = textwrap.wrap(
         text,
         width=LINE_LENGTH,
@@ -129,7 +132,14 @@ def rows_lines(
     one_line = one_line or len(rows) <= 1 or name == "DIMS"
     if one_line and fits(f"{pad}{name} = {tuple_literal(rows)}"):
         return [f"{pad}{name} = {tuple_literal(rows)}"]
-    return [f"{pad}{name} = ("] + [f"{pad}    {r}," for r in rows] + [f"{pad})"]
+    lines = [f"{pad}{name} = ("]
+    for r in rows:
+        if fits(f"{pad}    {r},") or not (r.startswith("(") and r.endswith(")")):
+            lines.append(f"{pad}    {r},")
+        else:  # a row too long for a line: one item per line, as ruff format does
+            lines += [f"{pad}    ("] + [f"{pad}        {i}," for i in _top_level_items(r[1:-1])]
+            lines.append(f"{pad}    ),")
+    return lines + [f"{pad})"]
 
 
 def unpack(indent: int, names: Sequence[str], source: str) -> list[str]:
@@ -178,3 +188,100 @@ def wrap_dims(prefix: str, dims: Sequence[int], suffix: str = "", cont: str = ""
             line = cont
         line += item
     return lines + [line]
+
+
+def _trailing_bracket(expr: str) -> int | None:
+    """Index of the opening bracket that the expression's last character closes, if the
+    expression ends with a bracket (and that bracket is not the whole expression)."""
+    if not expr or expr[-1] not in ")]":
+        return None
+    depth = 0
+    for i in range(len(expr) - 1, -1, -1):
+        ch = expr[i]
+        if ch in ")]":
+            depth += 1
+        elif ch in "([":
+            depth -= 1
+            if depth == 0:
+                return i if i > 0 else None
+    return None
+
+
+def _top_level_items(text: str) -> list[str]:
+    """`text` split at its top-level commas (not inside brackets or string literals)."""
+    items, depth, start, quote = [], 0, 0, ""
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    tail = text[start:].strip()
+    if tail:
+        items.append(tail)
+    return items
+
+
+def _method_chain(expr: str) -> list[str]:
+    """`a.f(x).g(y)` -> [`a`, `.f(x)`, `.g(y)`]; anything else -> [expr]."""
+    pieces, depth, start = [], 0, 0
+    for i, ch in enumerate(expr):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "." and depth == 0 and i > start and not expr[i - 1].isdigit():
+            pieces.append(expr[start:i])
+            start = i
+    pieces.append(expr[start:])
+    base, links = pieces[0], pieces[1:]
+    if not base.isidentifier() or not all(link.endswith(")") for link in links):
+        return [expr]
+    return [base, *links]
+
+
+def assignment(indent: int, target: str, expr: str) -> list[str]:
+    """`target = expr`, split the way `ruff format` splits a long right-hand side: inside
+    its trailing bracket (the arguments of the last call) on their own line, or one per line
+    with a magic trailing comma when even that is too long; an expression that does not end
+    with a bracket is wrapped in parentheses."""
+    pad = " " * indent
+    line = f"{pad}{target} = {expr}"
+    if fits(line):
+        return [line]
+    inner = pad + "    "
+    opening = _trailing_bracket(expr)
+    if opening is None:
+        return [f"{pad}{target} = (", f"{inner}{expr}", f"{pad})"]
+    head, body, close = expr[: opening + 1], expr[opening + 1 : -1], expr[-1]
+    chain = _method_chain(expr)
+    if not fits(f"{pad}{target} = {head}") and len(chain) > 2:
+        # `a.f(x).g(y)` as `target = a.f(x)` then `target = target.g(y)`: the calls are pure.
+        lines = assignment(indent, target, chain[0] + chain[1])
+        for link in chain[2:]:
+            lines += assignment(indent, target, target + link)
+        return lines
+    if fits(f"{inner}{body}") and not body.rstrip().endswith(","):
+        return [f"{pad}{target} = {head}", f"{inner}{body}", f"{pad}{close}"]
+    items = _top_level_items(body)
+    return [f"{pad}{target} = {head}"] + [f"{inner}{item}," for item in items] + [f"{pad}{close}"]
+
+
+def wrapped(lines: Sequence[str]) -> list[str]:
+    """The lines with every assignment that is too long split by `assignment`."""
+    out: list[str] = []
+    for line in lines:
+        stripped = line.lstrip()
+        if fits(line) or stripped.startswith("#") or " = " not in stripped:
+            out.append(line)
+            continue
+        target, expr = stripped.split(" = ", 1)
+        out += assignment(len(line) - len(stripped), target, expr)
+    return out

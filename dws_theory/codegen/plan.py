@@ -15,6 +15,7 @@ square weight), and a set may be an axis of many tensors (a residual link).
 
 from __future__ import annotations
 
+import hashlib
 import keyword
 import math
 from dataclasses import dataclass
@@ -37,20 +38,39 @@ Classes = tuple[
 # Names the emitted forward() uses itself; a tensor whose name (or `<name>_out`) is one of
 # them, a keyword, or starts like a mix or a helper is renamed `t_<name>` in the source.
 RESERVED = frozenset(
-    {"batch", "c_in", "c_out", "rest", "term", "self", "weights", "biases", "rows"}
+    {"batch", "c_in", "c_out", "rest", "term", "step", "self", "weights", "biases", "rows"}
     | {"torch", "nn", "F", "math"}
 )
 
 
+# Longer tensor names (a transformer's `encoder_layer_11_attention_output_LayerNorm_weight`)
+# are abbreviated in the emitted source, so that every statement on them fits a line.
+MAX_LOCAL_NAME = 28
+
+
 def local_name(tensor: str) -> str:
-    """The identifier of a tensor in the emitted source (its own name unless that clashes)."""
+    """The identifier of a tensor in the emitted source: its own name unless that clashes or
+    is longer than MAX_LOCAL_NAME, then `t_` and an abbreviation that ends in a digest of
+    the full name (the comments name the tensors in full)."""
     clash = (
         tensor in RESERVED
         or f"{tensor}_out" in RESERVED
         or keyword.iskeyword(tensor)
         or tensor.startswith(("mix_", "cat_", "_", "t_"))
     )
+    if len(tensor) > MAX_LOCAL_NAME:
+        return _abbreviated(tensor)
     return f"t_{tensor}" if clash else tensor
+
+
+def _abbreviated(tensor: str) -> str:
+    """`t_` + the first letters of each word (numbers whole) + `_` + 5 hex digits of the
+    name's SHA-1: at most MAX_LOCAL_NAME characters, distinct for distinct names."""
+    words = [w for w in tensor.split("_") if w]
+    short = "_".join(w if w.isdigit() else w[:3] for w in words[:-1]) or "t"
+    short = f"{short}_{words[-1][:6]}" if len(words) > 1 else words[0][:12]
+    digest = hashlib.sha1(tensor.encode()).hexdigest()[:5]
+    return f"t_{short[: MAX_LOCAL_NAME - 8].rstrip('_')}_{digest}"
 
 
 def _axes_text(classes: Classes) -> str:

@@ -17,7 +17,7 @@ from torch import fx, nn
 
 from ..spec import SpecError
 
-__all__ = ["example_inputs", "parse_input_shape"]
+__all__ = ["batch_axis", "example_inputs"]
 
 BATCH = 2
 SPATIAL_SIZES = (
@@ -57,6 +57,17 @@ _CONV = (
     nn.ConvTranspose2d,
     nn.ConvTranspose3d,
 )
+_SEQUENCE = (
+    nn.MultiheadAttention,
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+    nn.TransformerEncoder,
+    nn.TransformerDecoder,
+    nn.Transformer,
+    nn.RNN,
+    nn.LSTM,
+    nn.GRU,
+)
 _NORM_SPATIAL = {
     nn.BatchNorm2d: 2,
     nn.BatchNorm3d: 3,
@@ -64,19 +75,6 @@ _NORM_SPATIAL = {
     nn.InstanceNorm2d: 2,
     nn.InstanceNorm3d: 3,
 }
-
-
-def parse_input_shape(text: str) -> tuple[int, ...]:
-    """`--input-shape 2,3,32,32` -> (2, 3, 32, 32), with a clear error."""
-    items = [p.strip() for p in str(text).split(",")]
-    if not items or any(not p.isascii() or not p.isdigit() for p in items):
-        raise SpecError(
-            f"expected --input-shape as comma-separated sizes like 2,3,32,32, got {text!r}"
-        )
-    shape = tuple(int(p) for p in items)
-    if any(s < 1 or s > 4096 for s in shape) or len(shape) > 8:
-        raise SpecError(f"expected at most 8 sizes from 1 to 4096 in --input-shape, got {text!r}")
-    return shape
 
 
 def _first_layer(graph_module: fx.GraphModule) -> nn.Module | None:
@@ -87,7 +85,7 @@ def _first_layer(graph_module: fx.GraphModule) -> nn.Module | None:
                 sub, nn.Linear | nn.Embedding | nn.EmbeddingBag | nn.LayerNorm | nn.Bilinear
             ):
                 return sub
-            if isinstance(sub, (_CONV, nn.modules.batchnorm._NormBase)):
+            if isinstance(sub, _CONV + _SEQUENCE + (nn.modules.batchnorm._NormBase,)):
                 return sub
         if node.op == "get_attr":
             return None  # a functional layer first: its weight tells little; ask the user
@@ -101,13 +99,43 @@ def _dtype(module: nn.Module) -> torch.dtype:
     return torch.get_default_dtype()
 
 
-def _candidates(first: nn.Module, dtype: torch.dtype) -> Iterator[tuple[torch.Tensor, ...]]:
+def _width_and_order(first: nn.Module) -> tuple[int, bool]:
+    """(input width, batch first) of a sequence layer."""
+    if isinstance(first, nn.RNN | nn.LSTM | nn.GRU):
+        return first.input_size, first.batch_first
+    if isinstance(first, nn.MultiheadAttention):
+        return first.embed_dim, first.batch_first
+    layer = first
+    if isinstance(first, nn.Transformer):
+        layer = first.encoder.layers[0]
+    elif isinstance(first, nn.TransformerEncoder | nn.TransformerDecoder):
+        layer = first.layers[0]
+    return layer.self_attn.embed_dim, layer.self_attn.batch_first
+
+
+def batch_axis(graph_module: fx.GraphModule) -> int:
+    """Where the batch is in the input: 1 for a sequence layer without batch_first (inputs
+    [T, B, E]), else 0."""
+    first = _first_layer(graph_module)
+    if first is not None and isinstance(first, _SEQUENCE):
+        return 0 if _width_and_order(first)[1] else 1
+    return 0
+
+
+def _candidates(
+    first: nn.Module, dtype: torch.dtype, arity: int
+) -> Iterator[tuple[torch.Tensor, ...]]:
     gen = torch.Generator().manual_seed(0)
 
     def normal(*shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=gen, dtype=dtype)
 
-    if isinstance(first, nn.Linear):
+    if isinstance(first, _SEQUENCE):
+        width, batch_first = _width_and_order(first)
+        for t in TOKENS:
+            x = normal(BATCH, t, width) if batch_first else normal(t, BATCH, width)
+            yield (x,) * arity
+    elif isinstance(first, nn.Linear):
         yield (normal(BATCH, first.in_features),)
         for t in TOKENS:
             yield (normal(BATCH, t, first.in_features),)
@@ -156,30 +184,37 @@ def _as_tuple(example: object) -> tuple[torch.Tensor, ...]:
 
 def example_inputs(
     module: nn.Module, graph_module: fx.GraphModule, example: object = None
-) -> tuple[torch.Tensor, ...]:
-    """The input the trace runs on (see the module docstring)."""
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The inputs the trace may run on, in order: the user's alone, else every candidate made
+    from the first layer that the module runs on (the trace takes the first one it can
+    follow: `[2, d]` may run a token model by accident, reading the batch as tokens)."""
     placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
     if example is not None:
         inputs = _as_tuple(example)
         if not _runs(module, inputs):
             shapes = ", ".join(str(list(x.shape)) for x in inputs)
             raise SpecError(f"from_module: the module does not run on the example input {shapes}")
-        return inputs
-    if len(placeholders) != 1:
+        yield inputs
+        return
+    first = _first_layer(graph_module)
+    sequence = isinstance(first, _SEQUENCE)
+    if len(placeholders) != 1 and not sequence:
         raise SpecError(
             f"from_module: forward takes {len(placeholders)} inputs; pass example_input= (a tuple "
             "of tensors) or --input-shape"
         )
-    first = _first_layer(graph_module)
     if first is None:
         raise SpecError(
             "from_module: cannot make an example input (the first layer is not a Linear, "
             "convolution, Embedding or norm layer); pass example_input= or --input-shape"
         )
-    for inputs in _candidates(first, _dtype(module)):
+    found = False
+    for inputs in _candidates(first, _dtype(module), len(placeholders)):
         if _runs(module, inputs):
-            return inputs
-    raise SpecError(
-        f"from_module: no input made from the first layer ({type(first).__name__}) runs the "
-        "module; pass example_input= or --input-shape"
-    )
+            found = True
+            yield inputs
+    if not found:
+        raise SpecError(
+            f"from_module: no input made from the first layer ({type(first).__name__}) runs "
+            "the module; pass example_input= or --input-shape"
+        )

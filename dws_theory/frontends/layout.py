@@ -14,9 +14,17 @@ may be:
 
 - `positional`: spatial or token positions that an operation treats by position
   (convolution, windowed pooling, interpolation, a kernel axis): always a fixed set;
-- `batch`: the batch axis, which no parameter axis may join;
+- `batch`: the batch axis, which no parameter axis (flag `state`) may join;
 - `broadcast`: a size-1 axis that broadcast over a larger one (a scalar offset): its own
-  fixed set of size 1.
+  fixed set of size 1;
+- `pinned`: an axis a tensor constant made in forward meets: fixed;
+- `declared`: fixed although the module might let it move (a depthwise convolution's
+  channel multiplier): a declared subgroup, safe, and checked for a note.
+
+`FIXED_FLAGS` are the flags that make a set fixed in every mode.
+
+A class can lie inside the blocks of another (`nest`): the positions inside each attention
+head or each group of a group norm, permuted by each block's own permutation (S_d wr S_H).
 
 A class can be *refined* after the fact, when a reshape or a split cuts a set into pieces
 (a `chunk` of a layer's output into gates, a view of `3 * E` features as `(3, H, d)`):
@@ -30,6 +38,7 @@ import math
 from dataclasses import dataclass, field
 
 __all__ = [
+    "FIXED_FLAGS",
     "Axis",
     "Factor",
     "LayoutError",
@@ -39,6 +48,9 @@ __all__ = [
     "part_size",
     "single",
 ]
+
+
+FIXED_FLAGS = frozenset({"positional", "broadcast", "pinned", "declared"})
 
 
 class LayoutError(ValueError):
@@ -79,6 +91,7 @@ class Slots:
     flags: dict[int, set[str]] = field(default_factory=dict)  # root -> flags
     members: dict[int, list[int]] = field(default_factory=dict)  # root -> slots
     refined: dict[int, Axis] = field(default_factory=dict)  # slot -> its replacement
+    nests: dict[int, int] = field(default_factory=dict)  # root -> a slot of its parent class
     clock: int = 0
 
     # -- slots -----------------------------------------------------------------------------
@@ -130,11 +143,12 @@ class Slots:
                 f"merging {self.names[a]} (size {self.sizes[a]}) with {self.names[b]} (size "
                 f"{self.sizes[b]}): sets of different sizes cannot move together"
             )
-        if self.has(ra, "batch") != self.has(rb, "batch"):
-            batch, other = (a, b) if self.has(ra, "batch") else (b, a)
-            raise LayoutError(
-                f"{self.names[other]} would move with the batch axis ({self.names[batch]})"
-            )
+        for x, y in ((ra, rb), (rb, ra)):
+            if self.has(x, "batch") and self.has(y, "state"):
+                raise LayoutError(
+                    f"{self.names[b if x == ra else a]} (a parameter's axis) would move with "
+                    f"the batch axis ({self.names[a if x == ra else b]})"
+                )
         a_ref, b_ref = self._template(ra), self._template(rb)
         if a_ref is not None and b_ref is None:
             self.refine(rb, a_ref)
@@ -152,6 +166,24 @@ class Slots:
         self.flags[keep] |= self.flags.pop(drop)
         if a_ref is not None:  # both refined alike now: merge the pieces member by member
             self._merge_pieces(a, b)
+        dropped = self.nests.pop(drop, None)
+        if dropped is not None:  # one class, one parent class
+            self.nest(keep, dropped)
+
+    # -- blocks ------------------------------------------------------------------------------
+    def nest(self, child: int, parent: int) -> None:
+        """The class of `child` lies inside the blocks of `parent`'s class: its permutation
+        may differ from block to block (a head's own dims, a group's own channels)."""
+        root = self.find(child)
+        if root in self.nests:
+            self.union(self.nests[root], parent)
+        else:
+            self.nests[root] = parent
+
+    def parent_of(self, slot: int) -> int | None:
+        """The root of the class `slot`'s class lies inside, or None."""
+        root = self.find(slot)
+        return self.find(self.nests[root]) if root in self.nests else None
 
     def merge_axes(self, a: Axis, b: Axis) -> None:
         """Merge two axes of equal layout shape, part by part and factor by factor."""

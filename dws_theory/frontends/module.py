@@ -51,16 +51,33 @@ import torch
 from torch import fx, nn
 
 from ..spec import MODES, Kind, NeuronSet, SpecError, Tensor, WeightSpace, mlp, parse_mode
-from .inputs import example_inputs
-from .layout import Axis, Factor, LayoutError, Slots, axis_size, part_size, shape_of, single
-from .ops import Call, Traced, lookup
+from .inputs import batch_axis, example_inputs
+from .layout import (
+    FIXED_FLAGS,
+    Axis,
+    Factor,
+    LayoutError,
+    Slots,
+    axis_size,
+    part_size,
+    shape_of,
+    single,
+)
+from .ops import lookup
+from .values import Call, Stacked, Traced
 
 __all__ = ["Link", "ModuleTrace", "TensorSource", "from_module", "trace_module"]
+
+# Inputs made from the first layer that run the module, tried in turn until one traces.
+MAX_EXAMPLE_TRIES = 4
 
 
 # An input or output tensor's layout by set names: per axis, per concatenated part, per
 # factor, (the factor's set, or None for the batch and positions; its size).
 End = tuple[tuple[tuple[tuple[str | None, int], ...], ...], ...]
+# A stacked output (final states of a multi-layer recurrent net): one End per entry.
+STACKED = "stacked"
+StackedEnd = tuple[str, tuple[End, ...]]
 
 
 @dataclass(frozen=True)
@@ -113,8 +130,10 @@ class ModuleTrace:
     `signed` mode, the first operation that is not odd. `sign_sets` and `scale_sets` are the
     hidden sets with an exact sign-flip and positive-scale symmetry; `scale_roles` gives per
     tensor the exponent of a set's scale on each axis (+1 on a layer's output axis and bias,
-    -1 on its input axis, 0 elsewhere). `inputs` and `outputs` give, per input and output
-    tensor, per axis, the sets of its factors (None for the batch and for positions);
+    -1 on its input axis, 0 elsewhere). `declared` names the fixed sets the module might let
+    move (a declared subgroup, or an axis a constant meets). `inputs` and `outputs` give, per
+    input and output tensor, per axis, the sets of its factors (None for the batch and for
+    positions);
     `example` is the input the trace ran on; `notes` say where the derived group is a
     declared subgroup of the module's symmetry."""
 
@@ -129,6 +148,7 @@ class ModuleTrace:
     scale_roles: tuple[tuple[str, tuple[int, ...]], ...] = ()
     inputs: tuple[End, ...] = ()
     outputs: tuple[End, ...] = ()
+    declared: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     example: tuple = field(default=(), compare=False, repr=False)
 
@@ -148,13 +168,16 @@ class ModuleTrace:
 class Tracer(fx.Interpreter):
     """Runs the graph once on the example input, computing every value's layout."""
 
-    def __init__(self, graph_module: fx.GraphModule, state: dict[str, torch.Tensor]) -> None:
+    def __init__(
+        self, graph_module: fx.GraphModule, state: dict[str, torch.Tensor], batch: int = 0
+    ) -> None:
         super().__init__(graph_module, garbage_collect_values=False)
+        self.batch = batch  # the batch axis of the inputs
         self.slots = Slots()
         self.state = state
         self.state_layouts: dict[str, tuple[Axis, ...]] = {
             name: tuple(
-                single(self.slots.new(f"{name}[{i}]", size), size)
+                single(self.slots.new(f"{name}[{i}]", size, "state"), size)
                 for i, size in enumerate(value.shape)
             )
             for name, value in state.items()
@@ -164,7 +187,7 @@ class Tracer(fx.Interpreter):
         self.touches: list[tuple[int, bool, bool, str]] = []
         self.roles: dict[int, int] = {}
         self.inputs: list[tuple[Axis, ...]] = []
-        self.outputs: list[tuple[Axis, ...]] = []
+        self.outputs: list[tuple[str | None, object]] = []  # (None, layout) | (STACKED, entries)
         self.notes: list[str] = []
         self.node: fx.Node | None = None
 
@@ -198,12 +221,18 @@ class Tracer(fx.Interpreter):
         tensor = getattr(call.target, attribute, None)
         if tensor is None:
             return None
-        name = f"{call.node.target}.{attribute}"
+        name = self.state_name(f"{call.node.target}.{attribute}")
         if name not in self.state:
             raise self.fail(call, f"{name} is not a parameter or floating-point buffer")
         return self.read_state(call.node, name)
 
+    def state_name(self, qualified: str) -> str:
+        """A graph's qualified name as the module's own state names it (a module traced as one
+        call is wrapped as `ROOT_NAME`, which its own names do not carry)."""
+        return qualified.removeprefix(f"{ROOT_NAME}.")
+
     def read_state(self, node: fx.Node, name: str) -> Traced:
+        name = self.state_name(name)
         if name in self.used:
             self.links.append((node.name, f"tied use of {name}", [self.state_layouts[name]]))
         else:
@@ -234,10 +263,6 @@ class Tracer(fx.Interpreter):
             self.slots.flag(slot, "pinned")
         self.notes.append(f"fixed by {why}")
 
-    def input_axis(self, axis: Axis) -> None:
-        for slot in self._leaves([axis]):
-            self.slots.flag(slot, "input")
-
     def bind(self, call: Call, own: Axis, activation: Axis) -> None:
         """A parameter axis reads (or writes) an activation axis: it takes that axis's layout,
         cut into the same pieces, and every piece merges with the activation's."""
@@ -249,6 +274,29 @@ class Tracer(fx.Interpreter):
             self.slots.merge_axes(own, activation)
         except LayoutError as e:
             raise self.fail(call, str(e)) from None
+
+    def blocks(self, call: Call, axis: Axis, groups: int) -> Axis:
+        """The axis as `groups` blocks: one part of two factors, (block, position inside
+        it), the position nested in the block (its permutation may differ block by block).
+        An axis already cut so is reused; cut another way, it is refused."""
+        layout = self.slots.expand(axis)
+        size = axis_size(layout)
+        if len(layout) != 1 or size % groups:
+            raise self.fail(call, f"{groups} groups of an axis of {shape_of(layout)} channels")
+        part = layout[0]
+        try:
+            if len(part) == 1:
+                head, tail = self.slots.split_slot(part[0].slot, [(groups, size // groups)])[0]
+            elif len(part) == 2 and part[0].size == groups:
+                head, tail = part
+            else:
+                raise LayoutError(
+                    f"{groups} groups of channels already cut into {shape_of(layout)}"
+                )
+            self.slots.nest(tail.slot, head.slot)
+        except LayoutError as e:
+            raise self.fail(call, str(e)) from None
+        return ((head, tail),)
 
     def role(self, value: Traced, exponents: Sequence[int]) -> None:
         for axis, exponent in zip(value.layout, exponents, strict=True):
@@ -370,12 +418,11 @@ class Tracer(fx.Interpreter):
         value = super().placeholder(target, args, kwargs)
         if not isinstance(value, torch.Tensor):
             return value
-        layout = (
-            [self.fresh(f"the batch of {target}", value.shape[0], "batch")] if value.dim() else []
-        )
-        layout += [
-            self.fresh(f"axis {i} of the input {target}", s, "input")
-            for i, s in enumerate(value.shape[1:], start=1)
+        layout = [
+            self.fresh(f"the batch of {target}", size, "batch")
+            if i == self.batch
+            else self.fresh(f"axis {i} of the input {target}", size, "input")
+            for i, size in enumerate(value.shape)
         ]
         self.inputs.append(tuple(layout))
         return Traced(value, tuple(layout))
@@ -422,22 +469,36 @@ class Tracer(fx.Interpreter):
         return op.handler(self, Call(self.node, target, args, kwargs, out))
 
     def output(self, target: Any, args: tuple, kwargs: dict) -> Any:
-        value = args[0]
-        items = value if isinstance(value, tuple | list) else [value]
-        if isinstance(value, dict):
-            items = list(value.values())
-        for item in items:
+        """Every output tensor, in the order `_leaves_of` walks them, with its layout (a
+        stacked one with a layout per entry); their sets touch the network's output."""
+        for item in _leaves_of(args[0]):
             if isinstance(item, Traced):
-                self.outputs.append(item.layout)
-                for slot in self._leaves(item.layout):
-                    self.slots.flag(slot, "output")
+                layouts = [item.layout]
+                self.outputs.append((None, item.layout))
+            elif isinstance(item, Stacked):
+                layouts = list(item.entries)
+                self.outputs.append((STACKED, item.entries))
             elif isinstance(item, torch.Tensor):
                 raise self.fail(None, "an output tensor that does not depend on the input")
-        return _real(value)
+            else:
+                continue
+            for layout in layouts:
+                for slot in self._leaves(layout):
+                    self.slots.flag(slot, "output")
+        return _real(args[0])
+
+
+def _leaves_of(value: Any) -> list[Any]:
+    """The tensors (traced or not) of a nested output, depth first, in order."""
+    if isinstance(value, tuple | list):
+        return [leaf for item in value for leaf in _leaves_of(item)]
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves_of(item)]
+    return [value] if isinstance(value, Traced | Stacked | torch.Tensor) else []
 
 
 def _real(value: Any) -> Any:
-    if isinstance(value, Traced):
+    if isinstance(value, Traced | Stacked):
         return value.tensor
     if isinstance(value, tuple):
         return tuple(_real(v) for v in value)
@@ -449,7 +510,7 @@ def _real(value: Any) -> Any:
 
 
 def _any_traced(value: Any) -> bool:
-    if isinstance(value, Traced):
+    if isinstance(value, Traced | Stacked):
         return True
     if isinstance(value, tuple | list):
         return any(_any_traced(v) for v in value)
@@ -506,7 +567,33 @@ class _LeafTracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
+ROOT_NAME = "root"
+
+
+class _Wrapped(nn.Module):
+    """A module that is one call of the op table (an LSTM, an attention module), wrapped so
+    that fx traces one call of it; `arity` inputs."""
+
+    def __init__(self, module: nn.Module, arity: int) -> None:
+        super().__init__()
+        self.add_module(ROOT_NAME, module)
+        self.arity = arity
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> object:
+        return getattr(self, ROOT_NAME)(*(a, b, c)[: self.arity])
+
+
+def _arity(module: nn.Module) -> int:
+    if isinstance(module, nn.MultiheadAttention):
+        return 3
+    if isinstance(module, nn.Transformer | nn.TransformerDecoderLayer | nn.TransformerDecoder):
+        return 2
+    return 1
+
+
 def _graph_module(module: nn.Module) -> fx.GraphModule:
+    if lookup("call_module", module) is not None:
+        return _wrapped_graph(module)
     try:
         graph = _LeafTracer().trace(module)
     except Exception as e:  # torch.fx raises many types: data-dependent control flow, ...
@@ -517,6 +604,15 @@ def _graph_module(module: nn.Module) -> fx.GraphModule:
     graph_module = fx.GraphModule(module, graph)
     graph_module.graph.eliminate_dead_code()
     return graph_module
+
+
+def _wrapped_graph(module: nn.Module) -> fx.GraphModule:
+    """The graph of one call of `module` on `_arity(module)` inputs."""
+    wrapper = _Wrapped(module, _arity(module))
+    graph = fx.Graph()
+    inputs = [graph.placeholder(name) for name in "abc"[: wrapper.arity]]
+    graph.output(graph.call_module(ROOT_NAME, tuple(inputs)))
+    return fx.GraphModule(wrapper, graph)
 
 
 def _short(e: BaseException, limit: int = 300) -> str:
@@ -635,7 +731,7 @@ class _Assembler:
         return out
 
     def kind(self, c: _Class) -> Kind:
-        if c.flags & {"positional", "broadcast", "pinned"}:
+        if c.flags & FIXED_FLAGS:
             return Kind.FIXED
         if c.flags & {"input", "output"}:
             return Kind.PERMUTED if self.mode == "all" else Kind.FIXED
@@ -651,25 +747,43 @@ class _Assembler:
         classes = self.classes(layouts)
         kinds = {root: self.kind(c) for root, c in classes.items()}
         channel = sorted(
-            (r for r, c in classes.items() if not c.flags & {"positional", "broadcast", "pinned"}),
+            (r for r, c in classes.items() if not c.flags & FIXED_FLAGS),
             key=lambda r: classes[r].first,
         )
         fixed = sorted((r for r in classes if r not in channel), key=lambda r: classes[r].first)
+        names = _tensor_names(self.order)
+        pieces = [
+            (names[state] + suffix, source, factors)
+            for state in self.order
+            for suffix, source, factors in self._pieces(state, layouts[state], kinds)
+        ]
+        used = {self.slots.find(f.slot) for _, _, factors in pieces for f in factors}
+        channel = [r for r in channel if r in used]
+        fixed = [r for r in fixed if r in used]
         set_name = {r: f"n{i}" for i, r in enumerate(channel)}
         set_name |= {r: f"k{i}" for i, r in enumerate(fixed, start=1)}
-        sets = tuple(NeuronSet(set_name[r], classes[r].size, kinds[r]) for r in channel + fixed)
-        names = _tensor_names(self.order)
+        parents = self._parents(classes, kinds, [factors for _, _, factors in pieces])
+        for child, parent in parents.items():
+            if kinds[parent] is Kind.FIXED and kinds[child] is not Kind.FIXED:
+                kinds[child] = Kind.FIXED  # positions in fixed blocks: fixed (a subgroup)
+        sets = tuple(
+            NeuronSet(
+                set_name[r],
+                classes[r].size,
+                kinds[r],
+                set_name[parents[r]] if r in parents else None,
+            )
+            for r in channel + fixed
+        )
         tensors, sources, roles = [], [], []
-        for state in self.order:
-            for suffix, source, factors in self._pieces(state, layouts[state], kinds):
-                tensor = names[state] + suffix
-                tensors.append(
-                    Tensor(tensor, tuple(set_name[self.slots.find(f.slot)] for f in factors))
-                )
-                sources.append((tensor, source))
-                roles.append((tensor, tuple(self.role(f.slot) for f in factors)))
+        for tensor, source, factors in pieces:
+            tensors.append(
+                Tensor(tensor, tuple(set_name[self.slots.find(f.slot)] for f in factors))
+            )
+            sources.append((tensor, source))
+            roles.append((tensor, tuple(self.role(f.slot) for f in factors)))
         space = WeightSpace(sets, tuple(tensors))
-        boundary = {"input", "output", "positional", "broadcast", "pinned"}
+        boundary = {"input", "output"} | FIXED_FLAGS
         hidden = [r for r in channel if not classes[r].flags & boundary]
         return ModuleTrace(
             space=space,
@@ -685,10 +799,34 @@ class _Assembler:
             sign_sets=tuple(set_name[r] for r in hidden if classes[r].not_odd is None),
             scale_sets=tuple(set_name[r] for r in hidden if classes[r].not_homogeneous is None),
             scale_roles=tuple(roles),
+            declared=tuple(set_name[r] for r in fixed if classes[r].flags & {"declared", "pinned"}),
             inputs=tuple(self._ends(layout, set_name) for layout in self.t.inputs),
-            outputs=tuple(self._ends(layout, set_name) for layout in self.t.outputs),
+            outputs=tuple(self._output_end(item, set_name) for item in self.t.outputs),
             notes=tuple(dict.fromkeys(self.t.notes)),
         )
+
+    def _parents(
+        self, classes: dict[int, _Class], kinds: dict[int, Kind], tensors: list[list[Factor]]
+    ) -> dict[int, int]:
+        """Child class -> parent class, where every tensor that has an axis on the child has
+        an axis on the parent before it, and the parent is a plain set (one level). Where not,
+        the child is kept as a plain set: one permutation for every block, a subgroup."""
+        parents = {}
+        for root in classes:
+            parent = self.slots.parent_of(root)
+            if parent is not None and parent in classes and parent != root:
+                parents[root] = parent
+        parents = {c: p for c, p in parents.items() if p not in parents}
+        for factors in tensors:
+            roots = [self.slots.find(f.slot) for f in factors]
+            for i, r in enumerate(roots):
+                if r in parents and parents[r] not in roots[:i]:
+                    self.t.notes.append(
+                        f"{self.slots.names[factors[i].slot]}: positions inside blocks kept as "
+                        "one set for every block (a tensor holds them without their blocks)"
+                    )
+                    del parents[r]
+        return parents
 
     def _pieces(self, state: str, layout: tuple[Axis, ...], kinds: dict[int, Kind]):
         """One tensor per combination of parts of the entry's axes: (name suffix, source,
@@ -741,6 +879,12 @@ class _Assembler:
             Link(node, reason, name, tuple(dict.fromkeys(axes)))
             for (node, reason, name), axes in links.items()
         )
+
+    def _output_end(self, item: tuple, set_name: dict[int, str]) -> End | StackedEnd:
+        kind, value = item
+        if kind == STACKED:  # one layout per entry
+            return (STACKED, tuple(self._ends(entry, set_name) for entry in value))
+        return self._ends(value, set_name)
 
     def _ends(self, layout: tuple[Axis, ...], set_name: dict[int, str]) -> End:
         """Per axis, per concatenated part, per factor: (its set or None, size)."""
@@ -817,6 +961,7 @@ def _as_mlp(trace: ModuleTrace) -> ModuleTrace:
         scale_roles=tuple((renamed[t], r) for t, r in trace.scale_roles),
         inputs=ends(trace.inputs),
         outputs=ends(trace.outputs),
+        declared=tuple(set_names.get(s, s) for s in trace.declared),
         notes=trace.notes,
         example=trace.example,
     )
@@ -844,14 +989,26 @@ def trace_module(
         raise SpecError("from_module: the module has no parameters")
     work = copy.deepcopy(module).eval()
     graph_module = _graph_module(work)
-    inputs = example_inputs(work, graph_module, example_input)
     state = _state(work)
-    tracer = Tracer(graph_module, state)
-    try:
-        with torch.no_grad():
-            tracer.run(*inputs)
-    except LayoutError as e:
-        raise tracer.fail(None, str(e)) from None
+    first_error: SpecError | None = None
+    tracer = None
+    for tries, inputs in enumerate(example_inputs(work, graph_module, example_input)):
+        if tries >= MAX_EXAMPLE_TRIES:
+            break
+        candidate = Tracer(graph_module, state, batch_axis(graph_module))
+        try:
+            with torch.no_grad():
+                candidate.run(*inputs)
+        except LayoutError as e:
+            first_error = first_error or candidate.fail(None, str(e))
+            continue
+        except SpecError as e:
+            first_error = first_error or e
+            continue
+        tracer = candidate
+        break
+    if tracer is None:
+        raise first_error or SpecError("from_module: no example input could be traced")
     unused = [n for n in params if n not in tracer.used]
     if unused:
         raise SpecError(f"from_module: parameters never used by forward: {', '.join(unused)}")

@@ -29,8 +29,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..group import GroupElement, random_element
+from ..group import GroupElement, identity, random_element
 from ..spec import Kind, SpecError, WeightSpace
+from ..testing import act_on
+from .module import STACKED
 
 __all__ = [
     "ModuleCheck",
@@ -44,6 +46,9 @@ __all__ = [
 
 RTOL = 1e-8  # float64: a moved state that keeps the function agrees to rounding
 TRIALS = 2  # random inputs per check
+WHOLE = 2  # random elements of the whole group per check
+ALONE_UP_TO = 12  # spaces with at most this many moving sets also move each set alone
+NOTES_UP_TO = 16  # at most this many under-claiming probes
 
 
 @dataclass(frozen=True)
@@ -120,15 +125,31 @@ def moved_state(
     """The state with g applied to every tensor of the space (entries not in it unchanged)."""
     out = dict(state)
     fresh: dict[str, torch.Tensor] = {}
+    moved = {name for name, p in g.perms if _moves(p)}
+    moved |= {name for name, v in g.signs if (np.asarray(v) != 1).any()}
     for tensor, source in trace.sources:
-        value = source.read(state[source.state])
-        for axis, name in enumerate(space.tensor(tensor).axes):
-            value = _gather(value, axis, g.perm(name), g.sign(name))
+        axes = space.tensor(tensor).axes
+        if not moved.intersection(axes):
+            continue  # g leaves this tensor alone
+        value = act_on(space, g, tensor, source.read(state[source.state]), lead=0)
         if source.state not in fresh:
             fresh[source.state] = state[source.state].clone()
         source.write(fresh[source.state], value)
     out.update(fresh)
     return out
+
+
+def _moves(perm: object) -> bool:
+    """Whether a permutation (or one per block, [H, d]) moves anything."""
+    array = np.asarray(perm)
+    return bool((array != np.arange(array.shape[-1])).any()) if array.size else False
+
+
+def _move_output(value: torch.Tensor, end: object, g: GroupElement) -> torch.Tensor:
+    """g on an output: a stacked one (final states per layer) entry by entry."""
+    if end and end[0] == STACKED:
+        return torch.stack([_move_end(v, e, g) for v, e in zip(value, end[1], strict=True)])
+    return _move_end(value, end, g)
 
 
 def _move_end(value: torch.Tensor, layout, g: GroupElement) -> torch.Tensor:
@@ -153,20 +174,52 @@ def _move_end(value: torch.Tensor, layout, g: GroupElement) -> torch.Tensor:
 
 
 # -- symmetry --------------------------------------------------------------------------------
+def _moving(space: WeightSpace) -> list:
+    return [
+        s for s in space.sets if s.kind is not Kind.FIXED and (s.size > 1 or s.kind is Kind.SIGNED)
+    ]
+
+
+def _alone(space: WeightSpace, whole: GroupElement, name: str) -> GroupElement:
+    """`whole` restricted to one set (every other set left in place)."""
+    perms = tuple((n, p if n == name else _identity_like(p)) for n, p in whole.perms)
+    signs = tuple((n, v if n == name else _ones_like(v)) for n, v in whole.signs)
+    return GroupElement(perms, signs)
+
+
+def _identity_like(perm: object) -> object:
+    array = np.asarray(perm)
+    return _as_tuple(np.broadcast_to(np.arange(array.shape[-1]), array.shape))
+
+
+def _ones_like(sign: object) -> object:
+    return _as_tuple(np.ones_like(np.asarray(sign)))
+
+
+def _as_tuple(array: np.ndarray) -> object:
+    if array.ndim <= 1:
+        return tuple(int(i) for i in array)
+    return tuple(_as_tuple(row) for row in array)
+
+
 def _elements(space: WeightSpace, rng: np.random.Generator) -> list[tuple[str, GroupElement]]:
-    """One element per permuted or signed set moving that set alone, then one of the whole
-    group."""
-    whole = random_element(space, rng)
-    out = []
-    for s in space.sets:
-        if s.kind is Kind.FIXED or (s.size < 2 and s.kind is not Kind.SIGNED):
-            continue
-        perms = tuple((n, p if n == s.name else tuple(range(len(p)))) for n, p in whole.perms)
-        signs = tuple((n, v if n == s.name else (1,) * len(v)) for n, v in whole.signs)
-        out.append((f"set {s.name} ({s.kind.value}, size {s.size})", GroupElement(perms, signs)))
-    if len(out) > 1:
-        out.append(("a random element of the whole group", whole))
+    """Random elements of the whole group and, for a space of few sets, each set moved alone
+    (a large space's sets are moved alone only to name the culprit of a failure)."""
+    out = [
+        (f"a random element of the whole group ({i + 1})", random_element(space, rng))
+        for i in range(WHOLE)
+    ]
+    if len(_moving(space)) <= ALONE_UP_TO:
+        out += _each_alone(space, rng)
     return out
+
+
+def _each_alone(space: WeightSpace, rng: np.random.Generator) -> list[tuple[str, GroupElement]]:
+    whole = random_element(space, rng)
+    return [
+        (f"set {s.name} ({s.kind.value}, size {s.size})", _alone(space, whole, s.name))
+        for s in _moving(space)
+    ]
 
 
 def _inputs(trace, rng: np.random.Generator) -> list[tuple[torch.Tensor, ...]]:
@@ -208,10 +261,13 @@ def _runner(module: nn.Module, train: bool) -> Callable:
         if isinstance(m, nn.modules.dropout._DropoutNd):
             m.eval()
 
+    buffers = {name for name, _ in work.named_buffers()}
+
     def run(state: dict[str, torch.Tensor], inputs: tuple) -> list[torch.Tensor]:
-        cloned = {k: v.clone() for k, v in state.items()}  # train mode updates running stats
+        if train:  # train mode updates running statistics in place: give it copies
+            state = {k: v.clone() if k in buffers else v for k, v in state.items()}
         with torch.no_grad():
-            return _outputs(functional_call(work, cloned, inputs))
+            return _outputs(functional_call(work, state, inputs))
 
     return run, {k: v.detach() for k, v in work.state_dict().items()}
 
@@ -238,66 +294,83 @@ def symmetry_failures(module: nn.Module, trace, seed: int = 0) -> tuple[int, lis
     failures, checks = [], 0
     for train in modes:
         run, state = _runner(module, train)
-        for inputs in _inputs(trace, rng):
+        for inputs in _inputs(trace, rng)[: TRIALS if len(space.tensors) <= 40 else 1]:
             reference = run(state, inputs)
+            failed = False
             for what, g in elements:
-                moved_inputs = tuple(
-                    _move_end(x, layout, g) if x.is_floating_point() else x
-                    for x, layout in zip(inputs, trace.inputs, strict=False)
-                )
-                got = run(moved_state(space, trace, state, g), moved_inputs)
-                want = [
-                    _move_end(y, layout, g)
-                    for y, layout in zip(reference, trace.outputs, strict=False)
-                ]
-                want += reference[len(want) :]
-                gap = _gap(got, want)
                 checks += 1
+                gap = _moved_gap(run, space, trace, state, inputs, reference, g)
                 if gap > RTOL:
-                    mode = "train" if train else "eval"
-                    failures.append(
-                        f"{what}: the output moved by {gap:.3g} (relative, {mode} mode)"
-                    )
+                    failed = True
+                    if what.startswith("set "):
+                        failures.append(_failure(what, gap, train))
+            if failed and not any(f.startswith("set ") for f in failures):
+                # name the sets that move the output (a large space's sets, one by one)
+                for what, g in _each_alone(space, rng):
+                    checks += 1
+                    gap = _moved_gap(run, space, trace, state, inputs, reference, g)
+                    if gap > RTOL:
+                        failures.append(_failure(what, gap, train))
+                if not failures:
+                    failures.append(_failure("a random element of the whole group", gap, train))
     return checks, list(dict.fromkeys(failures))
 
 
+def _failure(what: str, gap: float, train: bool) -> str:
+    mode = "train" if train else "eval"
+    return f"{what}: the output moved by {gap:.3g} (relative, {mode} mode)"
+
+
+def _moved_gap(run, space, trace, state, inputs, reference, g) -> float:
+    moved_inputs = tuple(
+        _move_end(x, layout, g) if x.is_floating_point() else x
+        for x, layout in zip(inputs, trace.inputs, strict=False)
+    )
+    got = run(moved_state(space, trace, state, g), moved_inputs)
+    want = [_move_output(y, end, g) for y, end in zip(reference, trace.outputs, strict=False)]
+    return _gap(got, want + reference[len(want) :])
+
+
+def _end_sets(trace) -> set[str]:
+    """The sets on the network's input and output axes."""
+    ends = list(trace.inputs)
+    for end in trace.outputs:
+        ends += list(end[1]) if end and end[0] == STACKED else [end]
+    return {name for end in ends for axis in end for part in axis for name, _ in part if name}
+
+
 def under_claims(module: nn.Module, trace, seed: int = 1) -> list[str]:
-    """Notes: fixed sets (not the network's input or output) that the module lets move, and,
-    in mode signed, permuted sets whose signs it lets flip."""
+    """Notes: fixed sets the module might let move (`trace.declared`: a declared subgroup,
+    an axis a constant meets) that it does let move, and, in mode signed, permuted sets whose
+    signs it lets flip (at most NOTES_UP_TO probes)."""
     rng = np.random.default_rng(seed)
     space = trace.space
-    ends = {
-        name
-        for item in trace.inputs + trace.outputs
-        for axis in item
-        for part in axis
-        for name, _ in part
-    }
+    ends = _end_sets(trace)
     run, state = _runner(module, False)
     inputs = _inputs(trace, rng)[0]
     reference = run(state, inputs)
-    base_perms = {s.name: tuple(range(s.size)) for s in space.sets}
-    base_signs = {s.name: (1,) * s.size for s in space.sets}
-    notes = []
+    base = identity(space)
+    base_perms, base_signs = dict(base.perms), dict(base.signs)
+    notes, probes = [], 0
     for s in space.sets:
+        if s.parent is not None:
+            continue  # positions inside blocks: probed with their blocks, not alone
         tries = []
-        if s.kind is Kind.FIXED and s.size >= 2 and s.name not in ends:
-            tries.append(
-                (
-                    "is fixed, but permuting it alone",
-                    {s.name: tuple(int(i) for i in rng.permutation(s.size))},
-                    {},
-                )
-            )
+        if s.kind is Kind.FIXED and s.size >= 2 and s.name in trace.declared:
+            order = rng.permutation(s.size)  # one cycle through a random order: moves every index
+            cycle = np.empty(s.size, dtype=np.int64)
+            cycle[order] = np.roll(order, -1)
+            perm = tuple(int(i) for i in cycle)
+            tries.append(("is fixed, but permuting it alone", {s.name: perm}, {}))
         if trace.mode == "signed" and s.kind is Kind.PERMUTED and s.name not in ends:
-            tries.append(
-                (
-                    "is permuted, but flipping the signs of its neurons",
-                    {},
-                    {s.name: tuple(int(v) for v in rng.choice([-1, 1], s.size))},
-                )
-            )
+            flips = rng.choice([-1, 1], s.size)
+            flips[rng.integers(s.size)] = -1  # at least one neuron flipped
+            what = "is permuted, but flipping the signs of its neurons"
+            tries.append((what, {}, {s.name: tuple(int(v) for v in flips)}))
         for what, perms, signs in tries:
+            probes += 1
+            if probes > NOTES_UP_TO:
+                return notes
             g = GroupElement(
                 tuple((n, perms.get(n, p)) for n, p in base_perms.items()),
                 tuple((n, signs.get(n, v)) for n, v in base_signs.items()),

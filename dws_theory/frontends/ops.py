@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
 from .layout import Axis, LayoutError, Part, shape_of
+from .sequence import RECURRENT, TRANSFORMER_LAYERS, attention, recurrent, transformer
+from .values import Call, Stacked, Traced
 
 if TYPE_CHECKING:
     from .module import Tracer
@@ -34,37 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["OPS", "Call", "Op", "Traced", "lookup", "supported_layers_table"]
 
 Layout = tuple[Axis, ...]
-
-
-@dataclass
-class Traced:
-    """A tensor of the trace: its real value and the layout of each of its axes. `state` names
-    the parameter or buffer when the tensor is one read directly (or a transposed view)."""
-
-    tensor: torch.Tensor
-    layout: Layout
-    state: str | None = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.tensor.shape)
-
-
-@dataclass
-class Call:
-    """One call of the fx graph: the node, what it calls, its operands (Traced where they are
-    traced tensors) and its real result."""
-
-    node: fx.Node
-    target: Any
-    args: tuple
-    kwargs: dict
-    out: Any = None
-
-    def arg(self, index: int, name: str, default: object = None) -> Any:
-        if len(self.args) > index:
-            return self.args[index]
-        return self.kwargs.get(name, default)
 
 
 Handler = Callable[["Tracer", Call], Any]
@@ -456,7 +427,9 @@ def _apply_linear(t: Tracer, call: Call, x: Traced, weight: Traced, bias: Traced
 
 
 def _matmul(t: Tracer, call: Call) -> Traced:
-    """x @ W (W a parameter [in, out]); two activations are refused."""
+    """x @ W with W a parameter [in, out] (a Linear), or a product of two activations
+    (attention scores q k^T, weights times values): the contracted axes merge, the leading
+    (batch) axes merge where they broadcast; neither odd nor homogeneous."""
     x, w = call.arg(0, "input"), call.arg(1, "other")
     if isinstance(x, Traced) and isinstance(w, Traced) and w.state is not None and x.state is None:
         if len(w.layout) != 2:
@@ -465,7 +438,45 @@ def _matmul(t: Tracer, call: Call) -> Traced:
         t.meet(w.layout[1])
         t.role(w, (-1, 1))
         return Traced(call.out, x.layout[:-1] + (w.layout[1],))
-    raise t.fail(call, "a matrix product of two activations (attention) is not supported here")
+    if not (isinstance(x, Traced) and isinstance(w, Traced)):
+        raise t.fail(call, "a matrix product with a tensor that is not traced")
+    if len(x.layout) < 2 or len(w.layout) < 2:
+        raise t.fail(call, "a matrix product of vectors")
+    try:
+        t.slots.merge_axes(x.layout[-1], w.layout[-2])
+    except LayoutError as e:
+        raise t.fail(call, str(e)) from None
+    lead_x, lead_w = x.layout[:-2], w.layout[:-2]
+    rank = max(len(lead_x), len(lead_w))
+    lead = []
+    for i in range(rank):
+        pieces = []
+        for operand, layout in ((x, lead_x), (w, lead_w)):
+            j = i - (rank - len(layout))
+            if j >= 0:
+                pieces.append((operand, layout[j]))
+        lead.append(_merge_aligned(t, call, pieces, call.out.shape[i]))
+    layout = tuple(lead) + (x.layout[-2], w.layout[-1])
+    t.touch(x.layout + w.layout, False, False, "a product of activations")
+    return Traced(call.out, layout)
+
+
+def _expand(t: Tracer, call: Call) -> Traced:
+    """expand / expand_as / broadcast_to: a size-1 axis repeated (a class token per sample);
+    the repeated axis is new and free to meet the batch."""
+    x = t.tensor_arg(call, 0)
+    out_shape = tuple(call.out.shape)
+    offset = len(out_shape) - len(x.layout)
+    layout = []
+    for i, size in enumerate(out_shape):
+        j = i - offset
+        if j >= 0 and x.shape[j] == size:
+            layout.append(x.layout[j])
+            continue
+        if j >= 0:
+            t.broadcast(x.layout[j])
+        layout.append(t.fresh(f"expanded axis of {call.node.name}", size))
+    return Traced(call.out, tuple(layout))
 
 
 @dataclass(frozen=True)
@@ -517,20 +528,12 @@ def _conv(t: Tracer, call: Call) -> Traced:
     t.positional(x.layout[2:])
     t.positional(weight.layout[2:])
     in_axis, out_axis = (0, 1) if spec.transposed else (1, 0)
-    channels = x.shape[1]
     if groups == 1:
         t.bind(call, weight.layout[in_axis], x.layout[1])
         out = weight.layout[out_axis]
         t.meet(out)
-    elif groups == channels and not spec.transposed:
-        out = _depthwise(t, call, x, weight)
     else:
-        raise t.fail(
-            call,
-            f"a grouped convolution (groups={groups} of {channels} channels) permutes channels "
-            "inside each group and whole groups: a block symmetry this front end does not "
-            "derive yet (depthwise, groups = channels, is supported)",
-        )
+        out = _grouped(t, call, x, weight, groups, spec.transposed)
     roles = [0] * (spec.dims + 2)
     roles[in_axis], roles[out_axis] = -1, 1
     t.role(weight, tuple(roles))
@@ -541,22 +544,26 @@ def _conv(t: Tracer, call: Call) -> Traced:
     return Traced(call.out, (x.layout[0], out) + spatial)
 
 
-def _depthwise(t: Tracer, call: Call, x: Traced, weight: Traced) -> Axis:
-    """groups = channels: output channel c*m + j reads input channel c only. The output axis
-    is the input's set times the multiplier m (fixed: a subgroup of the block symmetry that
-    also permutes the m outputs of each channel); the kernel's input axis has size 1."""
-    t.broadcast(weight.layout[1])
-    multiplier = weight.shape[0] // x.shape[1]
-    source = t.slots.expand(x.layout[1])
-    if multiplier == 1:
-        t.bind(call, weight.layout[0], source)
-        return weight.layout[0]
-    if len(source) != 1:
-        raise t.fail(call, "a depthwise convolution with a multiplier of concatenated channels")
-    fixed = t.fresh(f"depthwise multiplier of {call.node.name}", multiplier, "positional")
-    target: Axis = (source[0] + fixed[0],)
-    t.bind(call, weight.layout[0], target)
-    return weight.layout[0]
+def _grouped(
+    t: Tracer, call: Call, x: Traced, weight: Traced, groups: int, transposed: bool
+) -> Axis:
+    """groups > 1: input channels are g groups of a, output channels g groups of b, and
+    group k of the output reads group k of the input only. The channel sets become g blocks
+    (one set, permuted as wholes) with the positions inside each block a set of its own,
+    permuted block by block (S_a wr S_g and S_b wr S_g on one g). Depthwise: a = 1."""
+    blocks = t.blocks(call, x.layout[1], groups)  # the input axis as (g, a)
+    group, inner = t.slots.expand(blocks)[0]
+    if transposed:  # kernel [g a, b, ...]: its input axis is (g, a), its output axis b
+        t.bind(call, weight.layout[0], blocks)
+        position = t.slots.expand(weight.layout[1])[0][0]
+        t.slots.nest(position.slot, group.slot)
+        t.meet(weight.layout[1])
+        return ((group, position),)
+    t.bind(call, weight.layout[1], ((inner,),))  # kernel [g b, a, ...]
+    own = t.blocks(call, weight.layout[0], groups)
+    t.slots.union(t.slots.expand(own)[0][0].slot, group.slot)
+    t.meet(own)
+    return own
 
 
 # -- normalisation -------------------------------------------------------------------------------
@@ -589,6 +596,29 @@ def _batch_norm(t: Tracer, call: Call) -> Traced:
     return _same(t, call, x, odd=False, homogeneous=False)
 
 
+def _group_norm(t: Tracer, call: Call) -> Traced:
+    """GroupNorm(g, C): statistics per group of C / g channels, so the channel axis is g
+    blocks (permuted as wholes) with the positions inside each block permuted block by block
+    (S_{C/g} wr S_g); weight and bias on both."""
+    x = t.tensor_arg(call, 0)
+    if isinstance(call.target, nn.Module):
+        groups = call.target.num_groups
+        weight, bias = t.module_state(call, "weight"), t.module_state(call, "bias")
+    else:
+        groups = call.arg(1, "num_groups")
+        weight = t.state_arg(call, 2, rank=1) if call.arg(2, "weight") is not None else None
+        bias = t.state_arg(call, 3, rank=1) if call.arg(3, "bias") is not None else None
+    if len(x.layout) < 2:
+        raise t.fail(call, "a group norm of a tensor without a channel axis")
+    blocks = t.blocks(call, x.layout[1], groups)
+    for s in (weight, bias):
+        if s is not None:
+            t.bind(call, s.layout[0], blocks)
+            t.role(s, (0,))
+    t.touch((blocks,), False, False, _what(call))
+    return Traced(call.out, (x.layout[0], blocks) + x.layout[2:])
+
+
 def _layer_norm(t: Tracer, call: Call) -> Traced:
     """LayerNorm over the last axes: its weight and bias take those axes' layouts (a channel
     set is permuted with them; mean and variance over it do not change)."""
@@ -618,14 +648,14 @@ def _layer_norm(t: Tracer, call: Call) -> Traced:
 
 # -- embeddings ----------------------------------------------------------------------------------
 def _embedding(t: Tracer, call: Call) -> Traced:
-    """Embedding(V, E): the vocabulary axis is the network's input alphabet (fixed in
-    `hidden` mode), the embedding axis a channel set written into the result."""
+    """Embedding(V, E): the vocabulary axis is fixed (the tokens' identities, in every mode),
+    the embedding axis a channel set written into the result."""
     tokens = call.arg(0, "input")
     if isinstance(call.target, nn.Module):
         weight = t.module_state(call, "weight")
     else:
         weight = t.state_arg(call, 1, rank=2)
-    t.input_axis(weight.layout[0])
+    t.positional([weight.layout[0]])  # token identities: fixed in every mode
     t.meet(weight.layout[0])
     t.meet(weight.layout[1])
     t.role(weight, (0, 1))
@@ -947,6 +977,10 @@ def _getitem(t: Tracer, call: Call) -> Any:
     x, index = call.args[0], call.args[1]
     if isinstance(x, tuple | list):
         return x[index]
+    if isinstance(x, Stacked):
+        if not isinstance(index, int):
+            raise t.fail(call, "stacked final states read other than by one integer index")
+        return x.entry(index)
     if not isinstance(x, Traced):
         return call.out
     if not isinstance(index, tuple):
@@ -974,9 +1008,12 @@ def _getitem(t: Tracer, call: Call) -> Any:
         if isinstance(i, int):
             start = i % size
             try:
-                t.cut(x.layout[axis], [start, 1, size - start - 1], call.node.name)
+                pieces = t.cut(x.layout[axis], [start, 1, size - start - 1], call.node.name)
             except LayoutError as e:
                 raise t.fail(call, str(e)) from None
+            # The chosen entry's set leaves the layout but still scales the values: whatever
+            # follows reads it untracked, so it is neither odd nor homogeneous.
+            t.touch((pieces[1],), False, False, "an entry chosen by index")
             axis += 1
             continue
         if isinstance(i, slice):
@@ -1037,9 +1074,9 @@ def _ops() -> list[Op]:
         ),
         Op(
             "Conv1d/2d/3d, ConvTranspose1d/2d/3d",
-            "input channels merged with the kernel's input axis, output channels and bias one set, "
-            "kernel and spatial axes fixed positions; depthwise (groups = channels): one set "
-            "through the layer (a multiplier is a fixed axis); other groups refused",
+            "input channels merged with the kernel's input axis, output channels and bias one "
+            "set, kernel and spatial axes fixed positions; grouped (depthwise too): channels "
+            "as blocks permuted as wholes, positions inside a block permuted block by block",
             _conv,
             modules=tuple(_CONV_MODULES),
             functions=tuple(_CONV_FUNCTIONS),
@@ -1054,6 +1091,15 @@ def _ops() -> list[Op]:
             group="normalisation",
         ),
         Op(
+            "GroupNorm",
+            "channels as groups permuted as wholes, channels inside a group permuted group by "
+            "group; weight and bias on both; not odd",
+            _group_norm,
+            modules=(nn.GroupNorm,),
+            functions=(F.group_norm,),
+            group="normalisation",
+        ),
+        Op(
             "LayerNorm",
             "weight and bias on the normalised (last) axes' sets; not odd",
             _layer_norm,
@@ -1063,10 +1109,34 @@ def _ops() -> list[Op]:
         ),
         Op(
             "Embedding, EmbeddingBag",
-            "vocabulary axis: the network's input (fixed in `hidden` mode); embedding axis: a set",
+            "vocabulary axis fixed (token identities); embedding axis: a set",
             _embedding,
             modules=(nn.Embedding, nn.EmbeddingBag),
             functions=(F.embedding, F.embedding_bag),
+        ),
+        Op(
+            "MultiheadAttention",
+            "heads permuted as wholes; inside each head the query/key dims one set and the "
+            "value dims (with the output projection's inputs) another, each permuted head by "
+            "head; in_proj split into query, key and value rows viewed as [heads, dims, E]; "
+            "masks fix the token axes",
+            attention,
+            modules=(nn.MultiheadAttention,),
+        ),
+        Op(
+            "TransformerEncoderLayer/DecoderLayer, TransformerEncoder/Decoder, Transformer",
+            "attention as above; the residual stream one set through every layer, with the "
+            "layer norms and feed-forward outputs on it",
+            transformer,
+            modules=TRANSFORMER_LAYERS,
+        ),
+        Op(
+            "RNN, LSTM, GRU",
+            "each fused gate axis viewed as (gate: fixed) x (hidden units: one set shared by "
+            "every gate, the biases and the recurrent weight's input axis); layers, "
+            "directions and LSTM projections each their own set; a tanh RNN is odd",
+            recurrent,
+            modules=RECURRENT,
         ),
         Op(
             "PReLU",

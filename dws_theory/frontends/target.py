@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,8 +42,9 @@ class Target:
     `mode` is the symmetry mode it was derived with (None: a spec gave the kinds), `dims`
     the widths when it is an MLP's, `stem` the file stem of its module and derivation,
     `title` how pages and messages name it, `origin` the arguments that rebuild it, and
-    `trace` what `from_module` recorded (residual links, parameter names), if it came from
-    a module."""
+    `trace` what `from_module` recorded (residual links, parameter names) and `module` the
+    module itself, if it came from one (the certificate's module route checks the space
+    against it)."""
 
     space: WeightSpace
     mode: str | None
@@ -52,6 +53,12 @@ class Target:
     origin: str
     dims: tuple[int, ...] | None = None
     trace: ModuleTrace | None = None
+    module: nn.Module | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def source(self) -> tuple[nn.Module, ModuleTrace] | None:
+        """(module, trace) for the certificate's module route; None unless from a module."""
+        return (self.module, self.trace) if self.module is not None else None
 
 
 def from_dims(dims: str | tuple[int, ...] | list[int], mode: str = "hidden") -> Target:
@@ -125,12 +132,20 @@ def load_module_file(reference: str) -> tuple[nn.Module, str]:
     return value, name
 
 
-def from_module(module: nn.Module, name: str, mode: str = "hidden", reference: str = "") -> Target:
+def from_module(
+    module: nn.Module,
+    name: str,
+    mode: str = "hidden",
+    reference: str = "",
+    example_input: object = None,
+    check: bool = True,
+) -> Target:
     """The target of a module instance: from_module of it, named `name`; `reference` is the
-    `FILE.py:NAME` that rebuilds it on the command line (default `FILE.py:<name>`)."""
+    `FILE.py:NAME` that rebuilds it on the command line (default `FILE.py:<name>`);
+    `example_input` and `check` as for `trace_module`."""
     from .module import trace_module
 
-    trace = trace_module(module, mode)
+    trace = trace_module(module, mode, example_input, check=check)
     shape = mlp_shape(trace.space)
     origin = f"--module {reference or f'FILE.py:{name}'} --symmetry {trace.mode}"
     if shape is not None:
@@ -143,6 +158,7 @@ def from_module(module: nn.Module, name: str, mode: str = "hidden", reference: s
             origin,
             mlp_target.dims,
             trace,
+            module,
         )
     return Target(
         space=trace.space,
@@ -151,10 +167,23 @@ def from_module(module: nn.Module, name: str, mode: str = "hidden", reference: s
         title=f"module {name}",
         origin=origin,
         trace=trace,
+        module=module,
     )
 
 
-def from_module_file(reference: str, mode: str = "hidden") -> Target:
-    """The target of `--module FILE.py:NAME`: from_module of that module."""
+def from_module_file(
+    reference: str,
+    mode: str = "hidden",
+    input_shape: tuple[int, ...] | None = None,
+    check: bool = True,
+) -> Target:
+    """The target of `--module FILE.py:NAME`: from_module of that module (on a random input
+    of `input_shape` when given, `--input-shape`)."""
     module, name = load_module_file(reference)
-    return from_module(module, name, mode, reference)
+    example = None
+    if input_shape is not None:
+        import torch
+
+        dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+        example = torch.randn(input_shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    return from_module(module, name, mode, reference, example, check)

@@ -9,6 +9,7 @@ from dataclasses import replace
 import torch
 
 from ..arguments import non_negative_float, non_negative_int, positive_float, positive_int, seed
+from ..cuda_graphs import AUTOCAST
 from ..errors import InputError, strict_json
 from .data.activations import ACTIVATIONS
 from .data.datasets import load_dataset
@@ -232,6 +233,8 @@ def _run_train(args: argparse.Namespace) -> int:
         canonicalize=args.canonicalize,
         activation=args.activation,
         probes=args.probes,
+        cuda_graphs=not args.no_cuda_graphs,
+        autocast=args.autocast,
     )
     result = run(config)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -329,6 +332,18 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         metavar="N",
         help="add the networks' outputs at N learned input points to dws's invariant readout "
         "(probe features; 0: none); the model probe uses them alone",
+    )
+    p.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        help="with --compile on CUDA, do not replay the step as CUDA graphs (by default it is, "
+        "and an epoch's last partial batch is dropped so that every step has one shape)",
+    )
+    p.add_argument(
+        "--autocast",
+        choices=sorted(AUTOCAST),
+        default=None,
+        help="run the training step's forward under torch.autocast to this dtype",
     )
     _add_fit_options(p, "--fit-steps")
     p.set_defaults(func=_run_train)

@@ -32,7 +32,10 @@ POSITIONS = ("interior", "first layer", "last layer", "first and last layer")
 
 
 def letter(space: WeightSpace, tensor: str) -> str:
-    return {1: "b", 2: "W"}.get(len(space.tensor(tensor).axes), "T")
+    """b, W or T by the number of axes, not counting axes on child sets (a [H * d] bias
+    stored as (heads, hd) is still a bias)."""
+    main = sum(p is None for p in space.parent_axes(tensor))
+    return {1: "b", 2: "W"}.get(main, "T")
 
 
 def ends(space: WeightSpace) -> tuple[set[str], set[str]]:

@@ -20,6 +20,7 @@ from .text import (
     block_text,
     factor_tex,
     factor_text,
+    kind_text,
     pattern_code,
     pattern_rows,
     set_counts,
@@ -71,10 +72,26 @@ def architecture_section(target: Target, figure: str) -> list[str]:
         f"(the input) to the set of its first (the output) ({edges}); its further axes (conv "
         "kernels) are fixed sets of their own, and each one-axis tensor lives on its set.",
         "",
+        *_child_axes_lines(space),
         f"![Neuron-set graph]({figure})",
         "",
     ]
     return lines + _origin_lines(target) + _shared_sets_table(target)
+
+
+def _child_axes_lines(space: WeightSpace) -> list[str]:
+    """How the graph draws axes on child sets, for a space with nested sets."""
+    children = [s for s in space.sets if s.parent is not None]
+    if not children:
+        return []
+    named = ", ".join(f"${set_tex(s.name)}$ inside ${set_tex(s.parent)}$" for s in children)
+    return [
+        f"Nested sets ({named}): an axis of $H \\cdot d$ entries is stored as two axes, the "
+        "parent's (which block) then the child's (which position in the block). In the graph "
+        "a child axis rides with its parent axis, so a tensor is drawn by its other axes "
+        "and a tensor whose only other axis is the parent is listed under the parent's node.",
+        "",
+    ]
 
 
 def _origin_lines(target: Target) -> list[str]:
@@ -163,7 +180,7 @@ def weight_space_section(space: WeightSpace) -> list[str]:
     for s in space.sets:
         users = [t.name for t in space.tensors if s.name in t.axes]
         lines.append(
-            f"| ${set_tex(s.name)}$ | {s.size} | {s.kind.value} "
+            f"| ${set_tex(s.name)}$ | {s.size} | {kind_text(space, s.name)} "
             f"| {', '.join(f'${tensor_tex(u)}$' for u in users)} |"
         )
     lines.append("")
@@ -179,31 +196,58 @@ def _sum_tex(space: WeightSpace) -> str:
     return "$V = " + " \\oplus ".join(tensor_tex(n) for n in names) + "$"
 
 
+def _set_group_tex(space: WeightSpace, name: str) -> str:
+    s = space.set(name)
+    if s.kind is Kind.PERMUTED:
+        return f"S_{{{s.size}}}"
+    if s.kind is Kind.SIGNED:
+        return f"(\\{{\\pm 1\\}}^{{{s.size}}} \\rtimes S_{{{s.size}}})"
+    return ""
+
+
 def _group_tex(space: WeightSpace) -> str:
+    """One factor per moving plain set; a set with moving children: their groups, wreathed
+    with it (`(S_3 \\times S_2) \\wr S_2`)."""
     parts = []
     for s in space.sets:
-        if s.kind is Kind.PERMUTED:
-            parts.append(f"S_{{{s.size}}}")
-        elif s.kind is Kind.SIGNED:
-            parts.append(f"(\\{{\\pm 1\\}}^{{{s.size}}} \\rtimes S_{{{s.size}}})")
+        if s.parent is not None or s.kind is Kind.FIXED:
+            continue
+        inner = [
+            _set_group_tex(space, c) for c in space.children(s.name) if _set_group_tex(space, c)
+        ]
+        if not inner:
+            parts.append(_set_group_tex(space, s.name))
+            continue
+        base = inner[0] if len(inner) == 1 else "(" + " \\times ".join(inner) + ")"
+        parts.append(f"({base} \\wr {_set_group_tex(space, s.name)})")
     return " \\times ".join(parts) if parts else "\\{e\\}"
 
 
+def _moving(space: WeightSpace, name: str) -> bool:
+    return space.set(name).kind is not Kind.FIXED
+
+
+def _moving_children(space: WeightSpace) -> list:
+    """The child sets that move inside their blocks (permuted or signed)."""
+    return [s for s in space.sets if s.parent is not None and _moving(space, s.name)]
+
+
 def _action_tex(space: WeightSpace, tensor: str) -> str:
-    """(g . T)_{i j} = s(i) s(j) T_{pi(i), pi(j)} with identity on fixed sets."""
+    """(g . T)_{i j} = s(i) s(j) T_{pi(i), pi(j)} with identity on fixed sets; a child axis
+    j under the parent axis i reads pi^{(i)}(j), the permutation of block i."""
     letters = "ijkl"
     axes = space.tensor(tensor).axes
+    parents = space.parent_axes(tensor)
+    names = [letters[k] if k < len(letters) else f"i_{k}" for k in range(len(axes))]
     signs, index = [], []
     for k, name in enumerate(axes):
-        i = letters[k] if k < len(letters) else f"i_{k}"
-        s = space.set(name)
-        if s.kind is Kind.FIXED:
-            index.append(i)
-        else:
-            index.append(f"\\pi_{{{set_tex(name)}}}({i})")
+        i, s = names[k], space.set(name)
+        block = f"^{{({names[parents[k]]})}}" if parents[k] is not None else ""
+        at = f"{names[parents[k]]}, {i}" if parents[k] is not None else i
+        index.append(f"\\pi_{{{set_tex(name)}}}{block}({i})" if _moving(space, name) else i)
         if s.kind is Kind.SIGNED:
-            signs.append(f"s_{{{set_tex(name)}}}({i})")
-    lhs = f"(g \\cdot {tensor_tex(tensor)})_{{{' '.join(letters[: len(axes)])}}}"
+            signs.append(f"s_{{{set_tex(name)}}}({at})")
+    lhs = f"(g \\cdot {tensor_tex(tensor)})_{{{' '.join(names)}}}"
     entry = f"{{{tensor_tex(tensor)}}}_{{{', '.join(index)}}}"
     rhs = " ".join(signs) + " \\, " + entry if signs else entry
     return f"{lhs} = {rhs}"
@@ -218,6 +262,11 @@ def group_section(space: WeightSpace, mode: str | None, network: str = "MLP") ->
         "",
         f"{named}: $G = {_group_tex(space)}$, one factor per "
         + ("permuted or signed neuron set" if moving else "set (none moves here)")
+        + (
+            " (a set with moving children: one wreath-product factor)"
+            if _moving_children(space)
+            else ""
+        )
         + (
             f"; the fixed sets {', '.join(f'${set_tex(s.name)}$' for s in fixed)} are never moved"
             if fixed
@@ -235,6 +284,7 @@ def group_section(space: WeightSpace, mode: str | None, network: str = "MLP") ->
         + ":",
         "",
     ]
+    lines += _nested_group_lines(space)
     for t in space.tensors:  # one display each: adjacent $$ lines would merge into one
         lines += [f"$$ {_action_tex(space, t.name)} $$", ""]
     lines += [
@@ -243,6 +293,24 @@ def group_section(space: WeightSpace, mode: str | None, network: str = "MLP") ->
         "",
     ]
     return lines
+
+
+def _nested_group_lines(space: WeightSpace) -> list[str]:
+    """What a child set's permutations are, when the space has some."""
+    children = _moving_children(space)
+    if not children:
+        return []
+    named = ", ".join(f"${set_tex(s.name)}$ in ${set_tex(s.parent)}$" for s in children)
+    return [
+        f"Nested sets ({named}): an axis on a child set indexes a position inside the block "
+        "that its parent axis (the nearest earlier axis of the tensor on the parent set) "
+        "indexes. The element holds one permutation $\\pi_c^{(h)}$ of the child per block "
+        "$h$ of the parent, so the blocks are permuted as wholes by $\\pi_p$ and the "
+        "positions inside each block by that block's own permutation: the wreath product "
+        "$S_d \\wr S_H = S_d^H \\rtimes S_H$. Every tensor on a child set moves with the "
+        "same $\\pi_c^{(h)}$; children of one parent permute independently inside a block.",
+        "",
+    ]
 
 
 def proof_section(space: WeightSpace) -> list[str]:
@@ -255,6 +323,11 @@ def proof_section(space: WeightSpace) -> list[str]:
     for s in space.sets:
         values = " | ".join(str(set_factor(s.kind, s.size, t)) for t in range(most + 1))
         rows.append(f"| ${set_tex(s.name)}$ | {s.kind.value} | {s.size} | {values} |")
+    if space.nested:
+        rows += [
+            "",
+            "A child set's $c(t)$ is its factor inside one block of its parent (see (5)).",
+        ]
     return [
         "## 4. Characterisation",
         "",
@@ -300,12 +373,37 @@ def proof_section(space: WeightSpace) -> list[str]:
         "$N_\\pi$ span the same space and are independent. Mean pooling divides $N_\\pi$ by "
         "the size of each pooled label, which changes no span. $\\square$",
         "",
+        *_nested_proof_lines(space),
         "The same argument with one side empty gives the equivariant bias (orbits on the "
         "indices of the output tensor) and the invariant functionals (orbits on the indices "
         f"of each input tensor). The per-set factors of this space ($c(t)$ for $t \\leq {most}$: "
         f"no block here puts more than {most} axes on one set):",
         "",
         *rows,
+        "",
+    ]
+
+
+def _nested_proof_lines(space: WeightSpace) -> list[str]:
+    """Step (5) of the proof, for a space with nested sets."""
+    if not _moving_children(space):
+        return []
+    return [
+        "(5) *Nested sets.* A parent $p$ of size $H$ and its moving children are one factor "
+        "of $G$ (their wreath product), so in (2) they form one factor of the count, the "
+        "*family factor*. An index of a child axis is a position inside the block its parent "
+        "axis indexes. Two tuples lie in one orbit if and only if their parent axes have the "
+        "same equality pattern $P$ (at most $H$ blocks; even blocks for a signed parent) and, "
+        "inside each block $B$ of $P$, the child axes attached to $B$ have the same equality "
+        "pattern per child $c$ (at most $d_c$ blocks; even for a signed child). Child axes "
+        "attached to different blocks of $P$ sit in different blocks of the parent, moved "
+        "by independent permutations, so nothing relates them. The family factor is therefore "
+        "$\\sum_P \\prod_{B \\in P} \\prod_c c_c(t_{c,B})$, where $t_{c,B}$ counts the "
+        "$c$-axes attached to $B$; the tables write it $c_p(\\langle \\dots \\rangle, "
+        "\\dots)$ with, per axis of $p$, the child axes attached to it. The non-strict "
+        "pattern of (4) still spans: the tuples it covers are those of every coarser nested "
+        "pattern (merge blocks of $P$, then merge child blocks inside each merged block), "
+        "each of them an orbit of the basis, so the change of basis is again unit triangular.",
         "",
     ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..certify import set_factor
+from ..certify import Factor, block_factors
 from ..orbits import Pattern
 from ..spec import WeightSpace
 from ..symbolic import display_label, display_labels, pattern_formula, set_tex, tensor_tex
@@ -17,6 +17,7 @@ __all__ = [
     "factor_tex",
     "factor_text",
     "factors",
+    "kind_text",
     "partition_text",
     "pattern_code",
     "pattern_rows",
@@ -57,32 +58,55 @@ def set_counts(space: WeightSpace, out: str | None, inp: str | None) -> list[tup
     return [(s.name, names.count(s.name)) for s in space.sets if s.name in names]
 
 
-def factors(space: WeightSpace, out: str | None, inp: str | None) -> list[tuple[str, int, int]]:
-    """(set, t, c(t)) per set of the block: the engine's per-set orbit counts."""
-    return [
-        (name, t, set_factor(space.set(name).kind, space.set(name).size, t))
-        for name, t in set_counts(space, out, inp)
-    ]
+def factors(space: WeightSpace, out: str | None, inp: str | None) -> list[Factor]:
+    """The engine's closed-form factors of a block: c(t) per set, and one family factor
+    per set with moving children (`Factor.attached`: the child axes on each of its axes);
+    in the space's set order."""
+    order = {s.name: k for k, s in enumerate(space.sets)}
+    return sorted(block_factors(space, out, inp), key=lambda f: order[f.name])
+
+
+def _attached_text(f: Factor) -> str:
+    """`heads⟨qk⟩⟨v⟩`: a set with the child axes attached to each of its axes."""
+    return f.name + "".join("⟨" + " ".join(a) + "⟩" for a in f.attached)
 
 
 def factor_text(space: WeightSpace, out: str | None, inp: str | None) -> str:
-    """`n1: 2 × n0: 4`, the plain form the count tables use (parsed back by tests)."""
-    return " × ".join(f"{name}: {c}" for name, _, c in factors(space, out, inp)) or "1"
+    """`n1: 2 × n0: 4`, the plain form the count tables use (parsed back by tests); a
+    family with its children attached: `heads⟨qk⟩⟨qk⟩: 3`."""
+    return " × ".join(f"{_attached_text(f)}: {f.count}" for f in factors(space, out, inp)) or "1"
+
+
+def _factor_symbol(f: Factor) -> str:
+    if not f.attached:
+        return f"c_{{{set_tex(f.name)}}}({f.t})"
+    axes = ", ".join(
+        r"\langle " + r"\, ".join(set_tex(c) for c in a) + r" \rangle" for a in f.attached
+    )
+    return f"c_{{{set_tex(f.name)}}}({axes})"
 
 
 def factor_tex(space: WeightSpace, out: str | None, inp: str | None) -> str:
     facs = factors(space, out, inp)
-    lhs = r" \cdot ".join(f"c_{{{set_tex(name)}}}({t})" for name, t, _ in facs)
-    rhs = r" \cdot ".join(str(c) for _, _, c in facs)
+    lhs = r" \cdot ".join(_factor_symbol(f) for f in facs)
+    rhs = r" \cdot ".join(str(f.count) for f in facs)
     total = 1
-    for _, _, c in facs:
-        total *= c
+    for f in facs:
+        total *= f.count
     return f"{lhs} = {rhs} = {total}" if len(facs) > 1 else f"{lhs} = {total}"
+
+
+def kind_text(space: WeightSpace, name: str) -> str:
+    """`permuted`, or for a child set `permuted inside each block of heads`."""
+    s = space.set(name)
+    if s.parent is None:
+        return s.kind.value
+    return f"{s.kind.value} inside each block of ${set_tex(s.parent)}$"
 
 
 def set_line(space: WeightSpace, name: str) -> str:
     s = space.set(name)
-    return f"${set_tex(name)}$ ({s.kind.value}, $d = {s.size}$)"
+    return f"${set_tex(name)}$ ({kind_text(space, name)}, $d = {s.size}$)"
 
 
 def block_tex(out: str | None, inp: str | None) -> str:

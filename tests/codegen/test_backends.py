@@ -396,7 +396,7 @@ def whole_model_compile(monkeypatch):
     """DWSNet's compiled forward built afresh with a counting aot_eager backend (the wrapper
     is per class and reads the backend at its first call), and dropped again afterwards."""
     from dws_theory import models
-    from dws_theory.codegen import compiled_prelude
+    from dws_theory.codegen.preludes import compiled as compiled_prelude
 
     counter = CompileCounterWithBackend("aot_eager")
     monkeypatch.setattr(compiled_prelude, "COMPILE_BACKEND", counter)
@@ -430,13 +430,13 @@ def test_dwsnet_backend_compiles_the_whole_model_and_matches_eager(whole_model_c
         with torch.no_grad():
             torch.testing.assert_close(net(*x), ref(*x), rtol=1e-5, atol=1e-6)
     assert whole_model_compile.frame_count == 2  # then dynamic in the batch size
-    with pytest.raises(SpecError, match="unknown backend 'triton'.*compiled.*fused"):
-        DWSNet((2, 3, 1), backend="triton")
+    with pytest.raises(SpecError, match="unknown backend 'cuda'.*compiled.*fused.*triton"):
+        DWSNet((2, 3, 1), backend="cuda")
 
 
 def test_dwsnet_backend_compiled_falls_back_with_one_warning(monkeypatch):
     from dws_theory import models
-    from dws_theory.codegen import compiled_prelude
+    from dws_theory.codegen.preludes import compiled as compiled_prelude
 
     def no_compiler(graph, example_inputs):
         raise RuntimeError("no C++ compiler found")

@@ -314,15 +314,55 @@ def test_rendered_source_is_ruff_format_stable_on_odd_shapes(tmp_path):
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+LONG_NAMES = [
+    # Parameter names as real networks have them (torchvision's ResNet, a deep U-Net),
+    # written into spec strings: pools, mixes and sums of such tensors overflow 100 columns.
+    "sets[a:3:permuted b:4:permuted c:2:fixed k:2:fixed] tensors["
+    "layer4_1_downsample_0_weight_of_the_last_residual_stage(b,a,k,k) "
+    "layer4_1_downsample_1_running_mean_of_the_last_stage(b) "
+    "decoder_up_blocks_3_conv_transpose_weight_with_long_name(a,b,k,k) "
+    "classifier_head_final_projection_weight_matrix_long(c,a)]",
+    "sets[n:2:permuted m:3:signed k:2:fixed] tensors["
+    "features_0_weight_of_a_network_with_very_long_parameter_names(m,n,k,k,k) "
+    "features_0_bias_of_a_network_with_very_long_parameter_names(m) "
+    "features_3_weight_of_a_network_with_very_long_parameter_names(n,m,k,k,k)]",
+]
+
+
+@pytest.mark.skipif(
+    RUFF is None, reason="ruff is not installed (dev extra); CI's lint step runs it"
+)
+@pytest.mark.parametrize("spec", LONG_NAMES, ids=["resnet-like", "signed-3d"])
+def test_long_parameter_names_are_wrapped_ruff_stable_and_correct(tmp_path, spec):
+    """No line of the emitted module is longer than 100 columns, whatever the names, the
+    source is what `ruff format` leaves unchanged, and the layer is still exact."""
+    from dws_theory.runtime import layer_classes
+    from dws_theory.testing import assert_complete, assert_equivariant
+
+    space = WeightSpace.parse(spec)
+    source = source_for(space, None)
+    assert max(len(line) for line in source.splitlines()) <= 100
+    path = tmp_path / "dws_long_names.py"
+    path.write_text(source, encoding="utf-8")
+    config = ["--config", str(ROOT / "pyproject.toml")]
+    fmt = subprocess.run([RUFF, "format", "--check", *config, str(path)], capture_output=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    lint = subprocess.run([RUFF, "check", "--no-cache", *config, str(path)], capture_output=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    equivariant, _ = layer_classes(space)
+    assert_equivariant(equivariant(2, 2), space)
+    assert_complete(equivariant(1, 1), space)
+
+
 # -- the package's steps ---------------------------------------------------------------------------
 def test_prelude_is_real_python_pasted_verbatim():
-    """The helpers live in codegen/prelude.py (imported here, so ruff and tests see them) and
-    every module carries them, text for text, from the marker line on."""
+    """The helpers live in codegen/preludes/base.py (imported here, so ruff and tests see them)
+    and every module carries them, text for text, from the marker line on."""
     import importlib
 
-    from dws_theory.codegen.backends.eager import prelude_source
+    from dws_theory.codegen.preludes import prelude_source
 
-    prelude = importlib.import_module("dws_theory.codegen.prelude")
+    prelude = importlib.import_module("dws_theory.codegen.preludes.base")
     text = prelude_source()
     assert text.lstrip().startswith("def _mix(")
     assert text in source_for((2, 3, 1), "hidden")

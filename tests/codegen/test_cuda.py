@@ -2,7 +2,9 @@
 CPU in float64 (skipped, and said so, where torch sees no CUDA device).
 
 The `fused` backend's C kernels are CPU-only: on CUDA tensors its layers run the compiled
-forward without them, which these tests check computes the same as the reference.
+forward without them, which these tests check computes the same as the reference. The
+`triton` backend's kernels run on CUDA: its layers are checked against the reference in
+float32 and bfloat16, and that its custom ops ran.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.profiler import profile
 
 from dws_theory.models import DWSNet
 from dws_theory.runtime import layer_classes
@@ -41,7 +44,7 @@ def outputs_and_grads(layer: nn.Module, weights: Tensors, biases: Tensors) -> Te
     return [t.detach().cpu().double() for t in flat + list(grads)]
 
 
-@pytest.mark.parametrize("backend", ["eager", "compiled", "fused"])
+@pytest.mark.parametrize("backend", ["eager", "compiled", "fused", "triton"])
 @pytest.mark.parametrize("kind", [0, 1], ids=["equivariant", "invariant"])
 def test_each_backend_on_cuda_matches_the_cpu_reference(backend: str, kind: int):
     reference = layer_classes(DIMS, "hidden")[kind](3, 4).double()
@@ -55,9 +58,10 @@ def test_each_backend_on_cuda_matches_the_cpu_reference(backend: str, kind: int)
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
 
 
-def test_bfloat16_on_cuda_is_the_reference_to_bfloat16_precision():
+@pytest.mark.parametrize("backend", ["eager", "triton"])
+def test_bfloat16_on_cuda_is_the_reference_to_bfloat16_precision(backend: str):
     reference = layer_classes(DIMS, "hidden")[0](3, 4).double()
-    layer = layer_classes(DIMS, "hidden")[0](3, 4)
+    layer = layer_classes(DIMS, "hidden", backend=backend)[0](3, 4)
     layer.load_state_dict(reference.state_dict())
     weights, biases = inputs(6, 3, seed=2)
     want = outputs_and_grads(reference, [t.double() for t in weights], [t.double() for t in biases])
@@ -68,7 +72,29 @@ def test_bfloat16_on_cuda_is_the_reference_to_bfloat16_precision():
         torch.testing.assert_close(g, w, rtol=0.05, atol=0.05 * scale)
 
 
-@pytest.mark.parametrize("backend", ["eager", "compiled"])
+@pytest.mark.parametrize("dims", [DIMS, (2, 20, 33, 1)], ids=["2,5,6,1", "2,20,33,1"])
+def test_triton_layer_runs_its_kernels_on_cuda(dims):
+    """Values and gradients against the reference, and the four custom ops ran (the graph
+    passes' two with inductor), on a shape whose tiles leave edges."""
+    reference = layer_classes(dims, "hidden")[0](5, 17).double()
+    layer = layer_classes(dims, "hidden", backend="triton")[0](5, 17)
+    layer.load_state_dict(reference.state_dict())
+    gen = torch.Generator().manual_seed(4)
+    weights = [torch.randn(7, 5, dims[m], dims[m - 1], generator=gen) for m in (1, 2, 3)]
+    biases = [torch.randn(7, 5, dims[m], generator=gen) for m in (1, 2, 3)]
+    want = outputs_and_grads(reference, [t.double() for t in weights], [t.double() for t in biases])
+    with profile() as prof:
+        got = outputs_and_grads(
+            layer.cuda(), [t.cuda() for t in weights], [t.cuda() for t in biases]
+        )
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+    ran = {e.name for e in prof.events()}
+    for op in ("mix_terms", "mix_backward", "plane_sums", "mix_input_grad"):
+        assert f"dws_triton_v1::{op}" in ran, op
+
+
+@pytest.mark.parametrize("backend", ["eager", "compiled", "triton"])
 def test_a_training_step_on_cuda_matches_the_cpu(backend: str):
     torch.manual_seed(0)
     cpu = DWSNet(DIMS, hidden_channels=4, num_layers=2, out_features=3).double()
@@ -87,3 +113,32 @@ def test_a_training_step_on_cuda_matches_the_cpu(backend: str):
     for name, want in cpu.state_dict().items():
         got = gpu.state_dict()[name].cpu().double()
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "triton"])
+def test_graphed_training_steps_match_the_ungraphed_ones(backend: str):
+    """DWSNet with a compiling backend on CUDA replays its steps as CUDA graphs (the default):
+    three AdamW steps end where the same steps without graphs end, and no graph was skipped."""
+    from torch._dynamo.utils import counters
+
+    def trained(graphs: bool) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        net = DWSNet(DIMS, hidden_channels=4, num_layers=2, out_features=3, backend=backend)
+        net.cuda_graphs = graphs
+        net.cuda()
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+        weights, biases = inputs(8, 1, seed=5)
+        labels = (torch.arange(8) % 3).cuda()
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            logits = net([t.cuda() for t in weights], [t.cuda() for t in biases])
+            nn.functional.cross_entropy(logits, labels).backward()
+            opt.step()
+        return {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+    counters.clear()
+    graphed = trained(True)
+    assert counters["inductor"]["cudagraph_skips"] == 0
+    plain = trained(False)
+    for name, want in plain.items():
+        torch.testing.assert_close(graphed[name], want, rtol=1e-4, atol=1e-5, msg=name)

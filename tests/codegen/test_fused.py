@@ -265,7 +265,7 @@ def test_vmap_and_inputs_the_kernels_do_not_take_run_the_eager_terms():
 
 def test_dwsnet_backend_fused_matches_eager(monkeypatch):
     from dws_theory import models
-    from dws_theory.codegen import compiled_prelude
+    from dws_theory.codegen.preludes import compiled as compiled_prelude
 
     monkeypatch.setattr(compiled_prelude, "COMPILE_BACKEND", "aot_eager")
     monkeypatch.setattr(models, "_COMPILED", {})
@@ -276,4 +276,4 @@ def test_dwsnet_backend_fused_matches_eager(monkeypatch):
     x = inputs(DIMS, 3, 1, seed=8)
     got, want = fused(*x), eager(*x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    assert (DWSNet, "fused") in models._COMPILED
+    assert (DWSNet, "fused", False) in models._COMPILED

@@ -3,11 +3,12 @@
 import dataclasses
 
 import pytest
+from helpers import SPACE_ROUTES
 from hypothesis import given
 from strategies import mlp_dims, modes
 
 from dws_theory.basis import Basis, enumerate_basis
-from dws_theory.certify import ROUTES, certify, commutant_counts, orbit_count_counts
+from dws_theory.certify import certify, commutant_counts, orbit_count_counts
 from dws_theory.orbits import block_patterns
 from dws_theory.spec import Kind, NeuronSet, Tensor, WeightSpace, mlp
 
@@ -15,7 +16,7 @@ from dws_theory.spec import Kind, NeuronSet, Tensor, WeightSpace, mlp
 @given(mlp_dims(max_depth=5, max_width=4), modes)
 def test_all_routes_agree_block_by_block(dims, mode):
     cert = certify(mlp(dims, mode))
-    assert [r.name for r in cert.results] == list(ROUTES)
+    assert [r.name for r in cert.results] == SPACE_ROUTES
     assert cert.passed, [r for r in cert.results if not r.passed]
 
 

@@ -10,13 +10,13 @@ import sys
 import time
 
 import pytest
+from helpers import SPACE_ROUTES
 from hypothesis import given, settings
 from strategies import mlp_dims, modes
 
 from dws_theory.basis import Basis, enumerate_basis
 from dws_theory.certify import (
     MAX_WHOLE_SPACE_BLOCKS,
-    ROUTES,
     certify,
     closed_form_counts,
     orbit_count_counts,
@@ -31,7 +31,7 @@ def test_per_block_routes_agree_with_the_whole_space_routes(dims, mode):
     space = mlp(dims, mode)
     whole = certify(space, per_block=False)
     blocks = certify(space, per_block=True)
-    assert [r.name for r in blocks.results] == list(ROUTES)
+    assert [r.name for r in blocks.results] == SPACE_ROUTES
     assert blocks.passed, [r for r in blocks.results if not r.passed]
     assert whole.passed
     # The counting routes sum the same per-block counts of the full shape either way, when

@@ -406,7 +406,7 @@ def test_compile_trains_through_torch_compile_to_the_same_parameters(
     cache_dir, monkeypatch
 ) -> None:
     import dws_theory.inr.train.loop as train_module
-    from dws_theory.codegen import compiled_prelude
+    from dws_theory.codegen.preludes import compiled as compiled_prelude
 
     def trained_parameters(compile: bool) -> torch.Tensor:
         seen: list[torch.Tensor] = []

@@ -278,3 +278,70 @@ def test_kernels_of_every_vector_width_agree_with_torch(tmp_path, capsys, width)
     args = ["--batch", "3", "--threads", "2", "--repeats", "1", "--rounds", "1"]
     assert kernel_speed.main(args + ["--cold-mb", "1", "--source", str(source)]) == 0
     assert f"mix_bwd+gx [width{width}.c]" in capsys.readouterr().out
+
+
+def gpu_check_steps() -> list[tuple[str, int, list[str]]]:
+    """benchmarks/gpu_check.sh's steps as DRY_RUN=1 prints them: (name, seconds, command)."""
+    env = {**os.environ, "DRY_RUN": "1", "PY": "python3", "OUT": "out"}
+    script = BENCHMARKS / "gpu_check.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    steps = []
+    for line in done.stdout.splitlines():
+        name, seconds, *command = line.split()
+        steps.append((name, int(seconds), command))
+    return steps
+
+
+def test_gpu_check_fits_ten_minutes_and_every_command_parses():
+    """The one prepared GPU run must not fail for a silly reason: each step's command is
+    checked against its script's parser (and its models against the models it makes), the
+    tests it runs exist, and the time limits add up to less than ten minutes."""
+    steps = gpu_check_steps()
+    assert [s[0] for s in steps] == [
+        "tests", "layer1024_fp32", "layer1024_bf16", "layer4096", "model512"
+    ]  # fmt: skip
+    assert sum(seconds for _, seconds, _ in steps) < 600
+    root = BENCHMARKS.parent
+    for name, _, command in steps:
+        assert command[0] == "python3", name
+        if command[1] == "-m":  # the tests
+            files = [a for a in command if a.endswith(".py")]
+            assert files and all((root / f).is_file() for f in files), files
+            continue
+        script = _load(Path(command[1]).stem)
+        args = script.build_parser().parse_args(command[2:])
+        assert args.device == "cuda", name
+        if name == "model512":
+            made = script.make_models((2, 3, 1), 2, 2, compiled=True, cudagraphs=True)
+            assert set(args.models) <= {*made, "gemms"}, set(args.models) - {*made, "gemms"}
+        else:
+            assert "triton" in args.backends and args.cudagraphs and args.json
+
+
+def test_layer_speed_builds_and_steps_the_triton_backend_on_the_cpu(monkeypatch):
+    """`--backends triton` as the GPU run asks for it (candidates built, outputs checked, one
+    step each; not timed, as the interpreter is slow), under Triton's interpreter
+    (tests/conftest.py) with the layer's compiled forward built by aot_eager."""
+    pytest.importorskip("triton", reason="the triton package is not installed")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton's interpreter is off (a CUDA machine: the GPU run times it)")
+    from dws_theory.runtime import layer_classes, load_module
+
+    dims = (2, 3, 3, 1)
+    monkeypatch.setattr(load_module(dims, "hidden", "triton"), "COMPILE_BACKEND", "aot_eager")
+    layer_speed = _load("layer_speed")
+    weights, biases = layer_speed.random_weight_space(dims, 3, 2, "cpu", torch.float32)
+    made = layer_speed.candidates(
+        dims, weights, biases, 2, layer_classes, ["hidden"], passes=False, backends=["triton"]
+    )
+    assert [c.name for c in made][:3] == ["floor", "ours-hidden", "ours-hidden-triton"]
+    for c in made:
+        layer_speed.check_outputs(c, weights, biases)
+        layer_speed.step_fn(c)()
+    graphed = layer_speed.candidates(
+        dims, weights, biases, 2, layer_classes, ["hidden"], passes=False, compiled=True,
+        backends=["triton"], cudagraphs=True,
+    )  # fmt: skip
+    names = [c.name for c in graphed]  # built (torch.compile checks its options), not run
+    assert {"ours-hidden-compiled-cudagraphs", "ours-hidden-triton-cudagraphs"} <= set(names)

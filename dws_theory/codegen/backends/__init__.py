@@ -3,7 +3,8 @@
 `eager` (the default) is the reference: plain PyTorch ops, one per pool, mix and add of the
 plan. `compiled` is the same module with both layers' forward run through torch.compile
 (falling back to eager where that cannot be built). `fused` is the compiled module with
-each tensor's identity term run by C kernels (falling back to the compiled module's ops).
+each tensor's identity term run by C kernels on the CPU, `triton` the same with Triton
+kernels on CUDA (each falling back to the compiled module's ops).
 A fast path registers here with
 `register_backend(name, printer)` and is tested against the eager module;
 `render(plan, backend)` looks the name up, and an unknown name gets an error listing the
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 from ...spec import SpecError
 from ..plan import LayerPlan
-from . import compiled, eager, fused
+from . import compiled, eager, fused, triton
 
 __all__ = [
     "BACKENDS",
@@ -35,6 +36,7 @@ BACKENDS: dict[str, Printer] = {
     eager.NAME: eager.render,
     "compiled": compiled.render,
     "fused": fused.render,
+    triton.NAME: triton.render,
 }
 
 

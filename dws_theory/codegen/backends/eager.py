@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from ...spec import WeightSpace
 from ..emit import (
     LINE_LENGTH,
+    assignment,
     call,
     comment,
     fits,
@@ -28,23 +28,15 @@ from ..emit import (
     tuple_literal,
     unpack,
     wrap_dims,
+    wrapped,
 )
 from ..plan import Add, Bias, Block, LayerPlan, Mix, Pool, local_name
+from ..preludes import prelude_source
 
-__all__ = ["GENERATOR_VERSION", "NAME", "PRELUDE", "prelude_source", "render"]
+__all__ = ["GENERATOR_VERSION", "NAME", "render"]
 
 NAME = "eager"  # this backend's name, the default one
 GENERATOR_VERSION = "6"
-PRELUDE = Path(__file__).resolve().parent.parent / "prelude.py"
-_MARKER = "# -- emitted from here on "
-
-
-def prelude_source(path: Path = PRELUDE) -> str:
-    """A prelude file (default `prelude.py`, the helpers) from its marker line on, as text
-    (never imported here)."""
-    text = path.read_text(encoding="utf-8")
-    start = text.index("\n", text.index(_MARKER)) + 1
-    return text[start:]
 
 
 def _sizes(space: WeightSpace, sets: Sequence[str]) -> list[str]:
@@ -67,10 +59,9 @@ def _render_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool], indent:
     lines = patterns_comment(indent, head + "; read by ", pool.patterns)
     if not pool.diagonal and _inner_fold(pool):
         pooled = _axes_tuple(c[0] + 2 for c in pool.pool_axes)
-        line = f"{' ' * indent}{pool.name} = _pool_folded({pool.source}, {pooled}, "
-        line += f"{_axes_tuple(a + 2 for a in pool.fold_axes)})"
-        assert fits(line), f"a pool does not fit in {LINE_LENGTH} columns: {line}"
-        return [*lines, line]
+        expr = f"_pool_folded({pool.source}, {pooled}, "
+        expr += f"{_axes_tuple(a + 2 for a in pool.fold_axes)})"
+        return [*lines, *assignment(indent, pool.name, expr)]
     source, steps = (
         _diagonal_pool(space, pool) if pool.diagonal else _plain_pool(space, pool, pools)
     )
@@ -99,13 +90,13 @@ def _step_lines(name: str, source: str, steps: list[Step], indent: int) -> list[
         expr, binary = template.format(x=f"({expr})" if binary else expr), result_binary
     if fits(f"{pad}{name} = {expr}"):
         return [f"{pad}{name} = {expr}"]
+    # Step by step, in a short temporary: long tensor names (a ResNet's `layer4_1_...`)
+    # leave room for the operations on every line.
     lines, value = [], source
     for template, _ in steps:
-        line = f"{pad}{name} = {template.format(x=value)}"
-        assert fits(line), f"a pool step does not fit in {LINE_LENGTH} columns: {line}"
-        lines.append(line)
-        value = name
-    return lines
+        lines += assignment(indent, "step", template.format(x=value))
+        value = "step"
+    return [*lines, f"{pad}{name} = step"]
 
 
 def _plain_pool(space: WeightSpace, pool: Pool, pools: dict[str, Pool]) -> tuple[str, list[Step]]:
@@ -311,9 +302,7 @@ def _render_add(plan: LayerPlan, add: Add, mixes: dict[str, Mix], indent: int) -
         lines.append(f"{pad}{target} = {_into_own_order(target, order)}")
     elif _needs_copy(terms, len(mixes[add.terms[-1]].blocks)):
         lines.append(f"{pad}{target} = {target}.contiguous()")
-    for line in lines:
-        assert fits(line), line
-    return lines
+    return wrapped(lines)
 
 
 def _header(plan: LayerPlan, backend: str) -> list[str]:
@@ -589,13 +578,18 @@ def _render_invariant(plan: LayerPlan) -> list[str]:
     body = []
     for pool in pools.values():
         body += _render_pool(space, pool, pools, 8)
-    uses_batch = any("batch" in line for line in body if not line.lstrip().startswith("#"))
+    # No invariant orbit survives (every one killed by a sign): no features, bias only.
+    uses_batch = not mix.features or any(
+        "batch" in line for line in body if not line.lstrip().startswith("#")
+    )
     check = ["weights", "biases", "c_in", '"InvariantLayer"', "self.bias"]
     lines += call(8, "batch" if uses_batch else "", "_check_inputs", check)
     lines += unpack(8, [w if w in used else "_" for w in weights], "weights")
     lines += unpack(8, [b if b in used else "_" for b in biases], "biases")
     lines += body
-    if len(mix.features) == 1:
+    if not mix.features:
+        lines.append("        return self.bias.new_zeros((batch, 0))")
+    elif len(mix.features) == 1:
         lines.append(f"        return {mix.features[0]}")
     else:
         lines += call(8, "", "return torch.cat", [list(mix.features), "1"])

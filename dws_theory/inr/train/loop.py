@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor, nn
 
-from ...codegen.compiled_prelude import _compiled_forward
+from ...cuda_graphs import AUTOCAST, batch_count, static_batches, step_module, uses_cuda_graphs
 from ...errors import InputError
 from ..data.activations import ACTIVATIONS
 from ..data.collection import Collection, from_dataset, from_zoo
@@ -91,6 +91,8 @@ class RunConfig:
     canonicalize: bool | None = None
     activation: str | None = None  # the --data networks' activation, when the file lacks it
     probes: int | None = None  # learned probe points feeding the readout (None: the preset's)
+    cuda_graphs: bool = True  # with compile on CUDA: graphed steps, full batches only
+    autocast: str | None = None  # "bf16": the training step's forward under autocast
 
     def __post_init__(self) -> None:
         if (self.task is None) == (self.data is None):
@@ -98,6 +100,10 @@ class RunConfig:
         if self.normalize not in NORMALIZATIONS:
             raise InputError(
                 f"expected a normalisation in {NORMALIZATIONS}, got {self.normalize!r}"
+            )
+        if self.autocast is not None and self.autocast not in AUTOCAST:
+            raise InputError(
+                f"expected an autocast dtype in {tuple(AUTOCAST)}, got {self.autocast!r}"
             )
         if self.preset not in PRESETS:
             raise InputError(f"expected a preset in {tuple(PRESETS)}, got {self.preset!r}")
@@ -287,22 +293,6 @@ def batch_loss(
     """Loss of the raw batch ``(weights, biases)`` of networks ``idx``."""
     pred = predict(model, p, weights, biases)
     return p.data.task.loss(pred, _loss_targets(p, p.data.targets[idx]))
-
-
-class CompiledForward(nn.Module):
-    """`module` whose forward runs through torch.compile, built at the first call: the
-    generated layers' compiled wrapper, so where the compiled code cannot be built (no C++
-    compiler, say) one warning names the reason and the eager forward runs. It holds
-    `module` (parameters and `state_dict` under `module.`); evaluation and saving use
-    `module` itself."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-        self._run = _compiled_forward(type(module).forward)
-
-    def forward(self, weights: list[Tensor], biases: list[Tensor]) -> object:
-        return self._run(self.module, weights, biases)
 
 
 def train_step(
@@ -497,7 +487,10 @@ def _fit(
     world: World,
 ) -> dict[str, float]:
     task = p.data.task
-    net: nn.Module = CompiledForward(model) if config.compile else model
+    net = step_module(
+        model, compile=config.compile, cuda_graphs=config.cuda_graphs, autocast_name=config.autocast
+    )
+    static = uses_cuda_graphs(next(model.parameters()).device, config.cuda_graphs, config.compile)
     if world.size > 1:
         net = nn.parallel.DistributedDataParallel(net)
     optimizer = torch.optim.AdamW(
@@ -509,7 +502,7 @@ def _fit(
     shuffle = torch.Generator().manual_seed(config.seed)
     augmenter = Augmenter(settings.augment, spec.permutation_augment, config.seed)
     train_idx = p.data.splits["train"]
-    steps_per_epoch = -(-len(train_idx) // settings.batch_size)
+    steps_per_epoch = batch_count(len(train_idx), settings.batch_size, static)
     scheduler = _scheduler(optimizer, settings.schedule, settings.epochs * steps_per_epoch)
     best_val: float | None = None
     best_epoch = 0
@@ -524,7 +517,7 @@ def _fit(
         order = train_idx[torch.randperm(len(train_idx), generator=shuffle).to(train_idx.device)]
         view = torch.randint(p.data.n_views, (len(order),), generator=shuffle).to(order.device)
         losses = []
-        for pos in torch.arange(len(order)).split(settings.batch_size):
+        for pos in static_batches(len(order), settings.batch_size, static):
             idx, v = order[pos.to(order.device)], view[pos.to(order.device)]
             ws, bs = augmenter(*get_batch(p, idx, v))  # global batch: every rank draws alike
             mine, weight = world.part(torch.arange(len(idx), device=idx.device))

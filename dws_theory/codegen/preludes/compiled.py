@@ -1,8 +1,8 @@
 """What the `compiled` backend appends to the eager module, kept as real Python.
 
 `dws_theory.codegen.backends.compiled` reads this file back as text from the marker line on
-(`prelude_source`) and pastes it after the eager module's two classes. The names defined above
-the marker are stand-ins for what the eager module defines itself.
+(`prelude_source("compiled")`) and pastes it after the eager module's two classes. The names
+defined above the marker are stand-ins for what the eager module defines itself.
 
 The appended code routes both layers' `forward` through `torch.compile` (built at the first
 call, per class), and keeps the eager forward, unchanged, as the reference and fallback:

@@ -1,9 +1,9 @@
 """The helpers every emitted module carries, kept as real Python (ruff and tests see them).
 
-`prelude_source()` in `dws_theory.codegen.backends.eager` reads this file back as text from
-the marker line on and pastes it below the emitted module's constants; the generator never
-imports this module (it imports torch). The names defined above the marker are stand-ins
-for the constants every emitted module defines itself.
+`prelude_source("base")` (`dws_theory.codegen.preludes`) reads this file back as text from
+the marker line on and the eager backend pastes it below the emitted module's constants; the
+generator never imports this module (it imports torch). The names defined above the marker
+are stand-ins for the constants every emitted module defines itself.
 """
 
 from __future__ import annotations
