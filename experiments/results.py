@@ -1,9 +1,18 @@
-"""Run every task x model x seed, then render ``docs/results.md`` and its figures.
+"""Run every task x model (x variant) x seed, then render ``docs/results.md`` and its figures.
 
     python experiments/results.py run      # main table (resumable: finished runs are skipped)
+    python experiments/results.py data     # --data collections: the default recipe and baselines
     python experiments/results.py sizes    # mnist-inr test accuracy against training-set size
     python experiments/results.py render   # docs/results.md + docs/figures/results_*.png
-    python experiments/results.py all      # the three above, in order
+    python experiments/results.py all      # run, data and render, in order
+
+A variant is a model with extra flags (``dws --no-canonicalize``, ``dws --probes 0``): the
+ablation of the canonical forms and the probe features. The ``--data`` collections are built
+by ``experiments/collections.py`` (and ``experiments/user_collection.py``) into
+``experiments/artifacts/collections/`` on first use; their gradient-boosting baseline is
+``experiments/stats_baseline.py``. The runs of the page before the canonical forms and probes
+are kept in ``experiments/results-2026-12-02.jsonl``; its ``dws`` rows are shown beside the
+new ones as "dws (2026-12-02)".
 
 Every run is the CLI command recorded next to it (``dws-theory train ... --json``), started
 as a subprocess with one thread (``--jobs`` of them at a time: two single-threaded runs use
@@ -36,6 +45,8 @@ from dws_theory.inr.data.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = ROOT / "experiments" / "results.jsonl"
+OLD_LOG = ROOT / "experiments" / "results-2026-12-02.jsonl"  # before canonical forms, probes
+COLLECTIONS = ROOT / "experiments" / "artifacts" / "collections"
 PAGE = ROOT / "docs" / "results.md"
 FIGURES = ROOT / "docs" / "figures"
 ARTIFACTS = ROOT / "experiments" / "artifacts"  # saved models for figures (not checked in)
@@ -49,10 +60,28 @@ TASK_ORDER = (
     "digits-dilate",
     "digits-cnn-zoo",
 )
-MAIN_MODELS = ("dws", "dws-all", "dws-signed", "nfn", "mlp", "mlp-aug", "stats", "pixels")
-UNSUPPORTED = {("stats", "weights"), ("pixels", "weights")}  # (model, task kind)
-# Tasks run on fewer models: the CNN zoo has no renderer (pixels) and is not MLPs (mlp-aug).
-TASK_MODELS = {"digits-cnn-zoo": ("dws", "nfn", "mlp", "stats")}
+NO_CANON, NO_PROBES = "--no-canonicalize", "--probes 0"
+# Rows: a model name and its extra flags (the ablation variants of dws).
+MAIN_MODELS = (
+    "dws",
+    f"dws {NO_CANON}",
+    f"dws {NO_PROBES}",
+    "probe",
+    "nfn",
+    "stats",
+)
+UNSUPPORTED = {  # (model row, task kind)
+    ("stats", "weights"),
+    ("probe", "weights"),
+    (f"dws {NO_PROBES}", "weights"),  # weight-to-weight models read no probes anyway
+}
+TASK_MODELS: dict[str, tuple[str, ...]] = {}  # every task runs every row it supports
+# --data collections (experiments/collections.py, user_collection.py) and their rows.
+DATA_COLLECTIONS = ("digits-siren-16x3", "digits-siren-24", "mnist-siren-16x2", "tanh-teachers")
+DATA_MODELS = ("dws", f"dws {NO_PROBES}", "dws --activation {activation}", "probe")
+CHECK_MODELS = ("dws", f"dws {NO_PROBES}")  # the recipe checked on the other collections
+DATA_ACTIVATION = {"tanh-teachers": "tanh"}  # the others are SIRENs
+GBT = "gbt-stats"  # experiments/stats_baseline.py
 SEEDS = (0, 1, 2)
 SIZE_TASK = "mnist-inr"
 SIZE_MODELS = ("dws", "mlp")
@@ -64,9 +93,9 @@ FIGURE_RUN = ("mnist-dilate", "dws", 0)  # the run whose saved model draws the d
 class Job:
     """One training run; ``kind`` is main or size."""
 
-    kind: str
-    task: str
-    model: str
+    kind: str  # main, size or data
+    task: str  # a task, or a --data collection's name (kind data)
+    model: str  # a row: the model name and any extra flags
     seed: int
     n_train: int | None = None
     epochs: int | None = None  # None: the task's default
@@ -75,7 +104,12 @@ class Job:
         return (self.kind, self.task, self.model, self.seed, self.n_train, self.epochs)
 
     def argv(self) -> list[str]:
-        cmd = ["dws-theory", "train", self.task, "--model", self.model, "--seed", str(self.seed)]
+        name, *flags = self.model.format(activation=DATA_ACTIVATION.get(self.task, "sine")).split()
+        if self.kind == "data":
+            where = ["--data", str(collection_path(self.task).relative_to(ROOT))]
+        else:
+            where = [self.task]
+        cmd = ["dws-theory", "train", *where, "--model", name, *flags, "--seed", str(self.seed)]
         if self.epochs is not None:
             cmd += ["--epochs", str(self.epochs)]
         if self.n_train is not None:
@@ -88,8 +122,21 @@ class Job:
         return shlex.join(self.argv())
 
 
-def _key(record: dict[str, object]) -> tuple[object, ...]:
-    return tuple(record.get(k) for k in ("kind", "task", "model", "seed", "n_train", "epochs"))
+def collection_path(name: str) -> Path:
+    return COLLECTIONS / f"{name}.pt"
+
+
+def build_collection(name: str) -> Path:
+    """Build a --data collection once (its script and recipe are in experiments/)."""
+    path = collection_path(name)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        script = "user_collection.py" if name == "tanh-teachers" else "collections.py"
+        argv = [str(path)] if name == "tanh-teachers" else [name, str(path)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, str(ROOT / "experiments" / script), *argv]
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    return path
 
 
 def read_log(path: Path) -> list[dict[str, object]]:
@@ -104,19 +151,45 @@ def read_log(path: Path) -> list[dict[str, object]]:
     return out
 
 
+# The cheapest tasks first, so a run cut short has covered the most tasks.
+RUN_ORDER = (
+    "digits-inr",
+    "digits-dilate",
+    "digits-cnn-zoo",
+    "mnist-dilate",
+    "sine-inr",
+    "mnist-inr",
+)
+# What runs with every seed; the rest (the ablation rows and the baselines) with the first
+# seed only: a page that fits the shared 2-core machine and still answers each question.
+ALL_SEEDS = {"dws": None, "nfn": ("mnist-inr", "digits-cnn-zoo")}  # None: on every task
+
+
 def main_jobs(tasks: Sequence[str], models: Sequence[str], seeds: Sequence[int]) -> list[Job]:
     """Seed by seed (a cut run still has a complete first seed)."""
     jobs: list[Job] = []
+    cheap_first = sorted(tasks, key=lambda t: RUN_ORDER.index(t) if t in RUN_ORDER else 0)
     for s in seeds:
-        for t in tasks:
-            jobs += [Job("main", t, m, s) for m in models if _runs(t, m)]
+        for t in cheap_first:
+            jobs += [Job("main", t, m, s) for m in models if _runs(t, m, s == seeds[0])]
     return jobs
 
 
-def _runs(task: str, model: str) -> bool:
-    if (model, TASKS[task].kind) in UNSUPPORTED:
+def _runs(task: str, model: str, first_seed: bool = True) -> bool:
+    if (model, TASKS[task].kind) in UNSUPPORTED or model not in TASK_MODELS.get(task, MAIN_MODELS):
         return False
-    return model in TASK_MODELS.get(task, MAIN_MODELS)
+    if first_seed or model in ALL_SEEDS and ALL_SEEDS[model] is None:
+        return True
+    return task in (ALL_SEEDS.get(model) or ())
+
+
+def data_jobs(collections: Sequence[str], seeds: Sequence[int]) -> list[Job]:
+    """The held-out-like collection (the first) with every row and seed; the default recipe
+    against the old one and the baseline on the others, once (the recipe is checked there)."""
+    jobs = [Job("data", collections[0], m, s) for s in seeds for m in (*DATA_MODELS, GBT)]
+    for c in collections[1:]:
+        jobs += [Job("data", c, m, seeds[0]) for m in (*CHECK_MODELS, GBT)]
+    return jobs
 
 
 def size_jobs(sizes: Sequence[int], seeds: Sequence[int]) -> list[Job]:
@@ -126,17 +199,29 @@ def size_jobs(sizes: Sequence[int], seeds: Sequence[int]) -> list[Job]:
 def _run_one(job: Job, log: Path) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     argv = [sys.executable, "-m", "dws_theory", *job.argv()[1:]]
+    if job.kind == "data":
+        build_collection(job.task)
+    if job.model == GBT:
+        path = collection_path(job.task).relative_to(ROOT)
+        script = ["experiments/stats_baseline.py", str(path), "--seed", str(job.seed), "--json"]
+        argv = [sys.executable, *script]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if proc.returncode != 0:
         return f"FAILED {job.command()}: {proc.stderr.strip().splitlines()[-1:]}"
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    command = job.command()
+    if job.model == GBT:
+        command = shlex.join(["python", *argv[1:]])
+        result = {**result, "task": job.task, "epochs": "-", "params": 0, "seconds": 0.0}
     record = {
         **result,
+        "task": job.task,
+        "model": job.model,
         "kind": job.kind,
         "n_train": job.n_train,
         "epochs_arg": job.epochs,
-        "command": job.command(),
+        "command": command,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     with log.open("a") as fh:  # one short append per line: safe from several threads
@@ -183,12 +268,19 @@ def _group(records: Sequence[dict[str, object]]) -> dict[tuple[str, str], list[d
     return groups
 
 
+OLD_ROW = "dws (2026-12-02)"  # the earlier page's dws: no canonical forms, no probes
+
+
 def main_table(records: Sequence[dict[str, object]]) -> list[str]:
     main = [r for r in records if r["kind"] == "main"]
     groups = _group(main)
+    old = _group([r for r in read_log(OLD_LOG) if r["kind"] == "main" and r["model"] == "dws"])
+    for (task, _), rs in old.items():
+        groups[(task, OLD_ROW)] = rs
     lines: list[str] = []
     for task in TASK_ORDER:
-        rows = [(m, groups[(task, m)]) for m in MAIN_MODELS if (task, m) in groups]
+        order = (*MAIN_MODELS, OLD_ROW)
+        rows = [(m, groups[(task, m)]) for m in order if (task, m) in groups]
         if not rows:
             continue
         metric = TASKS[task].metric
@@ -199,17 +291,43 @@ def main_table(records: Sequence[dict[str, object]]) -> list[str]:
             f"| model | {metric} (mean ± std) | seeds | epochs | parameters | seconds per run |",
             "|---|---|---|---|---|---|",
         ]
-        for model, rs in rows:
-            mean, std = _mean_std([float(r["value"]) for r in rs])
-            secs = statistics.fmean(float(r["seconds"]) for r in rs)
-            lines.append(
-                f"| {model} | {_fmt(metric, mean, std, len(rs))} | {len(rs)} | {rs[0]['epochs']} "
-                f"| {int(rs[0]['params']):,} | {secs:.0f} |"
-            )
+        lines += [_row(model, rs, metric) for model, rs in rows]
         if TASKS[task].kind == "weights":
             value = identity_mse(task)
             lines.append(f"| identity (the input INR, unedited) | {value:.4g} | - | - | 0 | - |")
         lines.append("")
+    return lines
+
+
+def _row(model: str, rs: Sequence[dict[str, object]], metric: str) -> str:
+    mean, std = _mean_std([float(r["value"]) for r in rs])
+    secs = statistics.fmean(float(r["seconds"]) for r in rs)
+    params = f"{int(rs[0]['params']):,}" if rs[0]["params"] else "-"
+    label = f"`{model}`" if model != OLD_ROW else model
+    return (
+        f"| {label} | {_fmt(metric, mean, std, len(rs))} | {len(rs)} | {rs[0]['epochs']} "
+        f"| {params} | {secs:.0f} |"
+    )
+
+
+def data_table(records: Sequence[dict[str, object]]) -> list[str]:
+    """The --data collections: the default recipe against the old one and the baselines."""
+    groups = _group([r for r in records if r["kind"] == "data"])
+    lines: list[str] = []
+    for name in DATA_COLLECTIONS:
+        rows = [(m, groups[(name, m)]) for m in (*DATA_MODELS, GBT) if (name, m) in groups]
+        if not rows:
+            continue
+        metric = str(rows[0][1][0]["metric"])
+        activation = DATA_ACTIVATION.get(name, "sine")
+        lines += [
+            f"### --data {name}: {metric}",
+            "",
+            f"| row | {metric} (mean ± std) | seeds | epochs | parameters | seconds per run |",
+            "|---|---|---|---|---|---|",
+            *[_row(m.format(activation=activation), rs, metric) for m, rs in rows],
+            "",
+        ]
     return lines
 
 
@@ -353,11 +471,19 @@ def generated_block(records: Sequence[dict[str, object]]) -> str:
         BEGIN,
         "",
         f"Runs finished between {first} and {last} (UTC) on: {_machine()}.",
-        "Every run uses the task's default settings (`epochs` column), keeps the epoch with the "
-        "best validation metric and reports the test metric of that epoch; seconds include "
-        "loading the cached dataset; one thread per run, two runs at a time.",
+        "Every run uses the task's default settings (`epochs` column) with the flags its row "
+        "names, keeps the epoch with the best validation metric and reports the test metric of "
+        "that epoch; seconds include loading the cached dataset; one thread per run, two or "
+        "three runs at a time beside other jobs. `dws` ran with 3 seeds on every task, `nfn` "
+        "with 3 seeds on mnist-inr and digits-cnn-zoo (the tasks with a target against it), "
+        "the other rows with seed 0 (the `seeds` column says). `dws` is the default (canonical "
+        "forms where exact, probe features where they run); `--no-canonicalize` and "
+        "`--probes 0` take one of them away; "
+        f"{OLD_ROW} is the earlier page's `dws` run (the same as `dws {NO_CANON} {NO_PROBES}`, "
+        "made with the code of that day).",
         "",
         *main_table(records),
+        *data_table(records),
     ]
     size_name = f"results_train_size_{SIZE_TASK}.png"
     size_lines = size_plot(records, FIGURES / size_name)
@@ -386,7 +512,9 @@ def generated_block(records: Sequence[dict[str, object]]) -> str:
         "### Commands",
         "",
         "Every number above comes from one of these commands (`{0,1,2}`: one run per seed), "
-        "run by `python experiments/results.py all`, which appends each result to "
+        "run by `python experiments/results.py all`, which builds the --data collections "
+        "(`experiments/collections.py`, `experiments/user_collection.py`) and appends each "
+        "result to "
         "`experiments/results.jsonl`. Wall times depend on what else shared the 2 cores; "
         "compare them only within one run of the page.",
         "",
@@ -403,6 +531,8 @@ def _commands(records: Sequence[dict[str, object]]) -> list[str]:
     """One line per command with the seeds folded into ``--seed {0,1,2}``."""
     seeds: dict[str, set[int]] = {}
     for r in records:
+        if f" --seed {r['seed']} " not in str(r["command"]):
+            r = {**r, "command": f"{r['command']} "}
         cmd = str(r["command"]).replace(f" --seed {r['seed']} ", " --seed {} ")
         seeds.setdefault(cmd, set()).add(int(r["seed"]))
     out = []
@@ -433,20 +563,23 @@ def render(log: Path, page: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("action", choices=("run", "sizes", "render", "all"))
+    p.add_argument("action", choices=("run", "data", "sizes", "render", "all"))
     p.add_argument("--log", type=Path, default=LOG)
     p.add_argument("--page", type=Path, default=PAGE)
     p.add_argument("--tasks", nargs="+", default=list(TASK_ORDER), choices=TASK_ORDER)
     p.add_argument("--models", nargs="+", default=list(MAIN_MODELS))
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     p.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
+    p.add_argument("--collections", nargs="+", default=list(DATA_COLLECTIONS))
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     args = p.parse_args(argv)
     main_list = main_jobs(args.tasks, args.models, args.seeds)
     sizes = size_jobs(args.sizes, args.seeds)
     if args.action in ("run", "all"):
         run_jobs(main_list, args.log, args.jobs)
-    if args.action in ("sizes", "all"):
+    if args.action in ("data", "all"):
+        run_jobs(data_jobs(args.collections, args.seeds), args.log, args.jobs)
+    if args.action == "sizes":
         run_jobs(sizes, args.log, args.jobs)
     if args.action in ("render", "all"):
         render(args.log, args.page)

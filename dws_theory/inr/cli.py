@@ -8,12 +8,22 @@ from dataclasses import replace
 
 import torch
 
-from ..arguments import non_negative_float, path_text, positive_float, positive_int, seed
+from ..arguments import (
+    non_negative_float,
+    non_negative_int,
+    path_text,
+    positive_float,
+    positive_int,
+    seed,
+)
 from ..cuda_graphs import AUTOCAST
 from ..errors import InputError, strict_json
+from .data.activations import ACTIVATIONS
 from .data.datasets import load_dataset
+from .data.importers import FORMATS, NFN_SPLIT_POINTS
 from .data.siren import INIT_SCHEMES, SCHEDULES
 from .data.tasks import TASKS
+from .data.userdata import write_collection
 from .data.zoo import load_zoo
 from .models.table import MODELS, PRESETS, get_model
 from .train.augment import AUGMENTATIONS
@@ -81,7 +91,34 @@ def _run_zoo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_import(args: argparse.Namespace) -> int:
+    if args.format is None or args.path is None or args.out is None:
+        raise InputError("expected: data import FORMAT PATH --out FILE.pt")
+    options: dict[str, object] = {"show": not args.json}
+    if args.format == "nfn-siren":
+        options |= {"prefix": args.prefix, "split_points": tuple(args.split_points)}
+    elif args.format == "small-cnn-zoo":
+        options |= {"step": args.step, "order": args.order}
+    blob = FORMATS[args.format](args.path, **options)
+    out = write_collection(args.out, **blob)  # type: ignore[arg-type]
+    splits = {k: len(v) for k, v in blob["splits"].items()}  # type: ignore[union-attr]
+    summary = {"format": args.format, "out": str(out), "networks": sum(splits.values())}
+    summary |= {"splits": splits, "activation": blob.get("activation")}
+    if args.json:
+        print(strict_json(summary))
+    else:
+        print(
+            f"wrote {out}: {summary['networks']:,} networks from {args.format} "
+            f"(splits {splits}); train with: dws-theory train --data {out} --model dws"
+        )
+    return 0
+
+
 def _run_data(args: argparse.Namespace) -> int:
+    if args.task == "import":
+        return _run_import(args)
+    if args.format is not None or args.path is not None or args.out is not None:
+        raise InputError("FORMAT, PATH and --out belong to: data import FORMAT PATH --out FILE")
     if TASKS[args.task].is_zoo:
         return _run_zoo_data(args)
     ds = load_dataset(
@@ -138,9 +175,35 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p = subparsers.add_parser(
         "data",
         help="build or load an INR dataset and print its fit statistics",
-        description="Fit (or load from the cache) the INRs of TASK and print fit statistics.",
+        description="Fit (or load from the cache) the INRs of TASK and print fit statistics; "
+        "or `data import FORMAT PATH --out FILE.pt`: turn a public dataset you have "
+        f"({', '.join(FORMATS)}) into a --data collection (nothing is downloaded).",
     )
-    p.add_argument("task", choices=tuple(TASKS))
+    p.add_argument("task", choices=(*TASKS, "import"), metavar="TASK|import")
+    p.add_argument("format", nargs="?", choices=tuple(FORMATS), help="import: the format")
+    p.add_argument("path", nargs="?", help="import: the dataset's file or folder")
+    p.add_argument("--out", default=None, metavar="FILE.pt", help="import: the collection")
+    p.add_argument("--prefix", default="randinit_smaller", help="nfn-siren: the folders' prefix")
+    p.add_argument(
+        "--split-points",
+        type=positive_int,
+        nargs=2,
+        default=list(NFN_SPLIT_POINTS),
+        metavar=("VAL", "TEST"),
+        help="nfn-siren: first validation and first test index (default: NFN's 45000 50000)",
+    )
+    p.add_argument(
+        "--step",
+        type=non_negative_int,
+        default=None,
+        help="small-cnn-zoo: the checkpoint step to keep (default: the last)",
+    )
+    p.add_argument(
+        "--order",
+        default=None,
+        metavar="FILE",
+        help="small-cnn-zoo: row indices, one per line, applied before the split (NFN's)",
+    )
     _add_fit_options(p, "--steps")
     p.add_argument("--lr", type=positive_float, default=None, help="fitting learning rate")
     p.add_argument("--seed", type=seed, default=0, help="dataset seed (subset, inits, splits)")
@@ -179,6 +242,9 @@ def _run_train(args: argparse.Namespace) -> int:
         save=args.save,
         progress=not args.quiet,
         compile=args.compile,
+        canonicalize=args.canonicalize,
+        activation=args.activation,
+        probes=args.probes,
         cuda_graphs=not args.no_cuda_graphs,
         autocast=args.autocast,
     )
@@ -263,6 +329,29 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="run the training step through torch.compile (eager, after one warning, where "
         "it cannot be built): faster steps for large models and batches, after compiles that "
         "take from tens of seconds to minutes, so it pays only on long runs",
+    )
+    p.add_argument(
+        "--canonicalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="put every network in the canonical form of its exact sign (odd activations) or "
+        "positive scale (ReLU) symmetry before the model reads it (default: wherever that is "
+        "exact; --canonicalize refuses where it is not)",
+    )
+    p.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        default=None,
+        help="the hidden activation of a --data collection (when the file has no "
+        "'activation' key); a task knows its own",
+    )
+    p.add_argument(
+        "--probes",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="add the networks' outputs at N learned input points to dws's invariant readout "
+        "(probe features; 0: none); the model probe uses them alone",
     )
     p.add_argument(
         "--no-cuda-graphs",

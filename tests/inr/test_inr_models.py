@@ -11,14 +11,15 @@ from dws_theory.inr.data.collection import from_dataset
 from dws_theory.inr.data.datasets import load_dataset
 from dws_theory.inr.data.tasks import TASKS
 from dws_theory.inr.models.base import Architecture, UnsupportedTask
-from dws_theory.inr.models.equivariant import NFN_MISSING, _batch_moments, build_dws, nfn_available
+from dws_theory.inr.models.equivariant import NFN_MISSING, build_dws, nfn_available
+from dws_theory.inr.models.norms import _batch_moments
 from dws_theory.inr.models.table import MODELS, get_model
 from dws_theory.inr.train.augment import flip_hidden_signs, permute_hidden
 from dws_theory.inr.train.loop import batch_loss, evaluate, get_batch, predict, prepare, train_step
 
 N = 24
 FIT_STEPS = 30
-ARCH = Architecture()
+ARCH = Architecture(probes=0)  # the layers and norms alone (tests/inr/test_probes.py: probes)
 EQUIVARIANT = ("dws", "dws-all", "dws-signed", "nfn")
 ALL_MODELS = (*EQUIVARIANT, "mlp", "mlp-aug", "stats", "pixels")
 SMALL_TASKS = ("digits-inr", "sine-inr", "digits-dilate")
@@ -36,9 +37,10 @@ def datasets(cache_dir):
     }
 
 
-def _prepared(datasets, task: str, model: str = "dws", dtype=torch.float32):
+def _prepared(datasets, task: str, model: str = "dws", dtype=torch.float32, canonical=False):
+    """The models' own symmetries are tested on raw inputs (no canonical form) unless asked."""
     ds = datasets[task]
-    p = prepare(from_dataset(ds), get_model(model).symmetry)
+    p = prepare(from_dataset(ds), get_model(model).symmetry, canonicalize=canonical)
     if dtype == torch.float64:
         p = _double(p)
     return p
@@ -172,6 +174,12 @@ def test_signed_model_is_invariant_to_sign_flips(datasets) -> None:
         q = _prepared(datasets, "digits-inr", "dws", torch.float64)
         plain = _perturbed(_build("dws", q).double())
         assert not torch.allclose(predict(plain, q, fw, fb), predict(plain, q, ws, bs), atol=1e-6)
+        # ... unless its inputs are put in the sign-canonical form first (train's default).
+        c = _prepared(datasets, "digits-inr", "dws", torch.float64, canonical=True)
+        plain = _perturbed(_build("dws", c).double())
+        torch.testing.assert_close(
+            predict(plain, c, fw, fb), predict(plain, c, ws, bs), atol=1e-9, rtol=1e-9
+        )
 
 
 def test_nfn_missing_names_pip_install(monkeypatch, datasets) -> None:
@@ -243,7 +251,7 @@ def test_batch_statistics_keep_the_symmetry_in_training_mode(datasets, mode: str
 def test_fused_and_explicit_batch_statistics_agree(training: bool) -> None:
     # One process uses F.batch_norm; data-parallel runs compute the moments explicitly (to
     # all-reduce them). Both paths must give the same outputs and running statistics.
-    from dws_theory.inr.models.equivariant import SymmetricBatchNorm
+    from dws_theory.inr.models.norms import SymmetricBatchNorm
 
     torch.manual_seed(6)
     xs = [torch.randn(5, 3, 4, 2, dtype=torch.float64), torch.randn(5, 3, 4, dtype=torch.float64)]
@@ -273,7 +281,7 @@ def test_all_tasks_are_known() -> None:
 def test_max_readout_keeps_the_model_invariant_and_is_read(datasets, mode: str) -> None:
     p = _prepared(datasets, "digits-inr", "dws", torch.float64)
     torch.manual_seed(11)
-    arch = Architecture(hidden_channels=4, num_layers=2, max_readout=True)
+    arch = Architecture(hidden_channels=4, num_layers=2, max_readout=True, probes=0)
     model = _perturbed(build_dws(p.info, arch, mode).double())
     ws, bs = p.normalizer(*get_batch(p, p.data.splits["train"][:6]))
     gw, gb = permute_hidden(ws, bs, torch.Generator().manual_seed(12))

@@ -49,6 +49,10 @@ class Collection:
     # An instance of the networks' architecture when they are not MLPs (the CNN zoo): models
     # and the normaliser read the weight space off it with `from_module`.
     example: nn.Module | None = None
+    # The hidden layers' activation where known (a key of data.activations.SYMMETRY_OF): what
+    # says whether sign or scale canonical forms are exact. Modules (`example`) carry their own.
+    activation: str | None = None
+    input_shape: tuple[int, ...] | None = None  # one input of `example`, e.g. (1, 8, 8)
 
     @property
     def n(self) -> int:
@@ -155,6 +159,7 @@ def from_dataset(ds: INRDataset) -> Collection:
         coords=ds.coords.float(),
         w0=ds.w0,
         source=str(ds.path),
+        activation="sine",
     )
 
 
@@ -174,4 +179,6 @@ def from_zoo(ds: ZooDataset) -> Collection:
         target_std=std,
         source=str(ds.path),
         example=zoo_cnn(),
+        activation="relu",
+        input_shape=(1, 8, 8),
     )

@@ -27,16 +27,16 @@ Stacked layout: ``weights[m-1]`` is ``[N, d_m, d_{m-1}]`` and ``biases[m-1]`` is
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ...errors import InputError
+from ..progress import Bar
+from ..progress import progress as progress_bar
 
 __all__ = [
     "DEFAULT_W0",
@@ -198,9 +198,7 @@ def fit_sirens(
     chunks = [(lo, min(lo + chunk_size, n)) for lo in range(0, n, chunk_size)]
     use_compile = steps * n >= _COMPILE_MIN_WORK if compile is None else compile
     loss_fn = _loss_fn(w0, use_compile)
-    bar = tqdm(
-        total=steps * n, desc=desc, file=sys.stderr, disable=not progress, leave=False, unit="fit"
-    )
+    bar = progress_bar(steps * n, desc, unit="fit", enabled=progress, leave=False)
     parts: list[tuple[list[Tensor], Tensor]] = []
     for lo, hi in chunks:
         params = [p[lo:hi].to(device, copy=True).requires_grad_() for p in (*w_init, *b_init)]
@@ -261,7 +259,7 @@ class _Fit:
     first_lr_scale: float
     schedule: str
 
-    def run(self, params: list[Tensor], bar: tqdm) -> tuple[list[Tensor], Tensor]:
+    def run(self, params: list[Tensor], bar: Bar) -> tuple[list[Tensor], Tensor]:
         n_layers = len(params) // 2
         first = [params[0], params[n_layers]]
         rest = params[1:n_layers] + params[n_layers + 1 :]

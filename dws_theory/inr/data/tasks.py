@@ -250,7 +250,9 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-def user_task(name: str, kind: str, out_dim: int, n_train: int) -> Task:
+def user_task(
+    name: str, kind: str, out_dim: int, n_train: int, rank_metric: str | None = None
+) -> Task:
     """The task of a user's own collection (``train --data FILE.pt``), sized to its data.
 
     The defaults aim at a fixed number of optimiser steps (about 1,500, between 10 and 100
@@ -269,4 +271,5 @@ def user_task(name: str, kind: str, out_dim: int, n_train: int) -> Task:
         TrainDefaults(epochs=epochs, batch_size=batch),
         f"a user's collection ({kind})",
         out_dim=out_dim,
+        rank_metric=rank_metric,
     )

@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
-from tqdm.auto import tqdm
 
 from ...errors import InputError
 from ...examples import zoo_cnn
+from ..progress import progress as progress_bar
 from . import cache
 from .datasets import make_splits, resolve_cache_dir
 
@@ -240,13 +240,12 @@ def build_zoo(recipe: ZooRecipe, progress: bool = True) -> dict[str, object]:
     names = [name for name, _ in zoo_cnn().named_parameters()]
     params = {k: [] for k in names}
     accuracy, rows = [], []
-    bar = tqdm(
-        total=sum(c.steps for c in configs) * 1,
-        desc="train zoo CNNs",
+    bar = progress_bar(
+        sum(c.steps for c in configs),
+        "train zoo CNNs",
         unit="CNN-step",
+        enabled=progress,
         unit_scale=True,
-        file=sys.stderr,
-        disable=not progress,
     )
     for start in range(0, recipe.n, recipe.chunk):
         chunk = order[start : start + recipe.chunk]

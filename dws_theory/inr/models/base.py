@@ -23,7 +23,16 @@ from ...spec import WeightSpace
 from ..data.tasks import Task
 from ..train.normalize import Normalizer
 
-__all__ = ["TaskInfo", "Architecture", "ModelBuilder", "ModelSpec", "UnsupportedTask"]
+__all__ = [
+    "TaskInfo",
+    "Architecture",
+    "ModelBuilder",
+    "ModelSpec",
+    "UnsupportedTask",
+    "DEFAULT_PROBES",
+]
+
+DEFAULT_PROBES = 32  # measured: see docs/results.md
 
 
 class UnsupportedTask(InputError):
@@ -41,6 +50,8 @@ class TaskInfo:
     coords: Tensor | None  # [P, d_0] grid the signals live on (None: no renderer)
     normalizer: Normalizer  # what the inputs went through (models that render undo it)
     example: nn.Module | None = None  # the architecture when the networks are not MLPs
+    activation: str | None = None  # the networks' hidden activation, where known
+    input_shape: tuple[int, ...] | None = None  # one input of `example` (probes feed these)
 
     def space(self, mode: str = "hidden") -> WeightSpace:
         """The networks' weight space in symmetry ``mode`` (``from_module`` of the example,
@@ -95,12 +106,21 @@ class Architecture:
     dropout: float = 0.0  # in the head only
     norm: bool = True  # symmetric batch norm after every equivariant layer but the last
     max_readout: bool = False  # add a max-pooled invariant readout (needs norm)
+    # Learned input points whose outputs feed the readout: 0 none; None (the default)
+    # DEFAULT_PROBES wherever the probes can run (an invariant output, networks it can
+    # evaluate), else none.
+    probes: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("hidden_channels", "num_layers", "head_hidden"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"expected {name} to be a positive integer, got {value!r}")
+        probes = self.probes
+        if probes is not None and (isinstance(probes, bool) or not isinstance(probes, int)):
+            raise InputError(f"expected probes to be a non-negative integer, got {probes!r}")
+        if probes is not None and probes < 0:
+            raise InputError(f"expected probes to be a non-negative integer, got {probes!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"expected dropout in [0, 1), got {self.dropout!r}")
 

@@ -23,11 +23,12 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...models import DWSNet
-from .base import Architecture, TaskInfo, UnsupportedTask
+from .base import DEFAULT_PROBES, Architecture, TaskInfo, UnsupportedTask
+from .norms import SymmetricBatchNorm
+from .probes import ProbeFeatures, probe_support
 
 __all__ = [
     "SymmetricBatchNorm",
@@ -40,114 +41,25 @@ __all__ = [
 ]
 
 NFN_MISSING = "model 'nfn' needs the nfn package: pip install nfn"
-_EPS = 1e-5
-
-
-class SymmetricBatchNorm(nn.Module):
-    """Batch norm per (tensor, channel) with statistics over the batch and ALL neuron axes.
-
-    Statistics over every entry of a tensor are unchanged by any permutation (and, for the
-    root mean square, any sign flip) of its neurons, and the affine part is one scalar per
-    channel, so the layer commutes with the whole group. ``center=False`` (signed mode)
-    divides by the root mean square only: subtracting a mean or adding a shift would not
-    commute with sign flips.
-    """
-
-    def __init__(self, n_tensors: int, channels: int, center: bool, momentum: float = 0.1):
-        super().__init__()
-        self.center = center
-        self.momentum = momentum
-        self.scale = nn.Parameter(torch.ones(n_tensors, channels))
-        self.shift = nn.Parameter(torch.zeros(n_tensors, channels)) if center else None
-        self.register_buffer("running_mean", torch.zeros(n_tensors, channels))
-        self.register_buffer("running_var", torch.ones(n_tensors, channels))
-
-    def forward(self, tensors: Sequence[Tensor]) -> list[Tensor]:
-        # The fused kernel when it computes the same thing; the explicit moments when they
-        # must be all-reduced across processes or must not be centred.
-        fused = self.center and not _distributed()
-        return [(self._fused if fused else self._explicit)(i, x) for i, x in enumerate(tensors)]
-
-    def _fused(self, i: int, x: Tensor) -> Tensor:
-        shift = self.shift[i] if self.shift is not None else None
-        return F.batch_norm(
-            x,
-            self.running_mean[i],
-            self.running_var[i],
-            self.scale[i],
-            shift,
-            self.training,
-            self.momentum,
-            _EPS,
-        )
-
-    def _explicit(self, i: int, x: Tensor) -> Tensor:
-        if self.training:
-            mean, var, count = _batch_moments(x, self.center)
-            with torch.no_grad():  # as F.batch_norm: the running variance is unbiased
-                m = self.momentum
-                unbiased = var.detach() * (count / max(count - 1.0, 1.0))
-                self.running_mean[i].mul_(1 - m).add_(m * mean.detach())
-                self.running_var[i].mul_(1 - m).add_(m * unbiased)
-        else:
-            mean, var = self.running_mean[i], self.running_var[i]
-        # y = (x - mean) / std * scale + shift, folded into one multiply-add per entry.
-        a = self.scale[i] * torch.rsqrt(var + _EPS)
-        c = -mean * a if self.shift is None else self.shift[i] - mean * a
-        view = (1, -1) + (1,) * (x.dim() - 2)
-        return torch.addcmul(c.view(view), x, a.view(view))
-
-
-def _batch_moments(x: Tensor, center: bool) -> tuple[Tensor, Tensor, float]:
-    """Per-channel mean (0 unless ``center``), variance and count over the batch and all
-    neurons.
-
-    Under data-parallel training the sums are all-reduced (with gradients) across processes,
-    so every process normalises with the statistics of the *global* batch: training on N
-    processes matches one process with the same global batch.
-    """
-    axes = [0, *range(2, x.dim())]  # everything but the channel axis
-    count = float(x.numel() // x.shape[1])
-    sums = torch.stack([x.sum(axes), x.pow(2).sum(axes)])  # [2, C]
-    if _distributed():
-        sums = _AllReduceSum.apply(sums)
-        total = torch.tensor([count], dtype=torch.float64, device=x.device)
-        torch.distributed.all_reduce(total)  # slices of a global batch may differ in size
-        count = float(total.item())
-    mean = sums[0] / count if center else torch.zeros_like(sums[0])
-    var = (sums[1] / count - mean.pow(2)).clamp_min(0.0)
-    return mean, var, count
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes; the gradient of a sum over processes is the summed gradient."""
-
-    @staticmethod
-    def forward(ctx: object, x: Tensor) -> Tensor:
-        out = x.clone()
-        torch.distributed.all_reduce(out)
-        return out
-
-    @staticmethod
-    def backward(ctx: object, grad: Tensor) -> Tensor:
-        out = grad.clone()
-        torch.distributed.all_reduce(out)
-        return out
-
-
-def _distributed() -> bool:
-    dist = torch.distributed
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class NormedDWSNet(DWSNet):
     """DWSNet with :class:`SymmetricBatchNorm` between each equivariant layer and its ReLU,
     and (``max_readout``) a second invariant readout: each tensor's features maximised over
     every axis the group moves, projected and added to the linear invariant layer's output
-    (max pooling is the DWSNets reference code's default reduction)."""
+    (max pooling is the DWSNets reference code's default reduction); ``probe`` (a module
+    from the inputs to ``[B, head_hidden]``, :class:`~dws_theory.inr.models.probes.
+    ProbeFeatures`) adds the networks' outputs at learned points to that readout."""
 
-    def __init__(self, *args: object, max_readout: bool = False, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        max_readout: bool = False,
+        probe: nn.Module | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.probe = probe
         self.max_pools = _max_pool_axes(self.space) if max_readout else None
         if self.max_pools is not None and not self.equivariant_output:
             channels = _out_channels(self.layers[-1])
@@ -185,6 +97,8 @@ class NormedDWSNet(DWSNet):
                 for x, (axes, _) in zip(rw + rb, self.max_pools, strict=True)
             ]
             features = features + self.max_proj(torch.cat(pooled, dim=1))
+        if self.probe is not None:
+            features = features + self.probe(weights, biases)
         return self.head(features)
 
 
@@ -237,7 +151,15 @@ def _zero_last(module: nn.Module) -> None:
 def build_dws(info: TaskInfo, arch: Architecture, mode: str = "hidden") -> DWSNet:
     """DWSNet for ``info``'s task in symmetry ``mode`` (hidden / all / signed)."""
     weights_task = info.kind == "weights"
-    extra = {"max_readout": arch.max_readout} if arch.norm else {}
+    extra: dict[str, object] = {"max_readout": arch.max_readout} if arch.norm else {}
+    probes = arch.probes
+    if probes is None:  # the default: wherever they can run
+        runs = not weights_task and arch.norm and probe_support(info) is None
+        probes = DEFAULT_PROBES if runs else 0
+    if probes:
+        if weights_task or not arch.norm:
+            raise UnsupportedTask("probe features feed the invariant readout of a normed DWSNet")
+        extra["probe"] = ProbeFeatures(info, probes, arch.head_hidden)
     cls = NormedDWSNet if arch.norm else DWSNet
     net = cls(
         info.dims if info.example is None else info.space(mode),

@@ -12,6 +12,8 @@ mlp-aug    hidden    the same MLP, every training batch's hidden neurons permute
 stats      hidden    StatNN: an MLP on per-tensor weight statistics
 pixels     none      decodes the INR on its grid and classifies the pixels (a reference,
                      not a weight-space model)
+probe      hidden    an MLP on the networks' outputs at learned input points (probe
+                     features alone; ``--probes N`` adds them to dws)
 ========== ========= ============================================================
 """
 
@@ -22,9 +24,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from ...errors import InputError
-from .base import Architecture, ModelBuilder, ModelSpec, TaskInfo, UnsupportedTask
+from .base import DEFAULT_PROBES, Architecture, ModelBuilder, ModelSpec, TaskInfo, UnsupportedTask
 from .baselines import FlatMLP, PixelClassifier, StatsNet
 from .equivariant import build_dws, build_nfn
+from .probes import ProbeNet
 
 __all__ = ["MODELS", "PRESETS", "Preset", "get_model"]
 
@@ -40,10 +43,11 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(Architecture(), {}, "the task's own defaults"),
-    # The DWSNets paper's MNIST classifier: 32 channels, 5 equivariant layers, AdamW with
-    # amsgrad at lr 5e-3, weight decay 5e-4, batch 512, 100 epochs (augmentation: the task's).
+    # The DWSNets paper's MNIST classifier: 32 channels, 5 equivariant layers, no probes,
+    # AdamW with amsgrad at lr 5e-3, weight decay 5e-4, batch 512, 100 epochs (augmentation:
+    # the task's).
     "paper": Preset(
-        Architecture(hidden_channels=32, num_layers=5),
+        Architecture(hidden_channels=32, num_layers=5, probes=0),
         {"lr": 5e-3, "weight_decay": 5e-4, "batch_size": 512, "epochs": 100, "amsgrad": True},
         "the DWSNets paper's classifier configuration",
     ),
@@ -68,6 +72,10 @@ def _pixels(info: TaskInfo, arch: Architecture) -> nn.Module:
     if info.coords is None or info.w0 is None:
         raise UnsupportedTask("pixels renders SIRENs on a grid; this collection has none")
     return PixelClassifier(info.coords, info.out_dim, info.normalizer, w0=info.w0)
+
+
+def _probe(info: TaskInfo, arch: Architecture) -> nn.Module:
+    return ProbeNet(info, arch.probes or DEFAULT_PROBES, arch.head_hidden)
 
 
 def _dws_mode(mode: str) -> ModelBuilder:
@@ -109,6 +117,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec("stats", _stats, "hidden", "StatNN on weight statistics"),
         ModelSpec("pixels", _pixels, None, "classifier on decoded pixels"),
+        ModelSpec("probe", _probe, "hidden", "MLP on the networks' outputs at learned points"),
     )
 }
 

@@ -21,18 +21,17 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ... import atomic
 from ...cuda_graphs import AUTOCAST, static_batches, step_module, uses_cuda_graphs
 from ...errors import InputError
+from ..data.activations import ACTIVATIONS
 from ..data.cache import save_file
 from ..data.collection import Collection, from_dataset, from_zoo
 from ..data.datasets import load_dataset
@@ -41,8 +40,11 @@ from ..data.siren import INIT_SCHEMES, SCHEDULES, render
 from ..data.tasks import TrainDefaults, get_task
 from ..data.zoo import ZooRecipe, load_zoo
 from ..models.base import Architecture, ModelSpec, TaskInfo, UnsupportedTask
+from ..models.probes import ProbeFeatures
 from ..models.table import PRESETS, get_model
+from ..progress import progress
 from .augment import AUGMENTATIONS, augment, check_geometric, permute_hidden
+from .canonical import Canonicalizer, for_collection
 from .metrics import kendall_tau
 from .normalize import NORMALIZATIONS, Normalizer, fit_normalizer
 
@@ -87,6 +89,10 @@ class RunConfig:
     save: str | None = None  # write the selected model's state_dict here
     progress: bool = True
     compile: bool = False  # run the training step's forward through torch.compile
+    # Canonical sign / scale forms: None where exact, True required, False off.
+    canonicalize: bool | None = None
+    activation: str | None = None  # the --data networks' activation, when the file lacks it
+    probes: int | None = None  # learned probe points feeding the readout (None: the preset's)
     cuda_graphs: bool = True  # with compile on CUDA: graphed steps, full batches only
     autocast: str | None = None  # "bf16": the training step's forward under autocast
 
@@ -125,6 +131,12 @@ class RunConfig:
         unknown = set(self.augment or ()) - set(AUGMENTATIONS)
         if unknown:
             raise InputError(f"expected augmentations from {AUGMENTATIONS}, got {sorted(unknown)}")
+        if self.probes is not None and (isinstance(self.probes, bool) or self.probes < 0):
+            raise InputError(f"expected probes to be a non-negative integer, got {self.probes!r}")
+        if self.activation is not None and self.data is None:
+            raise InputError("--activation describes a --data collection; a task knows its own")
+        if self.activation is not None and self.activation not in ACTIVATIONS:
+            raise InputError(f"expected an activation in {ACTIVATIONS}, got {self.activation!r}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +174,7 @@ def resolve(config: RunConfig, defaults: TrainDefaults, spec: ModelSpec) -> Sett
         amsgrad=bool(merged.amsgrad),
         schedule=str(merged.schedule),
         augment=tuple(merged.augment),
-        arch=preset.arch,
+        arch=preset.arch if config.probes is None else replace(preset.arch, probes=config.probes),
     )
 
 
@@ -171,19 +183,40 @@ def resolve(config: RunConfig, defaults: TrainDefaults, spec: ModelSpec) -> Sett
 
 @dataclass(frozen=True, eq=False)
 class Prepared:
-    """A collection with the model's normaliser and the info its builder gets."""
+    """A collection with the model's normaliser and the info its builder gets; ``canonical``
+    (None: off) is applied to every raw batch before the normaliser."""
 
     data: Collection
     normalizer: Normalizer
     info: TaskInfo
+    canonical: Canonicalizer | None = None
+
+    def inputs(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[list[Tensor], ...]:
+        """A raw batch as the model reads it: canonical form, then normalisation."""
+        return self.normalizer(*self.raw_inputs(weights, biases))
+
+    def raw_inputs(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[list[Tensor], ...]:
+        """The raw batch in canonical form (where that is on)."""
+        if self.canonical is not None:
+            weights, biases = self.canonical(weights, biases)
+        return weights, biases
 
 
 def prepare(
-    data: Collection, symmetry: str | None, scheme: str = "orbit", device: str = "cpu"
+    data: Collection,
+    symmetry: str | None,
+    scheme: str = "orbit",
+    device: str = "cpu",
+    canonicalize: bool | None = None,
 ) -> Prepared:
-    """Fit the normaliser on the training split (view 0) and move everything to ``device``."""
+    """Fit the normaliser on the training split (view 0, in canonical form unless
+    ``canonicalize`` is False; see :func:`~dws_theory.inr.train.canonical.for_collection`)
+    and move everything to ``device``."""
     data = data.to(device)
+    canonical = for_collection(data, canonicalize)
     ws, bs = data.raw(data.rows(data.splits["train"]))
+    if canonical is not None:
+        ws, bs = canonical(ws, bs)
     space = None
     if data.example is not None and symmetry is not None:
         from ...frontends.module import from_module
@@ -193,13 +226,15 @@ def prepare(
     info = TaskInfo(
         task=data.task,
         dims=data.dims,
-        channels=data.weights[0].shape[1],
+        channels=ws[0].shape[1],
         w0=data.w0,
         coords=data.coords,
         normalizer=normalizer,
         example=data.example,
+        activation=data.activation,
+        input_shape=data.input_shape,
     )
-    return Prepared(data, normalizer, info)
+    return Prepared(data, normalizer, info, canonical)
 
 
 def _with_channel(xs: Sequence[Tensor], ref: Sequence[Tensor]) -> list[Tensor]:
@@ -209,7 +244,7 @@ def _with_channel(xs: Sequence[Tensor], ref: Sequence[Tensor]) -> list[Tensor]:
 def predict(model: nn.Module, p: Prepared, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
     """Output in loss space for a *raw* batch (normalised here)."""
     task = p.data.task
-    nw, nb = p.normalizer(weights, biases)
+    nw, nb = p.inputs(weights, biases)
     out = model(nw, nb)
     if task.kind != "weights":
         return out.reshape(out.shape[0], -1)
@@ -359,9 +394,10 @@ def _device_for(device: str, world: World) -> str:
 
 def load_collection_for(config: RunConfig) -> Collection:
     if config.data is not None:
-        from ..data.userdata import load_collection
+        from ..data.userdata import load_collection, with_activation
 
-        return load_collection(config.data)
+        data = load_collection(config.data)
+        return data if config.activation is None else with_activation(data, config.activation)
     if get_task(config.task).is_zoo:  # type: ignore[arg-type]
         return from_zoo(load_zoo(config.cache_dir, zoo_recipe(config), progress=config.progress))
     ds = load_dataset(
@@ -420,7 +456,13 @@ def run(config: RunConfig) -> dict[str, object]:
         _check_general(data, spec, settings.augment)
         if data.example is None:
             check_geometric(settings.augment, data.dims[0])
-        p = prepare(data.subsample_train(config.n_train), spec.symmetry, config.normalize, device)
+        p = prepare(
+            data.subsample_train(config.n_train),
+            spec.symmetry,
+            config.normalize,
+            device,
+            config.canonicalize,
+        )
         torch.manual_seed(config.seed)  # model inits use the global generator
         model = spec.build(p.info, settings.arch).to(device)
         _check_batch_statistics(model, len(p.data.splits["train"]), settings.batch_size)
@@ -440,7 +482,14 @@ def run(config: RunConfig) -> dict[str, object]:
         "epochs": settings.epochs,
         "params": int(params),
         "seconds": round(time.perf_counter() - start, 3),
+        "canonical": "+".join(p.canonical.kinds) if p.canonical is not None else "none",
+        "probes": _probe_points(model),
     }
+
+
+def _probe_points(model: nn.Module) -> int:
+    """How many probe points the model reads (0: none)."""
+    return sum(m.points.shape[0] for m in model.modules() if isinstance(m, ProbeFeatures))
 
 
 def _fit(
@@ -472,12 +521,11 @@ def _fit(
     best_val: float | None = None
     best_epoch = 0
     best_state = copy.deepcopy(model.state_dict())
-    bar = tqdm(
-        total=settings.epochs * steps_per_epoch,
-        desc=f"{task.name} {spec.name}",
-        file=sys.stderr,
-        disable=not (config.progress and world.main),
+    bar = progress(
+        settings.epochs * steps_per_epoch,
+        f"{task.name} {spec.name}",
         unit="step",
+        enabled=config.progress and world.main,
     )
     for epoch in range(settings.epochs):
         order = train_idx[torch.randperm(len(train_idx), generator=shuffle).to(train_idx.device)]
@@ -554,12 +602,14 @@ def train(task: str | None, model_name: str, seed: int = 0, **options: object) -
     """Train ``model_name`` on ``task`` (or ``data=FILE.pt``); report the best-validation epoch.
 
     Options are the fields of :class:`RunConfig`. Returns ``{task, model, seed, metric, value,
-    val, best_epoch, epochs, params, seconds}``: ``metric`` is ``test_accuracy`` or
-    ``test_mse`` (MSE of the target in its units; of rendered pixels against the target image;
-    of raw weights for a user's weight-to-weight data), ``value`` its value on the test split
-    at the epoch with the best validation metric, ``params`` the trainable parameter count and
-    ``seconds`` the wall time of the whole call, data loading included. ``n`` and
-    ``fit_steps`` shrink the fitted dataset for quick runs; its seed stays 0 so every training
-    seed sees the same INRs and splits.
+    val, best_epoch, epochs, params, seconds, canonical, probes}``: ``metric`` is
+    ``test_accuracy`` or ``test_mse`` (MSE of the target in its units; of rendered pixels
+    against the target image; of raw weights for a user's weight-to-weight data), ``value``
+    its value on the test split at the epoch with the best validation metric, ``params`` the
+    trainable parameter count, ``seconds`` the wall time of the whole call, data loading
+    included, ``canonical`` the canonical forms applied (``sign``, ``scale`` or ``none``),
+    ``probes`` the probe points the model reads (0: none). ``n`` and ``fit_steps`` shrink the
+    fitted dataset for quick runs; its seed stays 0 so every training seed sees the same INRs
+    and splits.
     """
     return run(RunConfig(task, model_name, seed, **options))  # type: ignore[arg-type]
