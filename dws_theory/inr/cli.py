@@ -24,7 +24,7 @@ from .data.importers import FORMATS, NFN_SPLIT_POINTS
 from .data.siren import INIT_SCHEMES, SCHEDULES
 from .data.tasks import TASKS
 from .data.userdata import write_collection
-from .data.zoo import load_zoo
+from .data.zoos import get_zoo
 from .models.table import MODELS, PRESETS, get_model
 from .train.augment import AUGMENTATIONS
 from .train.loop import RunConfig, run, zoo_recipe
@@ -57,8 +57,8 @@ def format_zoo_summary(stats: dict[str, object]) -> str:
     quantiles = "  ".join(f"{k} {v:.3f}" for k, v in q.items())  # type: ignore[union-attr]
     return "\n".join(
         [
-            f"task        {stats['task']}  ({stats['n']} CNNs, {stats['params_per_cnn']} params "
-            "each)",
+            f"task        {stats['task']}  ({stats['n']} {stats['networks']}, "
+            f"{stats['params_per_network']} params each)",
             f"splits      {stats['splits']}",
             f"recipe      {stats['recipe']}",
             f"accuracy    mean {stats['accuracy_mean']:.3f}  std {stats['accuracy_std']:.3f}  "
@@ -73,7 +73,7 @@ def format_zoo_summary(stats: dict[str, object]) -> str:
 
 def _run_zoo_data(args: argparse.Namespace) -> int:
     if args.lr is not None or args.device != "cpu":
-        raise InputError("digits-cnn-zoo: --lr and --device are INR fitting options")
+        raise InputError(f"{args.task}: --lr and --device are INR fitting options")
     config = RunConfig(
         task=args.task,
         model="dws",
@@ -85,7 +85,9 @@ def _run_zoo_data(args: argparse.Namespace) -> int:
     recipe = zoo_recipe(config)
     if args.seed:  # `data --seed` fixes the zoo itself, as it fixes the INRs of a task
         recipe = replace(recipe, seed=args.seed)
-    ds = load_zoo(args.cache_dir, recipe, rebuild=args.rebuild, progress=not args.json)
+    ds = get_zoo(args.task).load(
+        args.cache_dir, recipe, rebuild=args.rebuild, progress=not args.json
+    )
     stats = ds.summary()
     print(strict_json(stats) if args.json else format_zoo_summary(stats))
     return 0

@@ -512,5 +512,5 @@ def test_data_cli_prints_statistics(tmp_path, capsys) -> None:
     assert stats["n"] == 5 and stats["built"] is False and 0 < stats["identity_mse"] < 1
     assert stats["recipe"]["init"] == "dwsnets"
     inr_tasks = {"digits-inr", "mnist-inr", "sine-inr", "digits-dilate", "mnist-dilate"}
-    assert set(TASKS) == inr_tasks | {"digits-cnn-zoo"}
+    assert set(TASKS) == inr_tasks | {"digits-cnn-zoo", "transformer-zoo"}
     assert set(SOURCES) == {"digits-inr", "mnist-inr", "sine-inr"}

@@ -1,9 +1,9 @@
 """A collection of networks with targets and splits: what the training loop reads.
 
-Built from a fitted INR dataset (:func:`from_dataset`), the CNN zoo (:func:`from_zoo`) or a
-user's file (:func:`dws_theory.inr.data.userdata.load_collection`). Weights stay raw
-(unnormalised): the loop augments raw weights, then normalises them with the model's
-:class:`Normalizer`.
+Built from a fitted INR dataset (:func:`from_dataset`), the CNN zoo (:func:`from_zoo`), the
+transformer zoo (:func:`from_transformer_zoo`) or a user's file
+(:func:`dws_theory.inr.data.userdata.load_collection`). Weights stay raw (unnormalised): the
+loop augments raw weights, then normalises them with the model's :class:`Normalizer`.
 
 Targets are stored in loss space:
 
@@ -25,9 +25,11 @@ from torch import Tensor, nn
 from ...errors import InputError
 from .datasets import INRDataset
 from .tasks import Task, get_task
+from .transformer_zoo import CLASSES, FEATURES, TransformerZooDataset
+from .transformer_zoo import TASK as TRANSFORMER_TASK
 from .zoo import ZooDataset, zoo_cnn
 
-__all__ = ["Collection", "from_dataset", "from_zoo", "standardise"]
+__all__ = ["Collection", "from_dataset", "from_transformer_zoo", "from_zoo", "standardise"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,4 +183,23 @@ def from_zoo(ds: ZooDataset) -> Collection:
         example=zoo_cnn(),
         activation="relu",
         input_shape=(1, 8, 8),
+    )
+
+
+def from_transformer_zoo(ds: TransformerZooDataset) -> Collection:
+    """The collection of a transformer zoo (in its weight space's layout): standardised test
+    accuracies as a regression target; ``dims`` are input features, width, classes."""
+    targets, mean, std = standardise(ds.accuracy, ds.splits["train"])
+    return Collection(
+        task=get_task(TRANSFORMER_TASK),
+        dims=(FEATURES, ds.recipe.d_model, CLASSES),
+        weights=[w.float() for w in ds.weights],
+        biases=[b.float() for b in ds.biases],
+        targets=targets,
+        splits=ds.splits,
+        views=torch.arange(ds.n).unsqueeze(1),
+        target_mean=mean,
+        target_std=std,
+        source=str(ds.path),
+        example=ds.recipe.module(),
     )

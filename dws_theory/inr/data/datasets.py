@@ -161,7 +161,7 @@ def default_recipe(
 
 def _source(task: Task) -> Source:
     if task.source is None:
-        where = " (a CNN zoo: dws_theory.inr.data.zoo.load_zoo builds it)" if task.is_zoo else ""
+        where = " (a model zoo: dws_theory.inr.data.zoos builds it)" if task.is_zoo else ""
         raise InputError(f"task {task.name!r} has no INR source to fit{where}")
     return SOURCES[task.source]
 

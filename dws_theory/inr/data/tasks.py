@@ -13,7 +13,8 @@ against a target image for the INR tasks, or against target weights for a user's
 A task's ``rank_metric`` replaces the default metric with a rank correlation: the zoo task
 ``digits-cnn-zoo`` (CNNs, not INRs: built by :mod:`dws_theory.inr.data.zoo`) trains a regression
 on each CNN's test accuracy and is scored by the Kendall tau between predicted and true
-accuracy on the test split.
+accuracy on the test split; ``transformer-zoo`` does the same on tiny transformers (built by
+:mod:`dws_theory.inr.data.transformer_zoo`).
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ class Task:
 
     name: str
     kind: str  # one of KINDS
-    source: str | None  # a key of SOURCES; None for a user's own collection or the CNN zoo
-    target: str  # "label", "frequency", "dilation", "accuracy" (the CNN zoo), or "given"
+    source: str | None  # a key of SOURCES; None for a user's own collection or a zoo
+    target: str  # "label", "frequency", "dilation", "accuracy" (a zoo), or "given"
     defaults: TrainDefaults
     description: str
     out_dim: int = 1  # classes, or outputs of a regression; unused for weights
@@ -109,7 +110,8 @@ class Task:
 
     @property
     def is_zoo(self) -> bool:
-        """A CNN zoo task (built by :mod:`dws_theory.inr.data.zoo`, not fitted INRs)."""
+        """A model zoo task (trained networks, not fitted INRs: see
+        :mod:`dws_theory.inr.data.zoos`)."""
         return self.target == "accuracy"
 
     def better(self, new: float, best: float | None) -> bool:
@@ -237,6 +239,16 @@ TASKS: dict[str, Task] = {
             "accuracy",
             TrainDefaults(epochs=30, batch_size=64, lr=1e-3),
             "predict a small digits CNN's test accuracy from its weights (Kendall tau)",
+            model_defaults=ZOO_MODEL_DEFAULTS,
+            rank_metric="kendall_tau",
+        ),
+        Task(
+            "transformer-zoo",
+            "regression",
+            None,
+            "accuracy",
+            TrainDefaults(epochs=30, batch_size=64, lr=1e-3),
+            "predict a tiny digits transformer's test accuracy from its weights (Kendall tau)",
             model_defaults=ZOO_MODEL_DEFAULTS,
             rank_metric="kendall_tau",
         ),

@@ -25,7 +25,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,6 +51,8 @@ __all__ = [
     "init_params",
     "minibatches",
     "train_cnns",
+    "train_stack",
+    "accuracy_summary",
     "build_zoo",
     "cnn_accuracy",
     "load_zoo",
@@ -182,15 +184,33 @@ def train_cnns(
     batch_size: int,
     dtype: torch.dtype = torch.float32,
 ) -> dict[str, Tensor]:
-    """Train the CNNs of ``configs`` together; their final parameters, stacked ``[N, *shape]``.
-
-    AdamW (decoupled weight decay, bias-corrected moments) with each CNN's learning rate and
-    decay; a CNN stops updating after its own number of steps.
-    """
-    model = zoo_cnn().to(dtype)
-    n = len(configs)
+    """Train the CNNs of ``configs`` together; their final parameters, stacked ``[N, *shape]``
+    (:func:`train_stack` from each CNN's :func:`init_params`)."""
     init = [init_params(c, dtype) for c in configs]
     params = {k: torch.stack([p[k] for p in init]) for k in init[0]}
+    return train_stack(zoo_cnn().to(dtype), params, configs, pool_x, pool_y, batch_size)
+
+
+def train_stack(
+    model: nn.Module,
+    params: dict[str, Tensor],
+    configs: Sequence[ZooConfig],
+    pool_x: Tensor,
+    pool_y: Tensor,
+    batch_size: int,
+    tick: Callable[[int], object] | None = None,
+) -> dict[str, Tensor]:
+    """Train ``len(configs)`` copies of ``model`` together from the stacked parameters
+    ``params`` (``[N, *shape]`` each, in ``params``' dtype); their final parameters, stacked.
+
+    Every network's loss and gradient come from one ``vmap`` over ``functional_call`` of
+    ``model``; AdamW (decoupled weight decay, bias-corrected moments) runs elementwise on the
+    stacks with each network's learning rate and decay; a network stops updating after its
+    own number of steps, its minibatches drawn by :func:`minibatches`. ``tick`` (a progress
+    bar's ``update``) is called after every step with the number of networks it trained.
+    """
+    n = len(configs)
+    dtype = next(iter(params.values())).dtype
     total = max(c.steps for c in configs)
     idx = torch.stack([minibatches(c, len(pool_x), batch_size, total) for c in configs], 1)
     lr = torch.tensor([c.lr for c in configs], dtype=dtype)
@@ -215,6 +235,8 @@ def train_cnns(
             params[k] = params[k] - on * update
             m[k] = torch.where(on > 0, m_new, m[k])
             v2[k] = torch.where(on > 0, v_new, v2[k])
+        if tick is not None:
+            tick(int((stop >= t).sum()))
     return params
 
 
@@ -290,25 +312,20 @@ class ZooDataset:
     def n(self) -> int:
         return self.accuracy.shape[0]
 
+    @property
+    def params_per_cnn(self) -> int:
+        return sum(w[0].numel() for w in self.weights) + sum(b[0].numel() for b in self.biases)
+
     def summary(self) -> dict[str, object]:
-        acc = self.accuracy.double()
-        q = torch.quantile(acc, torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=torch.float64))
-        bins = torch.histc(acc, bins=10, min=0.0, max=1.0).long().tolist()
         return {
             "task": "digits-cnn-zoo",
             "n": self.n,
+            "networks": "CNNs",
             "splits": {k: len(v) for k, v in self.splits.items()},
-            "params_per_cnn": sum(w[0].numel() for w in self.weights)
-            + sum(b[0].numel() for b in self.biases),
+            "params_per_network": self.params_per_cnn,
+            "params_per_cnn": self.params_per_cnn,  # the key's first name, kept for readers
             "recipe": asdict(self.recipe),
-            "accuracy_mean": acc.mean().item(),
-            "accuracy_std": acc.std().item(),
-            "accuracy_min": acc.min().item(),
-            "accuracy_max": acc.max().item(),
-            "accuracy_quantiles": dict(
-                zip(("10%", "25%", "50%", "75%", "90%"), q.tolist(), strict=True)
-            ),
-            "accuracy_histogram": bins,  # counts in [0, 0.1), ..., [0.9, 1.0]
+            **accuracy_summary(self.accuracy),
             "built": self.built,
             "seconds": round(self.seconds, 2),
             "path": str(self.path),
@@ -323,6 +340,23 @@ def cache_layout(recipe: ZooRecipe) -> cache.Layout:
         "params": [cache.Entry((recipe.n, *p.shape)) for _, p in named],
         "accuracy": cache.Entry((recipe.n,)),
         "hyper": cache.Entry((recipe.n, 5)),
+    }
+
+
+def accuracy_summary(accuracy: Tensor) -> dict[str, object]:
+    """Mean, spread, quantiles and a 10-bin histogram of a zoo's accuracies."""
+    acc = accuracy.double()
+    q = torch.quantile(acc, torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=torch.float64))
+    return {
+        "accuracy_mean": acc.mean().item(),
+        "accuracy_std": acc.std().item(),
+        "accuracy_min": acc.min().item(),
+        "accuracy_max": acc.max().item(),
+        "accuracy_quantiles": dict(
+            zip(("10%", "25%", "50%", "75%", "90%"), q.tolist(), strict=True)
+        ),
+        # counts in [0, 0.1), ..., [0.9, 1.0]
+        "accuracy_histogram": torch.histc(acc, bins=10, min=0.0, max=1.0).long().tolist(),
     }
 
 

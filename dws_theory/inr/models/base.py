@@ -73,7 +73,7 @@ class TaskInfo:
     @property
     def weight_shapes(self) -> list[tuple[int, ...]]:
         """Per-sample shapes ``(C, d_m, d_{m-1})`` (``(C, *shape)`` of an example's
-        parameters with two or more axes)."""
+        weight-space tensors with two or more axes)."""
         if self.example is not None:
             return [(self.channels, *s) for s in _shapes(self.example) if len(s) >= 2]
         d = self.dims
@@ -92,7 +92,12 @@ class TaskInfo:
 
 
 def _shapes(module: nn.Module) -> list[tuple[int, ...]]:
-    return [tuple(p.shape) for p in module.parameters()]
+    """The shapes of the module's weight-space tensors in the space's order: its parameters,
+    or the views the front end reads them as (attention's in-projection split into per-head
+    query, key and value tensors)."""
+    from ...frontends.module import trace_module
+
+    return [source.shape for _, source in trace_module(module).sources]
 
 
 @dataclass(frozen=True)

@@ -267,7 +267,10 @@ def build_nfn(info: TaskInfo, arch: Architecture) -> NFNNet:
     if info.example is not None:
         shapes = ([s[1:] for s in info.weight_shapes], [s[1:] for s in info.bias_shapes])
         if any(len(s) not in (2, 4) for s in shapes[0]):
-            raise UnsupportedTask("nfn's layers read dense and 2-D conv weights only")
+            raise UnsupportedTask(
+                "nfn's layers read dense and 2-D conv weights only (it has no layers for "
+                "attention's per-head tensors or other block symmetries)"
+            )
     return NFNNet(
         info.dims,
         in_channels=info.channels,

@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,12 +34,12 @@ from ...cuda_graphs import AUTOCAST, static_batches, step_module, uses_cuda_grap
 from ...errors import InputError
 from ..data.activations import ACTIVATIONS
 from ..data.cache import save_file
-from ..data.collection import Collection, from_dataset, from_zoo
+from ..data.collection import Collection, from_dataset
 from ..data.datasets import load_dataset
 from ..data.layout import flatten_weights, unflatten_weights
 from ..data.siren import INIT_SCHEMES, SCHEDULES, render
 from ..data.tasks import TrainDefaults, get_task
-from ..data.zoo import ZooRecipe, load_zoo
+from ..data.zoos import get_zoo
 from ..models.base import Architecture, ModelSpec, TaskInfo, UnsupportedTask
 from ..models.probes import ProbeFeatures
 from ..models.table import PRESETS, get_model
@@ -399,7 +400,10 @@ def load_collection_for(config: RunConfig) -> Collection:
         data = load_collection(config.data)
         return data if config.activation is None else with_activation(data, config.activation)
     if get_task(config.task).is_zoo:  # type: ignore[arg-type]
-        return from_zoo(load_zoo(config.cache_dir, zoo_recipe(config), progress=config.progress))
+        zoo = get_zoo(config.task)  # type: ignore[arg-type]
+        return zoo.collection(
+            zoo.load(config.cache_dir, zoo_recipe(config), progress=config.progress)
+        )
     ds = load_dataset(
         config.task,  # type: ignore[arg-type]
         config.cache_dir,
@@ -412,15 +416,12 @@ def load_collection_for(config: RunConfig) -> Collection:
     return from_dataset(ds)
 
 
-def zoo_recipe(config: RunConfig) -> ZooRecipe:
-    """The zoo a run reads: the default one, or ``n`` CNNs and at most ``fit_steps`` steps
-    each (the default ratio of shortest to longest training, 1:32)."""
+def zoo_recipe(config: RunConfig) -> Any:
+    """The zoo a run reads: the default one, or ``n`` networks and at most ``fit_steps`` steps
+    each (see :meth:`~dws_theory.inr.data.zoos.Zoo.recipe`)."""
     if config.init not in (None, INIT_SCHEMES[0]) or config.views not in (None, 1):
-        raise InputError("--init and --views are INR fitting options; the CNN zoo has neither")
-    recipe = ZooRecipe() if config.n is None else ZooRecipe(n=config.n)
-    if config.fit_steps is not None:
-        recipe = replace(recipe, steps=(max(1, config.fit_steps // 32), config.fit_steps))
-    return recipe
+        raise InputError("--init and --views are INR fitting options; a model zoo has neither")
+    return get_zoo(config.task).recipe(config.n, config.fit_steps)  # type: ignore[arg-type]
 
 
 def _check_general(data: Collection, spec: ModelSpec, augment: tuple[str, ...]) -> None:
