@@ -189,13 +189,14 @@ def _check_missing_bias(missing_bias: object) -> None:
         raise ConversionError(f"missing_bias must be 'error' or 'zeros', got {missing_bias!r}")
 
 
-def _trace(model: nn.Module) -> ModuleTrace:
-    """The trace of a module the front end accepts (shapes checked against its state)."""
+def _trace(model: nn.Module, example_input: object = None) -> ModuleTrace:
+    """The trace of a module the front end accepts (shapes checked against its state);
+    `example_input` as `from_module` takes it (needed where forward takes several inputs)."""
     from .frontends.module import trace_module
     from .spec import SpecError
 
     try:
-        return trace_module(model)
+        return trace_module(model, example_input=example_input)
     except SpecError as e:
         raise ConversionError(str(e)) from None
 
@@ -205,11 +206,13 @@ def _state_of(model: nn.Module, trace: ModuleTrace) -> dict[str, torch.Tensor]:
     return {name: state[name].detach() for name in trace.states if name in state}
 
 
-def _stack_general(models: Sequence[nn.Module]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _stack_general(
+    models: Sequence[nn.Module], example_input: object = None
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The space's tensors of models of one architecture, stacked: [B, 1, *shape] each, in the
     space's order; two or more axes go to weights, one axis to biases (buffers such as batch
     norm statistics and slices of split parameters included)."""
-    trace = _trace(models[0])
+    trace = _trace(models[0], example_input)
     first = _state_of(models[0], trace)
     states = [first]
     for i, model in enumerate(models[1:], start=1):
@@ -239,16 +242,17 @@ def _describe(params: list[tuple]) -> str:
 
 
 def weights_from_model(
-    model: ModelLike, missing_bias: MissingBias = "error"
+    model: ModelLike, missing_bias: MissingBias = "error", example_input: object = None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """One model as a batch of one: weights `[1, 1, d_m, d_{m-1}]`, biases `[1, 1, d_m]`.
 
     Any module `from_module` accepts (a CNN, a residual or tied network) gives its parameters
     in named_parameters() order: those with two or more axes as weights `[1, 1, *shape]`, the
-    one-axis ones as biases `[1, 1, d]`."""
+    one-axis ones as biases `[1, 1, d]`. `example_input`: as `from_module` takes it, for a
+    module whose forward takes several inputs."""
     _check_missing_bias(missing_bias)
     if _is_general(model, missing_bias):
-        return _stack_general([model])
+        return _stack_general([model], example_input)
     layers = _read_layers(model, missing_bias)
     weights = [w.detach().clone()[None, None] for _, w, _ in layers]
     biases = [b.detach().clone()[None, None] for _, _, b in layers]
@@ -256,14 +260,15 @@ def weights_from_model(
 
 
 def weights_from_models(
-    models: Iterable[ModelLike], missing_bias: MissingBias = "error"
+    models: Iterable[ModelLike], missing_bias: MissingBias = "error", example_input: object = None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Models of one architecture stacked into a batch: `[B, 1, d_m, d_{m-1}]`, `[B, 1, d_m]`.
 
     `models` is any iterable (a list, a generator), read once. For modules other than
     Sequentials of Linear layers (see `weights_from_model`): every parameter stacked as
     `[B, 1, *shape]`, weights (two or more axes) and biases (one axis) in
-    named_parameters() order, the layout of `layer_classes(from_module(models[0]))`."""
+    named_parameters() order, the layout of `layer_classes(from_module(models[0]))`;
+    `example_input` as `from_module` takes it."""
     expected = "expected a non-empty list (or other iterable) of models or state_dicts"
     if isinstance(models, (nn.Module, Mapping, str, bytes)) or not isinstance(models, Iterable):
         raise ConversionError(f"{expected}, got {type(models).__name__}")
@@ -272,7 +277,7 @@ def weights_from_models(
         raise ConversionError(f"{expected}, got an empty one")
     _check_missing_bias(missing_bias)
     if _is_general(models[0], missing_bias):
-        return _stack_general(list(models))
+        return _stack_general(list(models), example_input)
     per_model = [_read_layers(m, missing_bias) for m in models]
     first = per_model[0]
     dims = (first[0][1].shape[1], *(w.shape[0] for _, w, _ in first))
@@ -398,12 +403,14 @@ def module_from_weights(
     weights: Sequence[torch.Tensor],
     biases: Sequence[torch.Tensor],
     index: int = 0,
+    example_input: object = None,
 ) -> nn.Module:
     """A copy of `template` holding model `index` of the batch (the inverse of
     `weights_from_models` for any module): the space's tensors written back into the
     parameters and buffers they came from (two or more axes from `weights`, one axis from
-    `biases`, in the space's order). Dtype and device follow the tensors."""
-    trace = _trace(template)
+    `biases`, in the space's order). Dtype and device follow the tensors; `example_input` as
+    `from_module` takes it."""
+    trace = _trace(template, example_input)
     model = copy.deepcopy(template)
     space = trace.space
     names_w = [t.name for t in space.tensors if len(t.axes) >= 2]
@@ -454,16 +461,18 @@ def state_dict_from_weights(
     index: int = 0,
     names: Sequence[str] | None = None,
     template: nn.Module | None = None,
+    example_input: object = None,
 ) -> OrderedDict[str, torch.Tensor]:
     """State_dict of model `index`: keys `{name}.weight`, `{name}.bias` per layer.
 
     Default names are those of `model_from_weights` with an activation ('0', '2', '4', ...);
     pass `layer_names(original)` to reproduce another model's keys. With `template` (any
     module the front end accepts), the template's state_dict holding model `index` (buffers
-    the space does not cover, such as `num_batches_tracked`, are the template's).
+    the space does not cover, such as `num_batches_tracked`, are the template's);
+    `example_input` as `from_module` takes it.
     """
     if template is not None:
-        state = module_from_weights(template, weights, biases, index).state_dict()
+        state = module_from_weights(template, weights, biases, index, example_input).state_dict()
         return OrderedDict((k, v.detach().clone()) for k, v in state.items())
     pairs = _select(weights, biases, index)
     if names is None:

@@ -10,6 +10,7 @@ module (in eval mode, without gradients); the first that runs is the example.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 
 import torch
@@ -77,19 +78,30 @@ _NORM_SPATIAL = {
 }
 
 
-def _first_layer(graph_module: fx.GraphModule) -> nn.Module | None:
+def _first_layer(graph_module: fx.GraphModule | nn.Module) -> nn.Module | None:
+    """The first layer the graph calls; for a module fx could not trace, the first one it
+    registers."""
+    if not isinstance(graph_module, fx.GraphModule):
+        return next((m for m in graph_module.modules() if _known_first(m)), None)
     for node in graph_module.graph.nodes:
         if node.op == "call_module":
             sub = graph_module.get_submodule(node.target)
-            if isinstance(
-                sub, nn.Linear | nn.Embedding | nn.EmbeddingBag | nn.LayerNorm | nn.Bilinear
-            ):
-                return sub
-            if isinstance(sub, _CONV + _SEQUENCE + (nn.modules.batchnorm._NormBase,)):
+            if _known_first(sub):
                 return sub
         if node.op == "get_attr":
             return None  # a functional layer first: its weight tells little; ask the user
     return None
+
+
+def _known_first(sub: nn.Module) -> bool:
+    """A layer an example input can be made for."""
+    return isinstance(
+        sub,
+        (nn.Linear, nn.Embedding, nn.EmbeddingBag, nn.LayerNorm, nn.Bilinear)
+        + _CONV
+        + _SEQUENCE
+        + (nn.modules.batchnorm._NormBase,),
+    )
 
 
 def _dtype(module: nn.Module) -> torch.dtype:
@@ -187,13 +199,21 @@ def _as_tuple(example: object) -> tuple[torch.Tensor, ...]:
     return tuple(items)
 
 
+def _arity(graph_module: nn.Module) -> int:
+    """Inputs of forward: the graph's placeholders, or forward's required arguments."""
+    if isinstance(graph_module, fx.GraphModule):
+        return sum(n.op == "placeholder" for n in graph_module.graph.nodes)
+    params = inspect.signature(graph_module.forward).parameters.values()
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in positional and p.default is inspect.Parameter.empty for p in params)
+
+
 def example_inputs(
-    module: nn.Module, graph_module: fx.GraphModule, example: object = None
+    module: nn.Module, graph_module: fx.GraphModule | None, example: object = None
 ) -> Iterator[tuple[torch.Tensor, ...]]:
     """The inputs the trace may run on, in order: the user's alone, else every candidate made
     from the first layer that the module runs on (the trace takes the first one it can
     follow: `[2, d]` may run a token model by accident, reading the batch as tokens)."""
-    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
     if example is not None:
         inputs = _as_tuple(example)
         if not _runs(module, inputs):
@@ -201,11 +221,12 @@ def example_inputs(
             raise SpecError(f"from_module: the module does not run on the example input {shapes}")
         yield inputs
         return
-    first = _first_layer(graph_module)
+    first = _first_layer(module if graph_module is None else graph_module)
     sequence = isinstance(first, _SEQUENCE)
-    if len(placeholders) != 1 and not sequence:
+    placeholders = _arity(module if graph_module is None else graph_module)
+    if placeholders != 1 and not sequence:
         raise SpecError(
-            f"from_module: forward takes {len(placeholders)} inputs; pass example_input= (a tuple "
+            f"from_module: forward takes {placeholders} inputs; pass example_input= (a tuple "
             "of tensors) or --input-shape"
         )
     if first is None:
@@ -214,7 +235,7 @@ def example_inputs(
             "convolution, Embedding or norm layer); pass example_input= or --input-shape"
         )
     found = False
-    for inputs in _candidates(first, _dtype(module), len(placeholders)):
+    for inputs in _candidates(first, _dtype(module), placeholders):
         if _runs(module, inputs):
             found = True
             yield inputs

@@ -202,20 +202,30 @@ class Slots:
         if len(a) == 1 and len(b) == 1:
             sizes = _common_cuts([f.size for f in a[0]], [f.size for f in b[0]])
             return (self._cut_part(a[0], sizes),), (self._cut_part(b[0], sizes),)
+        # one side a single slot (a position embedding), the other a concatenation (a class
+        # token and the patches): the slot is cut as the concatenation is
+        for one, many in ((b, a), (a, b)):
+            if len(one) == 1 and len(one[0]) == 1 and len(many) > 1:
+                cut = self.expand(self.split_slot(one[0][0].slot, list(shape_of(many))))
+                if shape_of(cut) == shape_of(many):
+                    return (many, cut) if one is b else (cut, many)
         raise LayoutError(f"axes cut into different pieces meet: {shape_of(a)} and {shape_of(b)}")
 
     def _cut_part(self, part: Part, sizes: list[int]) -> Part:
         out: list[Factor] = []
         queue = list(sizes)
-        for f in part:
-            take, acc = [], 1
-            while acc < f.size:
+        for i, f in enumerate(part):
+            # a run of the cuts whose product is f's size: at least one cut each (a size-1
+            # factor takes a size-1 cut), and the last factor takes what remains (size 1s)
+            take = [queue.pop(0)]
+            acc = take[0]
+            while acc < f.size or (i == len(part) - 1 and queue):
                 take.append(queue.pop(0))
                 acc *= take[-1]
             if len(take) <= 1:
                 out.append(f)
                 continue
-            out += self.expand_part(self.split_slot(f.slot, [tuple(take)]))[0]
+            out += self.expand(self.split_slot(f.slot, [tuple(take)]))[0]
         return tuple(out)
 
     # -- refinement ------------------------------------------------------------------------
@@ -328,4 +338,4 @@ def _common_cuts(a: list[int], b: list[int]) -> list[int]:
             a[0] = x // y
         else:
             raise LayoutError(f"sizes {x} and {y} do not divide one another")
-    return out
+    return out + a + b  # what is left on one side is size 1s (the products are equal)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -569,6 +569,89 @@ class _LeafTracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
+class _ConcreteProxy(fx.Proxy):
+    """A proxy that knows the value its node takes on the example input: shapes, sizes,
+    dtypes and devices read from it are plain Python values (`x.shape[1]` is an int), so
+    `torch.ones(t, t)` or `torch.arange(x.size(1))` trace, fixed to the example's sizes.
+    Control flow on a tensor's data (`if x.sum() > 0`) stays untraceable."""
+
+    _PLAIN = frozenset({"shape", "dtype", "device", "ndim", "is_cuda", "layout"})
+    _SIZES = frozenset({"size", "dim", "numel", "nelement"})
+
+    def __getattr__(self, name: str) -> Any:
+        node = self.__dict__.get("node")  # absent while the proxy is made
+        value = node.meta.get(_VALUE) if node is not None else None
+        if isinstance(value, torch.Tensor) and (name in self._PLAIN or name in self._SIZES):
+            return getattr(value, name)
+        return super().__getattr__(name)
+
+    def __len__(self) -> int:
+        value = self.node.meta.get(_VALUE)
+        if isinstance(value, torch.Tensor | tuple | list):
+            return len(value)
+        return super().__len__()
+
+
+_VALUE = "dws_theory_value"
+
+
+class _ConcreteTracer(_LeafTracer):
+    """`_LeafTracer` run beside the example input: every node's value is computed as it is
+    recorded, for the module whose forward reads sizes from its input (a causal mask of the
+    sequence length, positions `arange(T)`), which symbolic tracing cannot follow."""
+
+    def __init__(self, inputs: tuple[torch.Tensor, ...]) -> None:
+        super().__init__()
+        self.inputs = list(inputs)
+        self.computing = False  # fx's patches of Module.__call__/__getattr__ step aside
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict) -> Any:
+        if self.computing:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        if self.computing:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _ConcreteProxy(node, self)
+
+    def create_proxy(self, kind, target, args, kwargs, *rest, **options):  # type: ignore[override]
+        proxy = super().create_proxy(kind, target, args, kwargs, *rest, **options)
+        proxy.node.meta[_VALUE] = self._value(kind, target, args, kwargs)
+        return proxy
+
+    def _value(self, kind: str, target: Any, args: Any, kwargs: Any) -> Any:
+        self.computing = True
+        try:
+            return self._compute(kind, target, args, kwargs)
+        finally:
+            self.computing = False
+
+    def _compute(self, kind: str, target: Any, args: Any, kwargs: Any) -> Any:
+        def real(a: Any) -> Any:
+            return a.node.meta.get(_VALUE) if isinstance(a, fx.Proxy) else a
+
+        args = fx.node.map_aggregate(args, real)
+        kwargs = fx.node.map_aggregate(kwargs, real)
+        if kind == "placeholder":
+            return self.inputs.pop(0) if self.inputs else (args[0] if args else None)
+        if kind == "get_attr":
+            value: Any = self.root
+            for part in target.split("."):
+                value = getattr(value, part)
+            return value
+        if kind == "call_module":
+            return self.root.get_submodule(target)(*args, **kwargs)
+        if kind == "call_method":
+            return getattr(args[0], target)(*args[1:], **kwargs)
+        if kind == "call_function":
+            return target(*args, **kwargs)
+        return None
+
+
 ROOT_NAME = "root"
 
 
@@ -593,17 +676,23 @@ def _arity(module: nn.Module) -> int:
     return 1
 
 
-def _graph_module(module: nn.Module) -> fx.GraphModule:
+def _graph_module(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...] | None = None
+) -> fx.GraphModule:
+    """The module's graph, traced symbolically, or with `inputs` beside it (sizes read from
+    the input become constants of the example's sizes)."""
     if lookup("call_module", module) is not None:
         return _wrapped_graph(module)
+    tracer = _LeafTracer() if inputs is None else _ConcreteTracer(inputs)
     try:
-        graph = _LeafTracer().trace(module)
+        with torch.no_grad():
+            graph = tracer.trace(module)
     except Exception as e:  # torch.fx raises many types: data-dependent control flow, ...
         raise SpecError(
             f"from_module: torch.fx cannot trace {type(module).__name__} ({type(e).__name__}: "
             f"{_short(e)}); a data-dependent branch or an operation fx cannot follow"
         ) from None
-    graph_module = fx.GraphModule(module, graph)
+    graph_module = fx.GraphModule(tracer.root, graph)
     graph_module.graph.eliminate_dead_code()
     return graph_module
 
@@ -998,13 +1087,20 @@ def trace_module(
     if not params:
         raise SpecError("from_module: the module has no parameters")
     work = copy.deepcopy(module).eval()
-    graph_module = _graph_module(work)
+    try:
+        symbolic: fx.GraphModule | None = _graph_module(work)
+        untraceable = None
+    except SpecError as e:  # sizes read from the input, say: traced beside each example
+        symbolic, untraceable = None, e
     state = _state(work)
     first_error: SpecError | None = None
     tracer = None
-    for tries, inputs in enumerate(example_inputs(work, graph_module, example_input)):
-        if tries >= MAX_EXAMPLE_TRIES:
-            break
+    for inputs in _candidates(work, symbolic, example_input, untraceable):
+        try:
+            graph_module = symbolic or _graph_module(work, inputs)
+        except SpecError as e:
+            first_error = first_error or e
+            continue
         candidate = Tracer(graph_module, state, batch_axis(graph_module))
         try:
             with torch.no_grad():
@@ -1036,6 +1132,26 @@ def trace_module(
     if check:
         check_symmetry(module, trace)
     return trace
+
+
+def _candidates(
+    work: nn.Module,
+    symbolic: fx.GraphModule | None,
+    example_input: object,
+    untraceable: SpecError | None,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """At most MAX_EXAMPLE_TRIES example inputs, made lazily (each one runs the module); where
+    none can be made for a module fx could not trace, fx's reason is the error."""
+    made = example_inputs(work, symbolic, example_input)
+    for _ in range(MAX_EXAMPLE_TRIES):
+        try:
+            yield next(made)
+        except StopIteration:
+            return
+        except SpecError:
+            if untraceable is not None:
+                raise untraceable from None
+            raise
 
 
 def _same_as_forward(module: nn.Module, inputs: tuple, tracer: Tracer) -> None:

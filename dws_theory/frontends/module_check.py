@@ -295,7 +295,7 @@ def symmetry_failures(module: nn.Module, trace, seed: int = 0) -> tuple[int, lis
     for train in modes:
         run, state = _runner(module, train)
         for inputs in _inputs(trace, rng)[: TRIALS if len(space.tensors) <= 40 else 1]:
-            reference = run(state, inputs)
+            inputs, reference = _reference(run, state, inputs, trace.example)
             failed = False
             for what, g in elements:
                 checks += 1
@@ -314,6 +314,21 @@ def symmetry_failures(module: nn.Module, trace, seed: int = 0) -> tuple[int, lis
                 if not failures:
                     failures.append(_failure("a random element of the whole group", gap, train))
     return checks, list(dict.fromkeys(failures))
+
+
+def _reference(run, state, inputs: tuple, example: tuple) -> tuple[tuple, list[torch.Tensor]]:
+    """(inputs, the module's outputs on them). Integer inputs drawn at random may mean
+    nothing to the module (offsets, lengths, indices into each other): where it refuses
+    them, the example's own integers are used, with random floats beside them."""
+    try:
+        return inputs, run(state, inputs)
+    except Exception:  # noqa: BLE001 - any refusal of drawn integers; retried below
+        kept = tuple(
+            x if x.is_floating_point() else e for x, e in zip(inputs, example, strict=True)
+        )
+        if all(x.is_floating_point() for x in inputs):
+            raise
+        return kept, run(state, kept)
 
 
 def _failure(what: str, gap: float, train: bool) -> str:

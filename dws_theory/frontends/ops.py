@@ -848,6 +848,24 @@ def _softmax(t: Tracer, call: Call) -> Traced:
     return _same(t, call, x, odd=False, homogeneous=False)
 
 
+def _masked_fill(t: Tracer, call: Call) -> Traced:
+    """x.masked_fill(mask, value): a constant mask (a causal mask) fixes the axes it varies
+    along; a mask computed from traced values meets x's axes elementwise. Not odd (a fill
+    value does not change sign with x)."""
+    x = t.tensor_arg(call, 0)
+    mask, value = call.arg(1, "mask"), call.arg(2, "value")
+    if isinstance(value, Traced):
+        raise t.fail(call, "a fill value computed from the input or the weights")
+    rank = len(x.layout)
+    for i in range(rank):
+        axis = _aligned_axis(mask, i, rank)
+        if axis == "constant":
+            t.pin(x.layout[i], f"the mask of {call.node.name}")
+        elif axis not in (None, "broadcast"):
+            _merge_aligned(t, call, [(x, x.layout[i]), (mask, axis)], _size(x.layout[i]))
+    return _same(t, call, x, odd=False, homogeneous=False)
+
+
 # -- shapes --------------------------------------------------------------------------------------
 def _reshape(t: Tracer, call: Call) -> Traced:
     """view / reshape / flatten / unflatten / squeeze / unsqueeze: the result's axes are runs
@@ -1264,6 +1282,15 @@ def _ops() -> list[Op]:
             modules=(nn.Softmax, nn.LogSoftmax, nn.Softmin),
             functions=(F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, F.softmin),
             methods=("softmax", "log_softmax"),
+            group="elementwise",
+        ),
+        Op(
+            "masked_fill",
+            "a constant mask (causal): the axes it varies along are fixed; a mask computed "
+            "from activations: merged elementwise; not odd",
+            _masked_fill,
+            functions=(torch.masked_fill,),
+            methods=("masked_fill", "masked_fill_"),
             group="elementwise",
         ),
         Op(

@@ -1,0 +1,210 @@
+"""Whole architectures written as their public definitions write them, end to end.
+
+Each goes through `from_module` with the module check (random group elements applied to the
+state leave the outputs unchanged), the converters (a round trip leaves the outputs
+unchanged) and a `DWSNet` over the space. Each once crashed or was refused: a grouped
+convolution added to a plain residual (a cut of an axis merged with an uncut one), ConvNeXt
+(a size-1 factor in such a cut), MLP-Mixer (token mixing through transposes), a ViT (a class
+token concatenated before the patches, plus a position embedding of the whole sequence),
+a GPT block (a causal mask and positions made from the input's length, which torch.fx's
+symbolic trace cannot follow), attention written by hand (sizes unpacked from the input, a
+mask applied with masked_fill) and an EmbeddingBag with offsets (integer inputs that mean
+something to the module).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dws_theory.convert import module_from_weights, weights_from_models
+from dws_theory.frontends.module import from_module
+from dws_theory.models import DWSNet
+from dws_theory.spec import Kind
+
+
+class ResNeXtBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 1)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=4)
+        self.bn = nn.BatchNorm2d(8)
+        self.c3 = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.c1(x))
+        h = self.c3(F.relu(self.bn(self.grouped(h)))) + h
+        return self.fc(F.relu(h).mean((2, 3)))
+
+
+class ConvNeXt(nn.Module):
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 4, stride=4)
+        self.stem_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(1e-6 * torch.ones(dim))
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem_norm(self.stem(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.gamma * self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))
+        x = x + y.permute(0, 3, 1, 2)
+        return self.head(x.mean([-2, -1]))
+
+
+class Mixer(nn.Module):
+    def __init__(self, tokens: int = 4, dim: int = 6) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, dim, 2, 2)
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.tok = nn.Sequential(nn.Linear(tokens, 8), nn.GELU(), nn.Linear(8, tokens))
+        self.ch = nn.Sequential(nn.Linear(dim, 12), nn.GELU(), nn.Linear(12, dim))
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x).flatten(2).transpose(1, 2)
+        x = x + self.tok(self.ln1(x).transpose(1, 2)).transpose(1, 2)
+        x = x + self.ch(self.ln2(x))
+        return self.head(x.mean(1))
+
+
+class ViT(nn.Module):
+    def __init__(self, d: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, d, 4, 4)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos = nn.Parameter(torch.randn(1, 5, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d, heads, 16, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        return self.head(self.norm(self.enc(x))[:, 0])
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab: int = 11, d: int = 8, length: int = 6) -> None:
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(length, d)
+        self.ln1, self.ln2, self.ln_f = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[1]
+        mask = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+        x = self.tok(idx) + self.pos(torch.arange(t))
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+        x = x + self.mlp(self.ln2(x))
+        return self.head(self.ln_f(x))
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class HandWrittenAttention(nn.Module):
+    """Attention as nanoGPT-style code writes it: sizes unpacked from the input, heads by
+    view and transpose, a causal mask applied with masked_fill."""
+
+    def __init__(self, vocab: int = 10, d: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.emb, self.norm = nn.Embedding(vocab, d), RMSNorm(d)
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d, bias=False) for _ in range(4))
+        self.head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.emb(idx)
+        h = self.norm(x)
+        b, t, c = h.shape
+        q, k, v = (
+            proj(h).view(b, t, self.heads, c // self.heads).transpose(1, 2)
+            for proj in (self.q, self.k, self.v)
+        )
+        att = (q @ k.transpose(-2, -1)) / (c // self.heads) ** 0.5
+        mask = torch.tril(torch.ones(t, t)).view(1, 1, t, t)
+        att = F.softmax(att.masked_fill(mask == 0, float("-inf")), dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(b, t, c)
+        return self.head(x + self.o(y))
+
+
+class BagClassifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.EmbeddingBag(30, 8, mode="mean")
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, text: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.emb(text, offsets))
+
+
+CASES = {
+    "resnext": (ResNeXtBlock, lambda: torch.randn(2, 3, 6, 6)),
+    "convnext": (ConvNeXt, lambda: torch.randn(2, 3, 8, 8)),
+    "mixer": (Mixer, lambda: torch.randn(2, 1, 4, 4)),
+    "vit": (ViT, lambda: torch.randn(2, 3, 8, 8)),
+    "gpt": (GPT, lambda: torch.randint(0, 11, (2, 6))),
+    "attention": (HandWrittenAttention, lambda: torch.randint(0, 10, (2, 5))),
+    "bag": (BagClassifier, lambda: (torch.randint(0, 30, (10,)), torch.tensor([0, 4]))),
+}
+
+
+def _floats(x: object) -> tuple[torch.Tensor, ...]:
+    items = x if isinstance(x, tuple) else (x,)
+    return tuple(t.double() if t.is_floating_point() else t for t in items)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_architecture_end_to_end(name: str) -> None:
+    torch.manual_seed(0)
+    make, example = CASES[name]
+    module = make().double().eval()
+    inputs = _floats(example())
+    given = inputs if len(inputs) > 1 else inputs[0]
+    space = from_module(module, "hidden", example_input=given)  # the module check included
+    assert any(s.kind is Kind.PERMUTED for s in space.sets)
+    other = make().double().eval()
+    weights, biases = weights_from_models([module, other], example_input=given)
+    assert sum(t[0].numel() for t in [*weights, *biases]) == space.dimension
+    back = module_from_weights(module, weights, biases, 1, example_input=given).eval()
+    with torch.no_grad():
+        assert torch.allclose(back(*inputs), other(*inputs))
+    net = DWSNet(space, hidden_channels=2, num_layers=1, out_features=3).double()
+    assert net(weights, biases).shape == (2, 3)
+
+
+def test_a_gpt_traced_beside_its_input_is_fixed_to_that_length() -> None:
+    """The causal mask is made from the example's length: the token axis is fixed, and a
+    group element that moved tokens would change the output (so none is claimed)."""
+    space = from_module(GPT().double(), example_input=torch.randint(0, 11, (2, 6)))
+    vocab_or_tokens = [s for s in space.sets if s.size in (11, 6)]
+    assert vocab_or_tokens and all(s.kind is Kind.FIXED for s in vocab_or_tokens)
+
+
+def test_multi_input_modules_need_their_example_in_the_converters() -> None:
+    from dws_theory.convert import ConversionError
+
+    with pytest.raises(ConversionError, match="forward takes 2 inputs"):
+        weights_from_models([BagClassifier()])
