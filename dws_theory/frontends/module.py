@@ -49,6 +49,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.nn.utils import parametrize
 
 from ..spec import MODES, Kind, NeuronSet, SpecError, Tensor, WeightSpace, mlp, parse_mode
 from .inputs import batch_axis, example_inputs
@@ -165,6 +166,22 @@ class ModuleTrace:
 
 
 # -- the tracer ------------------------------------------------------------------------------
+def _aliases(graph_module: fx.GraphModule, state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Other names of a state tensor (a weight tied by assignment, `head.weight =
+    emb.weight`): each maps to the name `state` holds it under."""
+    canonical = {id(t): name for name, t in state.items()}
+    named = [
+        *graph_module.named_parameters(remove_duplicate=False),
+        *graph_module.named_buffers(remove_duplicate=False),
+    ]
+    out = {}
+    for qualified, tensor in named:
+        name = qualified.removeprefix(f"{ROOT_NAME}.")
+        if name not in state and id(tensor) in canonical:
+            out[name] = canonical[id(tensor)]
+    return out
+
+
 class Tracer(fx.Interpreter):
     """Runs the graph once on the example input, computing every value's layout."""
 
@@ -175,6 +192,7 @@ class Tracer(fx.Interpreter):
         self.batch = batch  # the batch axis of the inputs
         self.slots = Slots()
         self.state = state
+        self.aliases = _aliases(graph_module, state)
         self.state_layouts: dict[str, tuple[Axis, ...]] = {
             name: tuple(
                 single(self.slots.new(f"{name}[{i}]", size, "state"), size)
@@ -224,13 +242,20 @@ class Tracer(fx.Interpreter):
             return None
         name = self.state_name(f"{call.node.target}.{attribute}")
         if name not in self.state:
+            if parametrize.is_parametrized(call.target, attribute):
+                raise self.fail(
+                    call,
+                    f"{name} is computed by a parametrization (weight_norm, spectral_norm, ...): "
+                    "remove it first (torch.nn.utils.parametrize.remove_parametrizations)",
+                )
             raise self.fail(call, f"{name} is not a parameter or floating-point buffer")
         return self.read_state(call.node, name)
 
     def state_name(self, qualified: str) -> str:
         """A graph's qualified name as the module's own state names it (a module traced as one
         call is wrapped as `ROOT_NAME`, which its own names do not carry)."""
-        return qualified.removeprefix(f"{ROOT_NAME}.")
+        name = qualified.removeprefix(f"{ROOT_NAME}.")
+        return self.aliases.get(name, name)
 
     def read_state(self, node: fx.Node, name: str) -> Traced:
         name = self.state_name(name)

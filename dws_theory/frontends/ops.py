@@ -848,6 +848,14 @@ def _softmax(t: Tracer, call: Call) -> Traced:
     return _same(t, call, x, odd=False, homogeneous=False)
 
 
+def _normalize(t: Tracer, call: Call) -> Traced:
+    """F.normalize: each vector along `dim` divided by its norm. Equivariant to permuting any
+    axis; odd (a flipped entry flips in the result, the norm unchanged); not homogeneous
+    (scaling one entry changes every entry of its vector)."""
+    x = t.tensor_arg(call, 0)
+    return _same(t, call, x, odd=True, homogeneous=False)
+
+
 def _masked_fill(t: Tracer, call: Call) -> Traced:
     """x.masked_fill(mask, value): a constant mask (a causal mask) fixes the axes it varies
     along; a mask computed from traced values meets x's axes elementwise. Not odd (a fill
@@ -1282,6 +1290,13 @@ def _ops() -> list[Op]:
             modules=(nn.Softmax, nn.LogSoftmax, nn.Softmin),
             functions=(F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, F.softmin),
             methods=("softmax", "log_softmax"),
+            group="elementwise",
+        ),
+        Op(
+            "normalize",
+            "F.normalize along any axis: equivariant; odd; not homogeneous",
+            _normalize,
+            functions=(F.normalize,),
             group="elementwise",
         ),
         Op(

@@ -8,7 +8,8 @@ convolution added to a plain residual (a cut of an axis merged with an uncut one
 token concatenated before the patches, plus a position embedding of the whole sequence),
 a GPT block (a causal mask and positions made from the input's length, which torch.fx's
 symbolic trace cannot follow), attention written by hand (sizes unpacked from the input, a
-mask applied with masked_fill) and an EmbeddingBag with offsets (integer inputs that mean
+mask applied with masked_fill), an output layer tied to the embedding by assignment, a
+cosine classifier (F.normalize) and an EmbeddingBag with offsets (integer inputs that mean
 something to the module).
 """
 
@@ -160,6 +161,30 @@ class BagClassifier(nn.Module):
         return self.fc(self.emb(text, offsets))
 
 
+class TiedLM(nn.Module):
+    """A language model whose output layer is its embedding, tied by assignment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(12, 6)
+        self.rnn = nn.GRU(6, 6, batch_first=True)
+        self.head = nn.Linear(6, 12)
+        self.head.weight = self.emb.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(self.emb(x))[0])
+
+
+class Cosine(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.f = nn.Linear(4, 6)
+        self.w = nn.Parameter(torch.randn(3, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(F.relu(self.f(x)), dim=-1) @ F.normalize(self.w, dim=-1).t()
+
+
 CASES = {
     "resnext": (ResNeXtBlock, lambda: torch.randn(2, 3, 6, 6)),
     "convnext": (ConvNeXt, lambda: torch.randn(2, 3, 8, 8)),
@@ -167,6 +192,8 @@ CASES = {
     "vit": (ViT, lambda: torch.randn(2, 3, 8, 8)),
     "gpt": (GPT, lambda: torch.randint(0, 11, (2, 6))),
     "attention": (HandWrittenAttention, lambda: torch.randint(0, 10, (2, 5))),
+    "tied": (TiedLM, lambda: torch.randint(0, 12, (2, 5))),
+    "cosine": (Cosine, lambda: torch.randn(2, 4)),
     "bag": (BagClassifier, lambda: (torch.randint(0, 30, (10,)), torch.tensor([0, 4]))),
 }
 
@@ -208,3 +235,31 @@ def test_multi_input_modules_need_their_example_in_the_converters() -> None:
 
     with pytest.raises(ConversionError, match="forward takes 2 inputs"):
         weights_from_models([BagClassifier()])
+
+
+def test_a_parametrized_weight_is_refused_with_the_way_out() -> None:
+    from dws_theory.spec import SpecError
+
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    model[0] = nn.utils.parametrizations.weight_norm(model[0])
+    with pytest.raises(SpecError, match="remove_parametrizations"):
+        from_module(model)
+
+
+def test_normalize_is_odd_in_signed_mode() -> None:
+    """The module check in `signed` mode flips neurons of the normalised axis and passes;
+    behind a ReLU the same neurons are only permuted."""
+    odd = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 6))
+
+    class Normalized(nn.Module):
+        def __init__(self, body: nn.Module) -> None:
+            super().__init__()
+            self.body, self.out = body, nn.Linear(6, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(F.normalize(self.body(x), dim=-1))
+
+    kinds = [s.kind for s in from_module(Normalized(odd).double(), "signed").sets]
+    assert kinds.count(Kind.SIGNED) == 2
+    kinds = [s.kind for s in from_module(Cosine().double(), "signed").sets]
+    assert Kind.SIGNED not in kinds and Kind.PERMUTED in kinds
