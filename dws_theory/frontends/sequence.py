@@ -284,9 +284,8 @@ def transformer(t: Tracer, call: Call) -> Traced:
             _stack(t, call, module, prefix, stream, second.layout[-1])
     masked = [n for n in call.kwargs if "mask" in n or n.endswith("is_causal")]
     extra = call.args[1 if _is_encoder(module) and not isinstance(module, nn.Transformer) else 2 :]
-    if any(v is not None and v is not False for v in extra) or any(
-        call.kwargs.get(n) not in (None, False) for n in masked
-    ):
+    given = [*extra, *(call.kwargs.get(n) for n in masked)]  # tensors: compared by identity
+    if any(v is not None and v is not False for v in given):
         _pin_tokens(t, call, first, batch_first=batch_first)
     return Traced(call.out, first.layout[:-1] + (stream,))
 

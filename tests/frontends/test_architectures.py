@@ -9,8 +9,8 @@ token concatenated before the patches, plus a position embedding of the whole se
 a GPT block (a causal mask and positions made from the input's length, which torch.fx's
 symbolic trace cannot follow), attention written by hand (sizes unpacked from the input, a
 mask applied with masked_fill), an output layer tied to the embedding by assignment, a
-cosine classifier (F.normalize) and an EmbeddingBag with offsets (integer inputs that mean
-something to the module).
+cosine classifier (F.normalize), an encoder given a key padding mask and an EmbeddingBag
+with offsets (integer inputs that mean something to the module).
 """
 
 from __future__ import annotations
@@ -185,6 +185,21 @@ class Cosine(nn.Module):
         return F.normalize(F.relu(self.f(x)), dim=-1) @ F.normalize(self.w, dim=-1).t()
 
 
+class PaddedEncoder(nn.Module):
+    """A tensor given as a key padding mask (compared by identity, never by value)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(3, 8)
+        layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 1, norm=nn.LayerNorm(8), enable_nested_tensor=False)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = torch.zeros(x.shape[0], x.shape[1], dtype=torch.bool)
+        return self.out(self.enc(self.inp(x), src_key_padding_mask=pad).mean(1))
+
+
 CASES = {
     "resnext": (ResNeXtBlock, lambda: torch.randn(2, 3, 6, 6)),
     "convnext": (ConvNeXt, lambda: torch.randn(2, 3, 8, 8)),
@@ -194,6 +209,7 @@ CASES = {
     "attention": (HandWrittenAttention, lambda: torch.randint(0, 10, (2, 5))),
     "tied": (TiedLM, lambda: torch.randint(0, 12, (2, 5))),
     "cosine": (Cosine, lambda: torch.randn(2, 4)),
+    "padded": (PaddedEncoder, lambda: torch.randn(2, 5, 3)),
     "bag": (BagClassifier, lambda: (torch.randint(0, 30, (10,)), torch.tensor([0, 4]))),
 }
 
