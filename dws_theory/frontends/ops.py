@@ -16,6 +16,7 @@ homogeneous has an exact positive-scale symmetry.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Callable
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layout import Axis, LayoutError, Part, shape_of
+from .layout import Axis, LayoutError, Part, axis_size, shape_of
 from .sequence import RECURRENT, TRANSFORMER_LAYERS, attention, recurrent, transformer
 from .values import Call, Stacked, Traced
 
@@ -714,7 +715,78 @@ def _pool(t: Tracer, call: Call) -> Traced:
     x = t.tensor_arg(call, 0)
     odd, homogeneous = rule.check(call)
     t.touch(x.layout[: len(x.layout) - dims], odd, homogeneous, _what(call))
+    if isinstance(call.out, tuple):  # return_indices: the indices follow untraced
+        values = _spatial(t, dataclasses.replace(call, out=call.out[0]), x, dims, "pooling")
+        return (values, call.out[1])  # type: ignore[return-value]
     return _spatial(t, call, x, dims, "pooling")
+
+
+_PADS = (
+    nn.ZeroPad1d,
+    nn.ZeroPad2d,
+    nn.ZeroPad3d,
+    nn.ConstantPad1d,
+    nn.ConstantPad2d,
+    nn.ConstantPad3d,
+    nn.ReflectionPad1d,
+    nn.ReflectionPad2d,
+    nn.ReflectionPad3d,
+    nn.ReplicationPad1d,
+    nn.ReplicationPad2d,
+    nn.ReplicationPad3d,
+    nn.CircularPad1d,
+    nn.CircularPad2d,
+    nn.CircularPad3d,
+)
+
+
+def _pad(t: Tracer, call: Call) -> Traced:
+    """Padding (F.pad, the Pad modules). A constant pad is a concatenation: the axis becomes
+    [pad before | the input's axis | pad after], each pad a piece of its own whose entries
+    are equal (so a channel axis padded with zeros, a CIFAR ResNet's option-A shortcut,
+    keeps its set, and the channels added to the zeros are a set of their own).
+    Reflection, replication and circular padding copy entries of the axis: it becomes
+    positions (a padded channel axis is fixed: a subgroup). Zero, reflection, replication
+    and circular padding are linear (odd, homogeneous); a non-zero constant is neither."""
+    x = t.tensor_arg(call, 0)
+    module = call.target if isinstance(call.target, nn.Module) else None
+    if module is not None:
+        pads = tuple(module.padding)
+        constant = isinstance(module, nn.ZeroPad1d | nn.ZeroPad2d | nn.ZeroPad3d) or hasattr(
+            module, "value"
+        )
+        value = getattr(module, "value", 0.0)
+    else:
+        pads = tuple(call.arg(1, "pad"))
+        mode, value = call.arg(2, "mode", "constant"), call.arg(3, "value", None)
+        constant, value = mode == "constant", 0.0 if value is None else value
+    rank = len(x.layout)
+    if len(pads) % 2 or len(pads) // 2 > rank:
+        raise t.fail(call, f"padding {pads} of a tensor with {rank} axes")
+    amounts = {rank - 1 - i: (pads[2 * i], pads[2 * i + 1]) for i in range(len(pads) // 2)}
+    padded = {i for i, (a, b) in amounts.items() if (a, b) != (0, 0)}
+    linear = not constant or value == 0
+    t.touch([x.layout[i] for i in range(rank) if i not in padded], linear, linear, _what(call))
+    layout: list[Axis] = []
+    for i, axis in enumerate(x.layout):
+        before, after = amounts.get(i, (0, 0))
+        if i not in padded:
+            layout.append(axis)
+        elif constant and before >= 0 and after >= 0:
+            parts: list[Part] = []
+            for size, what in ((before, "before"), (axis_size(axis), None), (after, "after")):
+                if what is None:
+                    parts += list(t.slots.expand(axis))
+                elif size:
+                    # equal constants: any permutation of them is a symmetry
+                    pad = t.fresh(f"pad {what} axis {i} of {call.node.name}", size)
+                    parts += list(t.slots.expand(pad))
+            layout.append(tuple(parts))
+        else:
+            t.positional([axis])
+            size = call.out.shape[i]
+            layout.append(t.fresh(f"padded axis {i} of {call.node.name}", size, "positional"))
+    return Traced(call.out, tuple(layout))
 
 
 def _interpolate(t: Tracer, call: Call) -> Traced:
@@ -1045,7 +1117,14 @@ def _getitem(t: Tracer, call: Call) -> Any:
         if isinstance(i, slice):
             start, stop, step = i.indices(size)
             if step != 1:
-                raise t.fail(call, "a strided slice")
+                if x.state is not None:
+                    raise t.fail(call, "a strided slice of a parameter")
+                # every other position (a strided shortcut): the axis is read by position
+                t.positional([x.layout[axis]])
+                count = len(range(start, stop, step))
+                layout.append(t.fresh(f"strided axis of {call.node.name}", count, "positional"))
+                axis += 1
+                continue
             if (start, stop) == (0, size):
                 layout.append(x.layout[axis])
             else:
@@ -1178,6 +1257,15 @@ def _ops() -> list[Op]:
             _pool,
             modules=tuple(_POOLS),
             functions=tuple(_POOL_FUNCTIONS),
+            group="shape",
+        ),
+        Op(
+            "ZeroPad, ConstantPad, ReflectionPad, ReplicationPad, CircularPad, F.pad",
+            "padded axes are positions (a padded channel axis is fixed); the others pass; "
+            "linear unless the constant is not zero",
+            _pad,
+            modules=_PADS,
+            functions=(F.pad,),
             group="shape",
         ),
         Op(

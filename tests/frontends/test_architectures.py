@@ -9,8 +9,10 @@ token concatenated before the patches, plus a position embedding of the whole se
 a GPT block (a causal mask and positions made from the input's length, which torch.fx's
 symbolic trace cannot follow), attention written by hand (sizes unpacked from the input, a
 mask applied with masked_fill), an output layer tied to the embedding by assignment, a
-cosine classifier (F.normalize), an encoder given a key padding mask and an EmbeddingBag
-with offsets (integer inputs that mean something to the module).
+cosine classifier (F.normalize), an encoder given a key padding mask, a CIFAR ResNet's
+option-A shortcut (a strided slice, channels padded with zeros), pooling with indices, a
+reflection pad and an EmbeddingBag with offsets (integer inputs that mean something to the
+module).
 """
 
 from __future__ import annotations
@@ -200,6 +202,31 @@ class PaddedEncoder(nn.Module):
         return self.out(self.enc(self.inp(x), src_key_padding_mask=pad).mean(1))
 
 
+class OptionA(nn.Module):
+    """A CIFAR ResNet stage whose shortcut halves the grid by a strided slice and pads the
+    channels with zeros (the option-A shortcut), then max pooling with its indices and a
+    reflection pad."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(3, 4, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(4, 8, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, 1, 1, bias=False)
+        self.pool = nn.MaxPool2d(2, return_indices=True)
+        self.pad = nn.ReflectionPad2d(1)
+        self.linear = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv0(x))
+        out = self.conv2(F.relu(self.bn1(self.conv1(x))))
+        out = F.relu(out + F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2), "constant", 0))
+        out, _ = self.pool(out)
+        out = self.pad(out)
+        out = F.avg_pool2d(out, out.size()[3])
+        return self.linear(out.view(out.size(0), -1))
+
+
 CASES = {
     "resnext": (ResNeXtBlock, lambda: torch.randn(2, 3, 6, 6)),
     "convnext": (ConvNeXt, lambda: torch.randn(2, 3, 8, 8)),
@@ -210,6 +237,7 @@ CASES = {
     "tied": (TiedLM, lambda: torch.randint(0, 12, (2, 5))),
     "cosine": (Cosine, lambda: torch.randn(2, 4)),
     "padded": (PaddedEncoder, lambda: torch.randn(2, 5, 3)),
+    "option-a": (OptionA, lambda: torch.randn(2, 3, 8, 8)),
     "bag": (BagClassifier, lambda: (torch.randint(0, 30, (10,)), torch.tensor([0, 4]))),
 }
 
@@ -279,3 +307,11 @@ def test_normalize_is_odd_in_signed_mode() -> None:
     assert kinds.count(Kind.SIGNED) == 2
     kinds = [s.kind for s in from_module(Cosine().double(), "signed").sets]
     assert Kind.SIGNED not in kinds and Kind.PERMUTED in kinds
+
+
+def test_channels_padded_with_zeros_are_sets_of_their_own() -> None:
+    """The option-A shortcut adds x (4 channels) into the middle of 8: the block's channels
+    are [2 | 4 | 2], the middle merged with x's set, the outer two permuted on their own."""
+    space = from_module(OptionA().double())
+    moving = sorted(s.size for s in space.sets if s.kind is Kind.PERMUTED)
+    assert moving == [2, 2, 4, 8]
