@@ -920,6 +920,22 @@ def _softmax(t: Tracer, call: Call) -> Traced:
     return _same(t, call, x, odd=False, homogeneous=False)
 
 
+def _glu(t: Tracer, call: Call) -> Traced:
+    """GLU along `dim`: the axis cut into halves a | b and a * sigmoid(b) returned; the two
+    halves move together (one set, as a product of two activations). Not odd."""
+    x = t.tensor_arg(call, 0)
+    dim = call.target.dim if isinstance(call.target, nn.Module) else call.arg(1, "dim", -1)
+    d = _dim(dim, len(x.layout))
+    half = x.shape[d] // 2
+    try:
+        first, second = t.cut(x.layout[d], [half, half], call.node.name)
+        t.slots.merge_axes(first, second)
+    except LayoutError as e:
+        raise t.fail(call, str(e)) from None
+    t.touch(x.layout, False, False, _what(call))
+    return Traced(call.out, x.layout[:d] + (first,) + x.layout[d + 1 :])
+
+
 def _normalize(t: Tracer, call: Call) -> Traced:
     """F.normalize: each vector along `dim` divided by its norm. Equivariant to permuting any
     axis; odd (a flipped entry flips in the result, the norm unchanged); not homogeneous
@@ -1378,6 +1394,14 @@ def _ops() -> list[Op]:
             modules=(nn.Softmax, nn.LogSoftmax, nn.Softmin),
             functions=(F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, F.softmin),
             methods=("softmax", "log_softmax"),
+            group="elementwise",
+        ),
+        Op(
+            "GLU",
+            "the axis cut into halves that move together (their product); not odd",
+            _glu,
+            modules=(nn.GLU,),
+            functions=(F.glu,),
             group="elementwise",
         ),
         Op(

@@ -11,7 +11,7 @@ symbolic trace cannot follow), attention written by hand (sizes unpacked from th
 mask applied with masked_fill), an output layer tied to the embedding by assignment, a
 cosine classifier (F.normalize), an encoder given a key padding mask, a CIFAR ResNet's
 option-A shortcut (a strided slice, channels padded with zeros), pooling with indices, a
-reflection pad and an EmbeddingBag with offsets (integer inputs that mean something to the
+reflection pad, gated linear units and an EmbeddingBag with offsets (integer inputs that mean something to the
 module).
 """
 
@@ -227,6 +227,21 @@ class OptionA(nn.Module):
         return self.linear(out.view(out.size(0), -1))
 
 
+class GatedConv(nn.Module):
+    """Gated linear units (nn.GLU over channels, F.glu over features)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv1d(3, 8, 3, padding=1)
+        self.glu = nn.GLU(dim=1)
+        self.a = nn.Linear(4, 6)
+        self.out = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.glu(self.c(x)).mean(-1)
+        return self.out(F.glu(self.a(h), dim=-1))
+
+
 CASES = {
     "resnext": (ResNeXtBlock, lambda: torch.randn(2, 3, 6, 6)),
     "convnext": (ConvNeXt, lambda: torch.randn(2, 3, 8, 8)),
@@ -238,6 +253,7 @@ CASES = {
     "cosine": (Cosine, lambda: torch.randn(2, 4)),
     "padded": (PaddedEncoder, lambda: torch.randn(2, 5, 3)),
     "option-a": (OptionA, lambda: torch.randn(2, 3, 8, 8)),
+    "glu": (GatedConv, lambda: torch.randn(2, 3, 6)),
     "bag": (BagClassifier, lambda: (torch.randint(0, 30, (10,)), torch.tensor([0, 4]))),
 }
 
