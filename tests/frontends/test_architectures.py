@@ -11,8 +11,8 @@ symbolic trace cannot follow), attention written by hand (sizes unpacked from th
 mask applied with masked_fill), an output layer tied to the embedding by assignment, a
 cosine classifier (F.normalize), an encoder given a key padding mask, a CIFAR ResNet's
 option-A shortcut (a strided slice, channels padded with zeros), pooling with indices, a
-reflection pad, gated linear units and an EmbeddingBag with offsets (integer inputs that mean something to the
-module).
+reflection pad, gated linear units and an EmbeddingBag with offsets (integer inputs that
+mean something to the module).
 """
 
 from __future__ import annotations
