@@ -79,6 +79,32 @@ def test_probes_run_modules_per_network() -> None:
         torch.testing.assert_close(raw[i], model(probe.points.detach()), rtol=1e-5, atol=1e-6)
 
 
+def test_probes_put_split_tensors_back_into_the_module() -> None:
+    """A transformer's space splits attention's in-projection into per-head query, key and
+    value tensors: the probes put them back and run the real networks."""
+    from dws_theory.inr.data.transformer_zoo import TransformerZooRecipe
+
+    torch.manual_seed(3)
+    recipe = TransformerZooRecipe()
+    models = [recipe.module() for _ in range(2)]
+    ws, bs = weights_from_models(models)
+    assert len(ws) + len(bs) > len(list(models[0].parameters()))  # split, not one per param
+    info = _info(
+        (8, 16, 10),
+        ws,
+        bs,
+        example=recipe.module(),
+        activation="relu",
+        input_shape=(8, 8),
+        space=from_module(models[0], "hidden"),
+    )
+    probe = ProbeFeatures(info, 3, 4)
+    raw = probe._evaluate_raw(ws, bs, probe.points.detach())
+    for i, model in enumerate(models):
+        want = model(probe.points.detach())
+        torch.testing.assert_close(raw[i], want, rtol=1e-5, atol=1e-5)
+
+
 def test_without_a_declared_activation_the_probes_try_each_guess() -> None:
     dims = (2, 4, 1)
     ws, bs = _sirens(dims)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ...errors import InputError
 from .datasets import INRDataset
 from .tasks import Task, get_task
-from .transformer_zoo import CLASSES, FEATURES, TransformerZooDataset
+from .transformer_zoo import CLASSES, FEATURES, TOKENS, TransformerZooDataset
 from .transformer_zoo import TASK as TRANSFORMER_TASK
 from .zoo import ZooDataset, zoo_cnn
 
@@ -202,4 +202,6 @@ def from_transformer_zoo(ds: TransformerZooDataset) -> Collection:
         target_std=std,
         source=str(ds.path),
         example=ds.recipe.module(),
+        activation="relu",  # the feed-forward block's (the probes run the real module)
+        input_shape=(TOKENS, FEATURES),
     )

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..data.siren import DEFAULT_W0
 from .base import TaskInfo, UnsupportedTask
@@ -123,16 +124,44 @@ def _mlp_outputs(ws: list[Tensor], bs: list[Tensor], x: Tensor, activation: str,
 
 
 def _module_outputs(example: nn.Module, ws: list[Tensor], bs: list[Tensor], x: Tensor):
-    names = [n for n, _ in example.named_parameters()]
-    shapes = [p.dim() for _, p in example.named_parameters()]
+    """Every network at ``x``: the space's tensors (weights and biases in the space's order,
+    each a view of one state entry: a parameter, a buffer, or a slice of one, such as one
+    head's query rows of attention's in-projection) put back into the module's state, and
+    the module run per network."""
+    sources = _sources(example)
     wi, bi = iter(ws), iter(bs)
-    params = [next(wi) if d >= 2 else next(bi) for d in shapes]
+    tensors = [next(wi) if len(source.shape) >= 2 else next(bi) for source in sources]
+    full = {name: tuple(t.shape) for name, t in example.state_dict().items()}
 
-    def one(*tensors: Tensor) -> Tensor:
-        out = torch.func.functional_call(example, dict(zip(names, tensors, strict=True)), (x,))
+    def one(*values: Tensor) -> Tensor:
+        state: dict[str, Tensor] = {}
+        for source, value in zip(sources, values, strict=True):
+            placed = _placed(source, value, full[source.state])
+            state[source.state] = state[source.state] + placed if source.state in state else placed
+        out = torch.func.functional_call(example, state, (x,))
         return out.reshape(x.shape[0], -1)
 
-    return torch.vmap(one)(*params)
+    with sdpa_kernel(SDPBackend.MATH):  # attention's composite kernel: vmap batches it
+        return torch.vmap(one)(*tensors)
+
+
+def _sources(example: nn.Module) -> list:
+    """Where each tensor of the module's space lives in its state (the front end's trace)."""
+    from ...frontends.module import trace_module
+
+    return [source for _, source in trace_module(example).sources]
+
+
+def _placed(source, value: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """The state entry of shape ``shape`` holding ``value`` in ``source``'s region and zeros
+    elsewhere (the adjoint of ``source.read``: the sources of one entry tile it, so their
+    sum is the entry)."""
+    ranges = list(source.index) + [(0, size) for size in shape[len(source.index) :]]
+    region = value.reshape([stop - start for start, stop in ranges])
+    pads: list[int] = []
+    for (start, stop), size in reversed(list(zip(ranges, shape, strict=True))):
+        pads += [start, size - stop]
+    return F.pad(region, pads) if any(pads) else region
 
 
 class ProbeNet(nn.Module):
