@@ -340,3 +340,13 @@ def test_layer_speed_builds_and_steps_the_triton_backend_on_the_cpu(monkeypatch)
     )  # fmt: skip
     names = [c.name for c in graphed]  # built (torch.compile checks its options), not run
     assert {"ours-hidden-compiled-cudagraphs", "ours-hidden-triton-cudagraphs"} <= set(names)
+
+
+def test_dwsnet_resnet18_times_a_step_against_the_floor(capsys):
+    bench = _load("dwsnet_resnet18")
+    assert bench.main(["--width", "2", "--classes", "3", "--channels", "1", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ResNet-18 width 2, 3 classes: 102 tensors")
+    row = lines[-1].split()  # C, build s, step s, floor s, ratio, peak MB
+    assert row[0] == "1" and all(float(x) >= 0 for x in row[1:])
+    assert float(row[4]) == pytest.approx(float(row[2]) / float(row[3]), rel=0.06)
