@@ -462,6 +462,87 @@ def _matmul(t: Tracer, call: Call) -> Traced:
     return Traced(call.out, layout)
 
 
+def _einsum_labels(equation: str, ranks: list[int]) -> tuple[list[list[str]], list[str]]:
+    """Per operand its axes' labels, and the output's, with an ellipsis spelled out as
+    labels of its own (right-aligned across operands, as einsum broadcasts them)."""
+    equation = equation.replace(" ", "")
+    inputs, arrow, output = equation.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(ranks):
+        raise LayoutError(f"einsum {equation!r} names {len(terms)} operands, got {len(ranks)}")
+    spans = [rank - len(term.replace("...", "")) for term, rank in zip(terms, ranks, strict=True)]
+    widest = max([n for n, term in zip(spans, terms, strict=True) if "..." in term], default=0)
+    dots = [f"...{i}" for i in range(widest)]
+
+    def spell(term: str, n: int) -> list[str]:
+        head, ellipsis, tail = term.partition("...")
+        return list(head) + (dots[widest - n :] if ellipsis else []) + list(tail)
+
+    labels = [spell(term, n) for term, n in zip(terms, spans, strict=True)]
+    if not arrow:  # implicit output: the ellipsis, then the labels used once, sorted
+        counts = {c: sum(term.count(c) for term in terms) for c in set("".join(terms)) - {"."}}
+        return labels, dots + sorted(c for c, k in counts.items() if k == 1)
+    return labels, spell(output, widest)
+
+
+def _einsum(t: Tracer, call: Call) -> Traced:
+    """torch.einsum: axes of one label merge (the same neuron set wherever it appears); a
+    label missing from the output is summed over; a constant operand fixes its labels'
+    axes. A product of activations is neither odd nor homogeneous; an activation times one
+    parameter is linear in the activation, as a Linear is."""
+    equation, *operands = call.args
+    if len(operands) == 1 and isinstance(operands[0], tuple | list):
+        operands = list(operands[0])
+    if not isinstance(equation, str) or not operands:
+        raise t.fail(call, "einsum without an equation and operands")
+    ranks = [x.tensor.dim() if isinstance(x, Traced) else x.dim() for x in operands]
+    try:
+        labels, output = _einsum_labels(equation, ranks)
+    except LayoutError as e:
+        raise t.fail(call, str(e)) from None
+    axes: dict[str, list[tuple[object, Axis | str]]] = {}
+    for operand, names in zip(operands, labels, strict=True):
+        for j, name in enumerate(names):
+            if isinstance(operand, Traced):
+                axes.setdefault(name, []).append((operand, operand.layout[j]))
+            elif operand.shape[j] > 1:
+                axes.setdefault(name, []).append((operand, "constant"))
+    activations = [x for x in operands if isinstance(x, Traced) and x.state is None]
+    states = [x for x in operands if isinstance(x, Traced) and x.state is not None]
+    merged: dict[str, Axis] = {}
+    for name, pieces in axes.items():
+        size = call.out.shape[output.index(name)] if name in output else None
+        if size is None:  # summed over: the size every operand gives it
+            size = (
+                max(_size(a) for _, a in pieces if a != "constant")
+                if any(a != "constant" for _, a in pieces)
+                else 1
+            )
+        for operand, axis in pieces:  # a parameter's axis reads the activation's
+            if isinstance(operand, Traced) and operand.state is not None and activations:
+                partner = next(
+                    (a for o, a in pieces if isinstance(o, Traced) and o.state is None), None
+                )
+                if partner is not None and _size(axis) == _size(partner):
+                    t.bind(call, axis, partner)
+        merged[name] = _merge_aligned(t, call, pieces, size)
+    for operand in states:
+        t.meet(operand.layout[-1])
+    if len(activations) > 1:
+        t.touch(
+            [a for x in activations for a in x.layout], False, False, "a product of activations"
+        )
+    if len(activations) == 1 and len(states) == 1 and len(states[0].layout) == 2:
+        w = states[0]
+        names = next(n for o, n in zip(operands, labels, strict=True) if o is w)
+        t.role(w, tuple(1 if n in output else -1 for n in names))
+    layout = tuple(
+        merged[name] if name in merged else t.fresh(f"axis of {call.node.name}", size, "positional")
+        for name, size in zip(output, call.out.shape, strict=True)
+    )
+    return Traced(call.out, layout)
+
+
 def _expand(t: Tracer, call: Call) -> Traced:
     """expand / expand_as / broadcast_to: a size-1 axis repeated (a class token per sample);
     the repeated axis is new and free to meet the batch."""
@@ -1078,6 +1159,9 @@ def _split(t: Tracer, call: Call) -> tuple:
         layout = list(x.layout)
         if name == "unbind":
             layout.pop(d)
+            # as an entry chosen by index: its set leaves the layout but still scales the
+            # values, so whatever follows reads it untracked (neither odd nor homogeneous)
+            t.touch((piece,), False, False, "an entry chosen by unbind")
         else:
             layout[d] = piece
         result.append(Traced(o, tuple(layout), None))
@@ -1410,6 +1494,13 @@ def _ops() -> list[Op]:
             _normalize,
             functions=(F.normalize,),
             group="elementwise",
+        ),
+        Op(
+            "einsum",
+            "axes of one label merge; a label left out of the output is summed over; a "
+            "constant operand fixes its labels' axes; a product of activations is not odd",
+            _einsum,
+            functions=(torch.einsum,),
         ),
         Op(
             "masked_fill",

@@ -11,8 +11,8 @@ symbolic trace cannot follow), attention written by hand (sizes unpacked from th
 mask applied with masked_fill), an output layer tied to the embedding by assignment, a
 cosine classifier (F.normalize), an encoder given a key padding mask, a CIFAR ResNet's
 option-A shortcut (a strided slice, channels padded with zeros), pooling with indices, a
-reflection pad, gated linear units and an EmbeddingBag with offsets (integer inputs that
-mean something to the module).
+reflection pad, gated linear units, attention written with einsum and an EmbeddingBag
+with offsets (integer inputs that mean something to the module).
 """
 
 from __future__ import annotations
@@ -242,6 +242,25 @@ class GatedConv(nn.Module):
         return self.out(F.glu(self.a(h), dim=-1))
 
 
+class EinsumAttention(nn.Module):
+    """Attention written with einsum: q, k, v unbound from one projection, scores, values,
+    and an output projection as a parameter contracted over (heads, dims)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(6, 18)
+        self.proj = nn.Parameter(torch.randn(2, 3, 6) * 0.3)
+        self.w = nn.Parameter(torch.randn(6, 5) * 0.3)
+        self.out = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, 2, 3).unbind(2)
+        att = torch.einsum("bihd,bjhd->bhij", q, k).softmax(-1)
+        y = torch.einsum("bihd,hde->bie", torch.einsum("bhij,bjhd->bihd", att, v), self.proj)
+        return self.out(torch.tanh(torch.einsum("...i,ij->...j", y, self.w)).mean(1))
+
+
 CASES = {
     "resnext": (ResNeXtBlock, lambda: torch.randn(2, 3, 6, 6)),
     "convnext": (ConvNeXt, lambda: torch.randn(2, 3, 8, 8)),
@@ -254,6 +273,7 @@ CASES = {
     "padded": (PaddedEncoder, lambda: torch.randn(2, 5, 3)),
     "option-a": (OptionA, lambda: torch.randn(2, 3, 8, 8)),
     "glu": (GatedConv, lambda: torch.randn(2, 3, 6)),
+    "einsum": (EinsumAttention, lambda: torch.randn(2, 4, 6)),
     "bag": (BagClassifier, lambda: (torch.randint(0, 30, (10,)), torch.tensor([0, 4]))),
 }
 
@@ -331,3 +351,15 @@ def test_channels_padded_with_zeros_are_sets_of_their_own() -> None:
     space = from_module(OptionA().double())
     moving = sorted(s.size for s in space.sets if s.kind is Kind.PERMUTED)
     assert moving == [2, 2, 4, 8]
+
+
+@pytest.mark.parametrize("mode", ["hidden", "signed", "all"])
+def test_einsum_in_every_mode(mode: str) -> None:
+    """The module check passes in each mode: the pieces unbind chooses and the products of
+    activations are not odd; an activation times a parameter is (the tanh's input set is
+    signed, the attention's sets are not)."""
+    x = torch.randn(2, 4, 6, dtype=torch.float64)
+    space = from_module(EinsumAttention().double(), mode, example_input=x)
+    kinds = {s.size: s.kind for s in space.sets if s.kind is not Kind.FIXED}
+    if mode == "signed":
+        assert kinds[5] is Kind.SIGNED and kinds[2] is Kind.PERMUTED and kinds[3] is Kind.PERMUTED
