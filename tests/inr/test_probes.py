@@ -103,6 +103,19 @@ def test_probes_put_split_tensors_back_into_the_module() -> None:
     for i, model in enumerate(models):
         want = model(probe.points.detach())
         torch.testing.assert_close(raw[i], want, rtol=1e-5, atol=1e-5)
+    # with inputs of the networks' domain (a zoo's images) the points start at a spread of them
+    domain = torch.randn(10, 8, 8)
+    info = _info(
+        (8, 16, 10),
+        ws,
+        bs,
+        example=recipe.module(),
+        activation="relu",
+        input_shape=(8, 8),
+        space=from_module(models[0], "hidden"),
+        domain=domain,
+    )
+    torch.testing.assert_close(ProbeFeatures(info, 4, 4).points.detach(), domain[[0, 3, 6, 9]])
 
 
 def test_without_a_declared_activation_the_probes_try_each_guess() -> None:

@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from ...errors import InputError
 from .datasets import INRDataset
 from .tasks import Task, get_task
-from .transformer_zoo import CLASSES, FEATURES, TOKENS, TransformerZooDataset
+from .transformer_zoo import CLASSES, FEATURES, TOKENS, TransformerZooDataset, digits_tokens
 from .transformer_zoo import TASK as TRANSFORMER_TASK
-from .zoo import ZooDataset, zoo_cnn
+from .zoo import ZooDataset, digits_split, zoo_cnn
 
 __all__ = ["Collection", "from_dataset", "from_transformer_zoo", "from_zoo", "standardise"]
 
@@ -55,6 +55,9 @@ class Collection:
     # says whether sign or scale canonical forms are exact. Modules (`example`) carry their own.
     activation: str | None = None
     input_shape: tuple[int, ...] | None = None  # one input of `example`, e.g. (1, 8, 8)
+    # [K, *input_shape]: inputs of the networks' own domain (a zoo's training images), where
+    # the probes start; None: standard normal inputs
+    domain: Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -94,6 +97,7 @@ class Collection:
             target_mean=move(self.target_mean),
             target_std=move(self.target_std),
             coords=move(self.coords),
+            domain=move(self.domain),
         )
 
     def subsample_train(self, n_train: int | None) -> Collection:
@@ -183,6 +187,7 @@ def from_zoo(ds: ZooDataset) -> Collection:
         example=zoo_cnn(),
         activation="relu",
         input_shape=(1, 8, 8),
+        domain=digits_split(ds.recipe.n_pool, ds.recipe.seed)[0],  # the images they train on
     )
 
 
@@ -204,4 +209,5 @@ def from_transformer_zoo(ds: TransformerZooDataset) -> Collection:
         example=ds.recipe.module(),
         activation="relu",  # the feed-forward block's (the probes run the real module)
         input_shape=(TOKENS, FEATURES),
+        domain=digits_tokens(ds.recipe.n_pool, ds.recipe.seed)[0],  # the images they train on
     )

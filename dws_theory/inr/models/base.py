@@ -52,6 +52,7 @@ class TaskInfo:
     example: nn.Module | None = None  # the architecture when the networks are not MLPs
     activation: str | None = None  # the networks' hidden activation, where known
     input_shape: tuple[int, ...] | None = None  # one input of `example` (probes feed these)
+    domain: Tensor | None = None  # [K, *input_shape] inputs from the networks' own domain
 
     def space(self, mode: str = "hidden") -> WeightSpace:
         """The networks' weight space in symmetry ``mode`` (``from_module`` of the example,

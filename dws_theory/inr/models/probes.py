@@ -5,9 +5,10 @@ flipped or scaled, so they are invariant to the whole symmetry group by construc
 read the function directly, where the weights show it only through the symmetries. An MLP
 collection that declares no activation is evaluated under each of :data:`GUESSES`. The
 points start as a deterministic spread over the input domain (a subset of an INR's pixel
-grid, standard normal inputs otherwise) and are trained with the model. The outputs,
-``[B, points * outputs]``, go through a batch norm (their scale is the networks', not the
-model's; all-reduced under data parallelism) and a linear map.
+grid, or of a zoo's training images; standard normal inputs otherwise) and are trained
+with the model. The outputs, ``[B, points * outputs]``, go through a batch norm (their
+scale is the networks', not the model's; all-reduced under data parallelism) and a linear
+map.
 
 :class:`ProbeFeatures` evaluates MLPs (with the activation the collection declares; sine
 as ``sin(w0 (W x + b))``) and any module collection (the example module, run per network
@@ -104,6 +105,9 @@ def _zeros(info: TaskInfo) -> tuple[list[Tensor], list[Tensor]]:
 
 def _initial_points(info: TaskInfo, points: int) -> Tensor:
     gen = torch.Generator().manual_seed(0)
+    if info.example is not None and info.domain is not None:  # a spread of the domain's inputs
+        idx = torch.linspace(0, info.domain.shape[0] - 1, points).round().long()
+        return info.domain[idx].float().clone()
     if info.example is not None:
         assert info.input_shape is not None
         return torch.randn(points, *info.input_shape, generator=gen)

@@ -234,6 +234,7 @@ def prepare(
         example=data.example,
         activation=data.activation,
         input_shape=data.input_shape,
+        domain=data.domain,
     )
     return Prepared(data, normalizer, info, canonical)
 
