@@ -100,6 +100,11 @@ def test_settings_resolve_config_over_preset_over_model_over_task() -> None:
     assert paper.arch == PRESETS["paper"].arch and paper.arch.hidden_channels == 32
     mine = resolve(RunConfig("mnist-inr", "dws", preset="paper", lr=1e-4), task.defaults, dws)
     assert mine.lr == 1e-4 and mine.batch_size == 512
+    assert base.arch.probes is None  # the model's own default
+    zoo = TASKS["transformer-zoo"].defaults_for("dws")
+    assert resolve(RunConfig("transformer-zoo", "dws"), zoo, dws).arch.probes == zoo.probes == 128
+    given = resolve(RunConfig("transformer-zoo", "dws", probes=0), zoo, dws)
+    assert given.arch.probes == 0
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,7 @@ class TrainDefaults:
     amsgrad: bool = False
     schedule: str = "cosine"  # learning rate over the run: "cosine" (to zero) or "constant"
     augment: tuple[str, ...] = ()  # names in dws_theory.inr.train.augment.AUGMENTATIONS
+    probes: int | None = None  # probe points of the models that read them (None: theirs)
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,8 @@ TASKS: dict[str, Task] = {
             "regression",
             None,
             "accuracy",
-            TrainDefaults(epochs=30, batch_size=64, lr=1e-3),
+            # more probe points than elsewhere (docs/results.md, transformer-zoo)
+            TrainDefaults(epochs=30, batch_size=64, lr=1e-3, probes=128),
             "predict a tiny digits transformer's test accuracy from its weights (Kendall tau)",
             model_defaults=ZOO_MODEL_DEFAULTS,
             rank_metric="kendall_tau",

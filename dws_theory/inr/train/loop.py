@@ -167,6 +167,7 @@ def resolve(config: RunConfig, defaults: TrainDefaults, spec: ModelSpec) -> Sett
         "schedule": config.schedule,
     }
     merged = replace(merged, **{k: v for k, v in chosen.items() if v is not None})
+    probes = config.probes if config.probes is not None else merged.probes
     return Settings(
         epochs=int(merged.epochs),
         batch_size=int(merged.batch_size),
@@ -175,7 +176,7 @@ def resolve(config: RunConfig, defaults: TrainDefaults, spec: ModelSpec) -> Sett
         amsgrad=bool(merged.amsgrad),
         schedule=str(merged.schedule),
         augment=tuple(merged.augment),
-        arch=preset.arch if config.probes is None else replace(preset.arch, probes=config.probes),
+        arch=preset.arch if probes is None else replace(preset.arch, probes=probes),
     )
 
 
