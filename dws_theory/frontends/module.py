@@ -627,7 +627,7 @@ class _ConcreteTracer(_LeafTracer):
 
     def __init__(self, inputs: tuple[torch.Tensor, ...]) -> None:
         super().__init__()
-        self.inputs = list(inputs)
+        self.inputs = [x.clone() for x in inputs]  # forward may write into its inputs
         self.computing = False  # fx's patches of Module.__call__/__getattr__ step aside
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict) -> Any:
