@@ -300,11 +300,15 @@ def layer_table(done: list[Case]) -> list[str]:
     return rows
 
 
+def sizes(text: str) -> tuple[int, ...]:
+    return harness.parse_shape(text) if text.strip() else ()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mlp-depths", type=harness.parse_shape, default=(4, 16, 64))
-    p.add_argument("--mlp-widths", type=harness.parse_shape, default=(64,))
-    p.add_argument("--resnet-widths", type=harness.parse_shape, default=(8, 64))
+    p.add_argument("--mlp-depths", type=sizes, default=(4, 16, 64), help="'' for none")
+    p.add_argument("--mlp-widths", type=sizes, default=(64,))
+    p.add_argument("--resnet-widths", type=sizes, default=(8, 64), help="'' for none")
     p.add_argument("--resnet-stages", type=int, default=4, choices=(1, 2, 3, 4))
     p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--image", type=int, default=32, help="ResNet input side (default 32)")
