@@ -24,7 +24,9 @@ The layer table is one emitted EquivariantLayer with one channel in and out: ten
 neuron sets S of the space, the T^2 blocks, the ordered tensor pairs that share a permuted
 or signed neuron set ("sharing pairs"), basis elements (equivariant linear + bias), ops of
 the plan (pools, mixes, adds), multiply-adds of its channel mixes per sample
-(`LayerPlan.multiply_adds`), its parameters and its emitted source. With `--layer-memory`
+(`LayerPlan.multiply_adds`), its parameters and its emitted source; then what the basis
+holds beyond one element per block and two per sharing pair (12 for every `hidden` MLP;
+for a network with large fixed sets, the elements those sets multiply). With `--layer-memory`
 the layer is built (`runtime.layer_classes`) and one forward at B = 1 is run for spaces up
 to `--layer-memory-up-to` weights: `fwd MiB` is the peak net allocation (torch profiler),
 against the 2 P floats of its input and output.
@@ -285,17 +287,17 @@ LAYER_COLUMNS += ("macs", "params", "source")
 
 def layer_table(done: list[Case]) -> list[str]:
     cols = LAYER_COLUMNS + (("fwd MiB", "2P MiB") if any("fwd" in c.layer for c in done) else ())
-    rows = ["| case | " + " | ".join(cols) + " | basis / sharing | macs / P |"]
+    rows = ["| case | " + " | ".join(cols) + " | basis - T^2 - 2 sharing | macs / P |"]
     rows.append("|---" * (len(cols) + 3) + "|")
     for c in done:
         x = c.layer
         cells = [f"{int(x[k]):,}" for k in LAYER_COLUMNS]
+        rest = int(x["basis"] - x["blocks"] - 2 * x["sharing"])  # 12 for every hidden MLP
         if "fwd MiB" in cols:
             fwd = x.get("fwd")
             cells += [f"{fwd / MIB:,.2f}" if fwd is not None else "-", f"{8 * x['P'] / MIB:,.2f}"]
         rows.append(
-            f"| {c.label} | " + " | ".join(cells) + f" | {x['basis'] / x['sharing']:.1f} "
-            f"| {x['macs'] / x['P']:.2f} |"
+            f"| {c.label} | " + " | ".join(cells) + f" | {rest:,} | {x['macs'] / x['P']:.2f} |"
         )
     return rows
 

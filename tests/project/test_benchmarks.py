@@ -372,3 +372,4 @@ def test_engine_scaling_times_every_stage_and_costs_the_layer(capsys):
 
     counted = enumerate_basis(mlp((2, 4, 4, 1)))
     assert basis == counted.equivariant_linear + counted.equivariant_bias == 82
+    assert cells[-2] == "12"  # 82 = 36 blocks + 2 x 17 sharing pairs + 12
