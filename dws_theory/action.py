@@ -94,16 +94,31 @@ def gather_in_blocks(
     return t * torch.as_tensor(sign, device=t.device).to(t.dtype).view(shape)
 
 
+def _leaves(perm: object, sign: object) -> bool:
+    """Whether NumPy `perm` (or one per block) and `sign` leave an axis in place. Torch
+    values are not inspected (that would wait for their device): they are always applied."""
+    if isinstance(perm, torch.Tensor) or isinstance(sign, torch.Tensor):
+        return False
+    if perm is not None and (np.asarray(perm) != np.arange(np.shape(perm)[-1])).any():
+        return False
+    return sign is None or bool((np.asarray(sign) == 1).all())
+
+
 def act_on(
     space: WeightSpace, g: Element, tensor: str, t: torch.Tensor, lead: int | None = None
 ) -> torch.Tensor:
     """g acting on one tensor of the space with `lead` leading axes (batch and channel: 2;
-    a module's own parameter: 0; by default every axis before the tensor's own)."""
+    a module's own parameter: 0; by default every axis before the tensor's own).
+
+    An axis that a NumPy-valued g (a `GroupElement`) leaves in place, the identity
+    permutation with every sign +1, is skipped (no copy of `t` for it)."""
     axes = space.tensor(tensor).axes
     start = t.dim() - len(axes) if lead is None else lead
     parents = space.parent_axes(tensor)
     for axis, set_name in enumerate(axes):
         perm, sign = g.perm(set_name), g.sign(set_name)
+        if _leaves(perm, sign):
+            continue
         if parents[axis] is None:
             t = gather_axis(t, start + axis, perm, sign)
         else:

@@ -138,6 +138,7 @@ class WeightSpace:
     _set_by_name: dict = field(init=False, repr=False, compare=False, hash=False)
     _tensor_by_name: dict = field(init=False, repr=False, compare=False, hash=False)
     _parent_axes: dict = field(init=False, repr=False, compare=False, hash=False)
+    _offsets: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sets", tuple(self.sets))
@@ -209,12 +210,16 @@ class WeightSpace:
         return sum(self.numel(t.name) for t in self.tensors)
 
     def offsets(self) -> dict[str, int]:
-        """Start of each tensor in the flattened vector (tensors in order, C-order inside)."""
-        out, pos = {}, 0
-        for t in self.tensors:
-            out[t.name] = pos
-            pos += self.numel(t.name)
-        return out
+        """Start of each tensor in the flattened vector (tensors in order, C-order inside):
+        a copy of a table made at the first call (callers ask once per pattern)."""
+        table = self.__dict__.get("_offsets")
+        if table is None:
+            table, pos = {}, 0
+            for t in self.tensors:
+                table[t.name] = pos
+                pos += self.numel(t.name)
+            object.__setattr__(self, "_offsets", table)
+        return dict(table)
 
     def with_sizes(self, sizes: dict[str, int]) -> WeightSpace:
         """The same space with some neuron-set sizes replaced."""

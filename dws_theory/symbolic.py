@@ -99,7 +99,10 @@ class PatternFormula:
     names: tuple[tuple[sympy.Symbol, str], ...]  # LaTeX names for the printer
 
     def latex(self) -> str:
-        return sympy.latex(sympy.Eq(self.lhs, self.rhs), symbol_names=dict(self.names))
+        # evaluate=False: printing needs the relation, not sympy's attempt to decide it
+        # (which asks the assumptions system about every term: most of a page's time).
+        equation = sympy.Eq(self.lhs, self.rhs, evaluate=False)
+        return sympy.latex(equation, symbol_names=dict(self.names))
 
 
 def pattern_formula(space: WeightSpace, p: Pattern, coefficient: str = "1") -> PatternFormula:

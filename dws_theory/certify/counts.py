@@ -14,7 +14,7 @@ is a fixed set and contributes d^t on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -23,7 +23,7 @@ from sympy.utilities.iterables import multiset_partitions
 
 from ..basis import Basis
 from ..spec import Kind, WeightSpace
-from .result import Counts
+from .result import Block, Counts
 
 __all__ = [
     "Factor",
@@ -36,8 +36,15 @@ __all__ = [
 ]
 
 
-def all_blocks(space: WeightSpace, count: Callable[[str | None, str | None], int]) -> Counts:
-    """`count` of every block: every ordered pair of tensors, every bias and invariant block."""
+def all_blocks(
+    space: WeightSpace,
+    count: Callable[[str | None, str | None], int],
+    blocks: Iterable[Block] | None = None,
+) -> Counts:
+    """`count` of every block: every ordered pair of tensors, every bias and invariant block
+    (only `blocks`, in their order, when given)."""
+    if blocks is not None:
+        return {block: count(*block) for block in blocks}
     names = [t.name for t in space.tensors]
     result: Counts = {}
     for a in names:

@@ -21,7 +21,9 @@ class. On that small space the routes then reduce widths exactly as on a whole s
 (`reduce.explicit_space`): permuted and signed sets cut to t_max, which keeps every count.
 The counting routes compare with the enumeration of the full shape block by block; the
 dense routes check the enumeration run on the class's own (reduced) space. 300 hidden
-layers of 64 fall into a few dozen classes.
+layers of 64 fall into a few dozen classes. Classes whose reduced spaces coincide (a
+ResNet's stages of 64 and of 512 channels, both cut to t_max) share one run of the
+route, and a run counts only its own block, not every block of that small space.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .explicit import (
     rank,
 )
 from .reduce import Fits, explicit_space, keeps_counts
-from .result import Counts, RouteResult, block_name
+from .result import Block, Counts, RouteResult, block_name
 
 __all__ = [
     "BlockKey",
@@ -50,7 +52,6 @@ __all__ = [
     "dense_route_per_block",
 ]
 
-Block = tuple[str | None, str | None]
 # (axes of the out tensor, axes of the in tensor) as set numbers, then per set (kind, size,
 # number of its parent or None).
 SetKey = tuple[Kind, int, int | None]
@@ -99,13 +100,15 @@ def block_classes(space: WeightSpace, blocks: list[Block]) -> dict[BlockKey, lis
     return classes
 
 
-def _note(classes: int, blocks: int, shrunk: int, dense: bool) -> str:
+def _note(classes: int, blocks: int, runs: int, shrunk: int, dense: bool) -> str:
     text = (
         f"per block class: {blocks:,} blocks in {classes:,} classes, each class checked once "
         "on a space holding only the block's tensors and their neuron sets, permuted/signed "
         "widths cut to t_max (counts unchanged"
         + ("; the enumeration is run on that space)" if dense else ")")
     )
+    if runs < classes:
+        text += f"; classes whose cut copies coincide share one run ({runs:,} runs)"
     if shrunk:
         text += (
             f"; in {shrunk:,} classes fixed widths were cut to 2 as well: there the route "
@@ -114,31 +117,52 @@ def _note(classes: int, blocks: int, shrunk: int, dense: bool) -> str:
     return text
 
 
+Run = tuple[WeightSpace, Block]  # the (reduced) block space a route runs on, and the block
+
+
+def _runs(
+    space: WeightSpace, blocks: list[Block], fits: Fits
+) -> tuple[dict[BlockKey, list[Block]], dict[Run, list[tuple[BlockKey, bool]]]]:
+    """The block classes, and the classes grouped by the space their route runs on (with
+    whether that space keeps the class's counts). Classes that differ only in widths the cut
+    removes (a stage of 64 channels and one of 512, both cut to t_max) share one run."""
+    classes = block_classes(space, blocks)
+    runs: dict[Run, list[tuple[BlockKey, bool]]] = {}
+    for key in classes:
+        small, block = block_space(key)
+        target, _ = explicit_space(small, fits)
+        runs.setdefault((target, block), []).append((key, keeps_counts(small, target)))
+    return classes, runs
+
+
 def counting_route_per_block(
     name: str,
-    route: Callable[[WeightSpace], Counts],
+    route: Callable[..., Counts],
     fits: Fits,
     space: WeightSpace,
     full_counts: Counts,
     basis_of: Callable[[WeightSpace], Basis],
 ) -> RouteResult:
-    """A counting route (orbit_count, commutant) once per block class."""
-    classes = block_classes(space, list(full_counts))
+    """A counting route (orbit_count, commutant) once per distinct (reduced) block space;
+    `route(space, blocks)` counts the given blocks of a space."""
+    classes, runs = _runs(space, list(full_counts), fits)
     value = expected = shrunk = 0
     mismatches: list[str] = []
-    for key, blocks in classes.items():
-        small, block = block_space(key)
-        target, _ = explicit_space(small, fits)
-        counted = route(target)[block]
-        if keeps_counts(small, target):
-            wanted = [full_counts[b] for b in blocks]
-        else:
-            shrunk += 1
-            wanted = [enumeration_counts(basis_of(target))[block]] * len(blocks)
-        value += counted * len(blocks)
-        expected += sum(wanted)
-        mismatches += [block_name(*b) for b, n in zip(blocks, wanted, strict=True) if n != counted]
-    note = _note(len(classes), len(full_counts), shrunk, dense=False)
+    for (target, block), members in runs.items():
+        counted = route(target, [block])[block]
+        for key, keeps in members:
+            blocks = classes[key]
+            if keeps:
+                wanted = [full_counts[b] for b in blocks]
+            else:
+                shrunk += 1
+                wanted = [enumeration_counts(basis_of(target))[block]] * len(blocks)
+            value += counted * len(blocks)
+            expected += sum(wanted)
+            mismatches += [
+                block_name(*b) for b, n in zip(blocks, wanted, strict=True) if n != counted
+            ]
+    note = _note(len(classes), len(full_counts), len(runs), shrunk, dense=False)
     return RouteResult(
         name, str(space), True, value, expected, tuple(mismatches), note, len(classes)
     )
@@ -151,27 +175,26 @@ def dense_route_per_block(
     full_counts: Counts,
     basis_of: Callable[[WeightSpace], Basis],
 ) -> RouteResult:
-    """exact_commutation or independence once per class, on its reduced block space."""
-    classes = block_classes(space, list(full_counts))
+    """exact_commutation or independence once per distinct reduced block space."""
+    classes, runs = _runs(space, list(full_counts), fits)
     value = expected = shrunk = 0
     failures: list[str] = []
-    for key, blocks in classes.items():
-        small, (out, inp) = block_space(key)
-        target, _ = explicit_space(small, fits)
-        shrunk += not keeps_counts(small, target)
+    for (target, block), members in runs.items():
         basis = basis_of(target)
-        count = enumeration_counts(basis)[(out, inp)]
-        matrices = dense_blocks(basis)[(out, inp)]
+        count = enumeration_counts(basis)[block]
+        matrices = dense_blocks(basis, [block])[block]
         if name == "exact_commutation":
-            reps = block_representations(target, generator_representations(target), out, inp)
+            reps = block_representations(target, generator_representations(target), *block)
             ok = commutes(matrices, reps) and len(matrices) == count
-            value += len(matrices)
+            got = len(matrices)
         else:
             got = rank(matrices)
             ok = got == count
+        for key, keeps in members:
+            shrunk += not keeps
             value += got
-        expected += count
-        if not ok:
-            failures += [block_name(*b) for b in blocks]
-    note = _note(len(classes), len(full_counts), shrunk, dense=True)
+            expected += count
+            if not ok:
+                failures += [block_name(*b) for b in classes[key]]
+    note = _note(len(classes), len(full_counts), len(runs), shrunk, dense=True)
     return RouteResult(name, str(space), True, value, expected, tuple(failures), note, len(classes))

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from ..spec import WeightSpace
 
-__all__ = ["Certificate", "Counts", "RouteResult", "block_name", "compare"]
+__all__ = ["Block", "Certificate", "Counts", "RouteResult", "block_name", "compare"]
 
 # Basis elements per block: (out tensor, in tensor); None on one side for bias (no input)
 # and invariant (no output) blocks.
-Counts = dict[tuple[str | None, str | None], int]
+Block = tuple[str | None, str | None]
+Counts = dict[Block, int]
 
 
 @dataclass(frozen=True)

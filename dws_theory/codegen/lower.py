@@ -361,9 +361,18 @@ def _adds(basis: Basis, mixes: Sequence[Mix]) -> list[Add]:
     """Per output tensor: its terms (smallest first) and its bias orbits."""
     space = basis.space
     biases = _biases(basis)
+    # Each mix's blocks by output tensor and its slots' patterns by (out, row), in order:
+    # one pass over the mixes, not one per output tensor (quadratic in depth, not cubic).
+    landing: dict[str, list[tuple[Mix, Block]]] = {}
+    slots: dict[tuple[int, str | None, int], list[Pattern]] = {}  # by id of the mix
+    for m in mixes:
+        for b in m.blocks:
+            landing.setdefault(b.out, []).append((m, b))
+        for slot in m.slots:
+            slots.setdefault((id(m), slot.out, slot.row), []).append(slot.pattern)
     adds = []
     for t in space.tensors:
-        terms = [(m, b) for m in mixes for b in m.blocks if b.out == t.name]
+        terms = landing.get(t.name, [])
         if not terms:  # cannot happen: the identity pattern A <- A survives in every mode
             raise SpecError(f"no linear pattern lands on {t.name}; expected at least A <- A")
         # Smallest first; on ties (width-1 sets) the terms that keep more axes go last.
@@ -375,9 +384,7 @@ def _adds(basis: Basis, mixes: Sequence[Mix]) -> list[Add]:
         # into a fresh temporary first (at least two of them, the biases included).
         others = len(terms) - 1 + len(bias)
         fused = others >= 2 and len(last.blocks) == 1 and last_block.is_identity
-        patterns = tuple(
-            s.pattern for m, b in terms for s in m.slots if (s.out, s.row) == (b.out, b.row)
-        )
+        patterns = tuple(p for m, b in terms for p in slots.get((id(m), b.out, b.row), ()))
         adds.append(
             Add(
                 name=f"{local_name(t.name)}_out",

@@ -21,7 +21,9 @@ fact lets move, or a permuted set whose neurons' signs could flip too.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +31,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..action import act_on
 from ..group import GroupElement, identity, random_element
 from ..spec import Kind, SpecError, WeightSpace
-from ..testing import act_on
 from .module import STACKED
 
 __all__ = [
@@ -128,13 +130,18 @@ def moved_state(
     fresh: dict[str, torch.Tensor] = {}
     moved = {name for name, p in g.perms if _moves(p)}
     moved |= {name for name, v in g.signs if (np.asarray(v) != 1).any()}
+    parts = Counter(source.state for _, source in trace.sources)
     for tensor, source in trace.sources:
         axes = space.tensor(tensor).axes
         if not moved.intersection(axes):
             continue  # g leaves this tensor alone
-        value = act_on(space, g, tensor, source.read(state[source.state]), lead=0)
+        entry = state[source.state]
+        value = act_on(space, g, tensor, source.read(entry), lead=0)
+        if parts[source.state] == 1 and value.numel() == entry.numel():
+            fresh[source.state] = value.reshape(entry.shape)  # the whole entry: no copy of it
+            continue
         if source.state not in fresh:
-            fresh[source.state] = state[source.state].clone()
+            fresh[source.state] = entry.clone()
         source.write(fresh[source.state], value)
     out.update(fresh)
     return out
@@ -255,16 +262,40 @@ def _has_batch_statistics(module: nn.Module) -> bool:
     )
 
 
-def _runner(module: nn.Module, train: bool) -> Callable:
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one thread for the duration. The checks run a module on a batch of two
+    small inputs and permute its parameters, ops too small to split over threads: on two
+    cores, one thread takes the same time as two, and on a loaded machine OpenMP's threads,
+    waiting for each other, take many times longer (benchmarks/engine_scaling.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _float64(module: nn.Module) -> nn.Module:
+    """A float64 copy of the module to run the checks on, its dropout layers in eval mode
+    (random masks would hide or fake a difference)."""
     work = copy.deepcopy(module).double()
-    work.train(train)
-    for m in work.modules():  # random masks would hide or fake a difference
+    for m in work.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
             m.eval()
+    return work
 
+
+def _runner(work: nn.Module, train: bool) -> tuple[Callable, dict[str, torch.Tensor]]:
+    """A function running the float64 copy `work` on a state in train or eval mode (set at
+    each call: the copy is shared between the modes), and the copy's own state."""
     buffers = {name for name, _ in work.named_buffers()}
 
     def run(state: dict[str, torch.Tensor], inputs: tuple) -> list[torch.Tensor]:
+        work.train(train)
+        for m in work.modules():
+            if isinstance(m, nn.modules.dropout._DropoutNd):
+                m.eval()
         if train:  # train mode updates running statistics in place: give it copies
             state = {k: v.clone() if k in buffers else v for k, v in state.items()}
         with torch.no_grad():
@@ -291,32 +322,56 @@ def _gap(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 
 def symmetry_failures(module: nn.Module, trace, seed: int = 0) -> tuple[int, list[str]]:
     """(checks run, failures) of the claimed group against the module's function."""
+    with _one_thread():
+        return _symmetry_failures(_float64(module), trace, seed)
+
+
+def _symmetry_failures(work: nn.Module, trace, seed: int) -> tuple[int, list[str]]:
+    """Each element's moved state is made once and run in every mode on every input (the
+    cases); a large space's sets are moved one by one only to name a culprit."""
     rng = np.random.default_rng(seed)
     space = trace.space
     elements = _elements(space, rng)
-    modes = [False] + ([True] if _has_batch_statistics(module) else [])
-    failures, checks = [], 0
-    for train in modes:
-        run, state = _runner(module, train)
-        for inputs in _inputs(trace, rng)[: TRIALS if len(space.tensors) <= 40 else 1]:
-            inputs, reference = _reference(run, state, inputs, trace.example)
-            failed = False
-            for what, g in elements:
+    modes = [False] + ([True] if _has_batch_statistics(work) else [])
+    trials = TRIALS if len(space.tensors) <= 40 else 1
+    cases = [(train, inputs) for train in modes for inputs in _inputs(trace, rng)[:trials]]
+    runners = {train: _runner(work, train) for train in modes}
+    runs = {train: run for train, (run, _) in runners.items()}
+    state = runners[False][1]
+    references = []
+    for k, (train, inputs) in enumerate(cases):
+        inputs, reference = _reference(runs[train], state, inputs, trace.example)
+        cases[k], references = (train, inputs), [*references, reference]
+
+    def gaps(g: GroupElement, which: list[int]) -> dict[int, float]:
+        moved = moved_state(space, trace, state, g)
+        return {
+            k: _moved_gap(runs[cases[k][0]], trace, moved, cases[k][1], references[k], g)
+            for k in which
+        }
+
+    everywhere = list(range(len(cases)))
+    named: dict[int, list[str]] = {k: [] for k in everywhere}  # failures per case
+    whole: dict[int, float] = {}  # cases a whole-group element moved, by the largest gap
+    checks = 0
+    for what, g in elements:
+        for k, gap in gaps(g, everywhere).items():
+            checks += 1
+            if gap > RTOL and what.startswith("set "):
+                named[k].append(_failure(what, gap, cases[k][0]))
+            elif gap > RTOL:
+                whole[k] = max(whole.get(k, 0.0), gap)
+    if whole and not any(named.values()):
+        # name the sets that move the output (a large space's sets, one by one)
+        for what, g in _each_alone(space, rng):
+            for k, gap in gaps(g, sorted(whole)).items():
                 checks += 1
-                gap = _moved_gap(run, space, trace, state, inputs, reference, g)
                 if gap > RTOL:
-                    failed = True
-                    if what.startswith("set "):
-                        failures.append(_failure(what, gap, train))
-            if failed and not any(f.startswith("set ") for f in failures):
-                # name the sets that move the output (a large space's sets, one by one)
-                for what, g in _each_alone(space, rng):
-                    checks += 1
-                    gap = _moved_gap(run, space, trace, state, inputs, reference, g)
-                    if gap > RTOL:
-                        failures.append(_failure(what, gap, train))
-                if not failures:
-                    failures.append(_failure("a random element of the whole group", gap, train))
+                    named[k].append(_failure(what, gap, cases[k][0]))
+        for k, gap in whole.items():
+            if not named[k]:
+                named[k].append(_failure("a random element of the whole group", gap, cases[k][0]))
+    failures = [f for k in everywhere for f in named[k]]  # eval mode's cases first
     return checks, list(dict.fromkeys(failures))
 
 
@@ -340,12 +395,13 @@ def _failure(what: str, gap: float, train: bool) -> str:
     return f"{what}: the output moved by {gap:.3g} (relative, {mode} mode)"
 
 
-def _moved_gap(run, space, trace, state, inputs, reference, g) -> float:
+def _moved_gap(run, trace, moved: dict, inputs: tuple, reference: list, g: GroupElement) -> float:
+    """How far the module with the moved state `moved`, on g's inputs, is from g's outputs."""
     moved_inputs = tuple(
         _move_end(x, layout, g) if x.is_floating_point() else x
         for x, layout in zip(inputs, trace.inputs, strict=False)
     )
-    got = run(moved_state(space, trace, state, g), moved_inputs)
+    got = run(moved, moved_inputs)
     want = [_move_output(y, end, g) for y, end in zip(reference, trace.outputs, strict=False)]
     return _gap(got, want + reference[len(want) :])
 
@@ -362,10 +418,15 @@ def under_claims(module: nn.Module, trace, seed: int = 1) -> list[str]:
     """Notes: fixed sets the module might let move (`trace.declared`: a declared subgroup,
     an axis a constant meets) that it does let move, and, in mode signed, permuted sets whose
     signs it lets flip (at most NOTES_UP_TO probes)."""
+    with _one_thread():
+        return _under_claims(_float64(module), trace, seed)
+
+
+def _under_claims(work: nn.Module, trace, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     space = trace.space
     ends = _end_sets(trace)
-    run, state = _runner(module, False)
+    run, state = _runner(work, False)
     inputs = _inputs(trace, rng)[0]
     reference = run(state, inputs)
     base = identity(space)
@@ -406,8 +467,10 @@ def run_module_check(module: nn.Module, trace, notes: bool = True) -> ModuleChec
     shapes = shape_failures(module, trace)
     if shapes:
         return ModuleCheck(len(trace.sources), tuple(shapes), ())
-    checks, failures = symmetry_failures(module, trace)
-    found = under_claims(module, trace) if notes and not failures else []
+    with _one_thread():
+        work = _float64(module)  # one copy for every check
+        checks, failures = _symmetry_failures(work, trace, 0)
+        found = _under_claims(work, trace, 1) if notes and not failures else []
     return ModuleCheck(len(trace.sources) + checks, tuple(failures), tuple(found))
 
 

@@ -69,12 +69,19 @@ def _relation(space: WeightSpace, out: str, inp: str) -> str:
     return "shares sets"
 
 
-def block_group(space: WeightSpace, out: str, inp: str) -> tuple[str, str]:
+def block_group(
+    space: WeightSpace,
+    out: str,
+    inp: str,
+    sides: tuple[set[str], set[str]] | None = None,
+) -> tuple[str, str]:
     """(relation, position) of a block: how the two tensors share neuron sets, and whether
-    the block touches the first (input) or last (output) set of the network."""
+    the block touches the first (input) or last (output) set of the network. `sides` is
+    `ends(space)` when the caller has it (it builds the architecture graph: once per page,
+    not once per block)."""
     relation = f"{letter(space, out)} <- {letter(space, inp)}, {_relation(space, out, inp)}"
     axes = set(space.tensor(out).axes) | set(space.tensor(inp).axes)
-    sources, sinks = ends(space)
+    sources, sinks = ends(space) if sides is None else sides
     first, last = bool(axes & sources), bool(axes & sinks)
     if first and last:
         return relation, "first and last layer"
@@ -91,6 +98,7 @@ def _group_order(key: tuple[str, str]) -> tuple[int, int, str]:
 
 def grouped_blocks(basis: Basis) -> dict[tuple[str, str], list[tuple[str, str]]]:
     groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    sides = ends(basis.space)
     for out, inp in basis.block_counts():
-        groups.setdefault(block_group(basis.space, out, inp), []).append((out, inp))
+        groups.setdefault(block_group(basis.space, out, inp, sides), []).append((out, inp))
     return dict(sorted(groups.items(), key=lambda item: _group_order(item[0])))

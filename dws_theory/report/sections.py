@@ -10,7 +10,7 @@ from ..codegen.plan import LayerPlan
 from ..orbits import Pattern
 from ..spec import Kind, WeightSpace
 from ..symbolic import set_tex, tensor_tex
-from .blocks import block_group, grouped_blocks
+from .blocks import block_group, ends, grouped_blocks
 from .figures import Figures
 
 if TYPE_CHECKING:
@@ -452,9 +452,12 @@ def block_section(basis: Basis, plan: LayerPlan) -> list[str]:
             f"| {sum(counts[b] for b in blocks):,} |"
         )
     lines.append("")
+    by_block: dict[tuple[str, str], list] = {}  # one pass over the patterns, not one per block
+    for p in basis.linear:
+        by_block.setdefault((p.out, p.inp), []).append(p)
     for (relation, position), blocks in groups.items():
         out, inp = blocks[0]
-        patterns = [p for p in basis.linear if (p.out, p.inp) == (out, inp)]
+        patterns = by_block.get((out, inp), [])
         by_set = "; ".join(
             f"{set_line(space, name)}: {t} {'axis' if t == 1 else 'axes'}"
             for name, t in set_counts(space, out, inp)
@@ -481,9 +484,10 @@ def block_section(basis: Basis, plan: LayerPlan) -> list[str]:
         "|---|---|---|---|---|",
     ]
     serving = _implementing_ops(plan)
+    sides = ends(space)
     for (out, inp), n in counts.items():
-        relation, position = block_group(space, out, inp)
-        block = [p for p in basis.linear if (p.out, p.inp) == (out, inp)]
+        relation, position = block_group(space, out, inp, sides)
+        block = by_block.get((out, inp), [])
         ops = list(dict.fromkeys(name for p in block for name in serving.get(p, [])))
         lines.append(
             f"| `{out} <- {inp}` | {relation.replace('<-', '←')}, {position} "

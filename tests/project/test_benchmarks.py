@@ -350,3 +350,36 @@ def test_dwsnet_resnet18_times_a_step_against_the_floor(capsys):
     row = lines[-1].split()  # C, build s, step s, floor s, ratio, peak MB
     assert row[0] == "1" and all(float(x) >= 0 for x in row[1:])
     assert float(row[4]) == pytest.approx(float(row[2]) / float(row[3]), rel=0.06)
+
+
+def test_engine_scaling_times_every_stage_and_costs_the_layer(capsys):
+    engine = _load("engine_scaling")
+    args = ["--mlp-depths", "3,4", "--mlp-widths", "4", "--resnet-widths", "2"]
+    args += ["--resnet-stages", "1", "--classes", "10", "--image", "16", "--threads", "1"]
+    assert engine.main([*args, "--layer-memory"]) == 0
+    out = capsys.readouterr().out
+    sections = {part.split()[0]: part for part in out.split("\n## ")[1:]}
+    stages, memory, layer = sections["Stage"], sections["Peak"], sections["One"]
+    header = stages.splitlines()[2]
+    for stage in ("trace", "check", "basis", "closed_form", "orbit_count", "commutant"):
+        assert f"| {stage} s |" in header
+    assert "| exact_commutation s | independence s | module s | generate s |" in header
+    rows = {line.split(" | ")[0][2:]: line for line in stages.splitlines() if "| " in line}
+    mlp3, mlp4 = rows["MLP M=3 w=4"], rows["MLP M=4 w=4"]
+    resnet = rows["ResNet-18's first 1 stage w=2 (10 cl)"]
+    # x base: each family's first case against itself is 1.00, in the same process.
+    assert mlp3.split(" | ")[-2] == "1.00" and resnet.split(" | ")[-2] == "1.00"
+    assert float(mlp4.split(" | ")[-2]) > 0
+    assert all(float(c) >= 0 for c in mlp3.split(" | ")[1:-1])
+    assert "ResNet-18's first 1 stage" in memory and "load average" in out
+    # 2,4,4,1 hidden: 6 tensors, 4 sets; W1, b1, W2 share n1 and W2, b2, W3 share n2:
+    # 9 + 9 ordered pairs, (W2, W2) in both, so 17 sharing pairs; 82 basis elements.
+    cells = next(line for line in layer.splitlines() if line.startswith("| MLP M=3")).split(" | ")
+    p, t, s, blocks, sharing, basis = (int(c.replace(",", "")) for c in cells[1:7])
+    assert (p, t, s, blocks, sharing) == (37, 6, 4, 36, 17)
+    from dws_theory.basis import enumerate_basis
+    from dws_theory.spec import mlp
+
+    counted = enumerate_basis(mlp((2, 4, 4, 1)))
+    assert basis == counted.equivariant_linear + counted.equivariant_bias == 82
+    assert cells[-2] == "12"  # 82 = 36 blocks + 2 x 17 sharing pairs + 12
