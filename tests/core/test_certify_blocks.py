@@ -7,7 +7,6 @@ import json
 import resource
 import subprocess
 import sys
-import time
 
 import pytest
 from helpers import SPACE_ROUTES
@@ -132,10 +131,11 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def test_verify_300_hidden_layers_within_a_minute_and_2_gb():
-    """The issue's shape: 2, 300 hidden layers of 64, 1 (was: no result after 300 s)."""
+def test_verify_300_hidden_layers_within_2_gb():
+    """The issue's shape: 2, 300 hidden layers of 64, 1 (was: no result after 300 s). Its
+    time is measured by benchmarks/engine_scaling.py, not asserted here (the tests share the
+    machine); the timeout only catches a hang."""
     dims = ",".join(["2"] + ["64"] * 300 + ["1"])
-    start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "dws_theory", "verify", dims, "--json"],
         capture_output=True,
@@ -145,7 +145,6 @@ def test_verify_300_hidden_layers_within_a_minute_and_2_gb():
         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
         check=False,
     )
-    seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
     assert data["passed"] is True
@@ -154,7 +153,6 @@ def test_verify_300_hidden_layers_within_a_minute_and_2_gb():
     routes = {r["name"]: r for r in data["routes"]}
     assert routes["orbit_count"]["classes"] > 0
     assert f"{blocks:,} blocks" in routes["orbit_count"]["note"]
-    assert seconds < 60, f"verify took {seconds:.1f} s"
 
 
 @pytest.mark.parametrize("mode", ["hidden", "all", "signed"])
