@@ -521,7 +521,16 @@ def generated_block(records: Sequence[dict[str, object]]) -> str:
             f"target](figures/{grid})",
             "",
             "Test digits, top to bottom: the image, its fitted INR, the INR after the seed-0 "
-            "`dws` model edited its weights (rendered), and the dilated target.",
+            "`dws` model edited its weights (rendered), and the dilated target"
+            + (
+                "."
+                if any(
+                    (r["kind"], r["task"], r["model"], r["seed"]) == ("main", *FIGURE_RUN)
+                    for r in records
+                )
+                else " (the figure of the earlier page: mnist-dilate was not re-run for this "
+                "log, so it shows that page's `dws` model)."
+            ),
             "",
         ]
     lines += [
