@@ -11,8 +11,9 @@ ablation of the canonical forms and the probe features. The ``--data`` collectio
 by ``experiments/collections.py`` (and ``experiments/user_collection.py``) into
 ``experiments/artifacts/collections/`` on first use; their gradient-boosting baseline is
 ``experiments/stats_baseline.py``. The runs of the page before the canonical forms and probes
-are kept in ``experiments/results-2026-12-02.jsonl``; its ``dws`` rows are shown beside the
-new ones as "dws (2026-12-02)".
+are kept in ``experiments/results-2026-12-02.jsonl``; its ``dws`` and ``nfn`` rows are shown
+beside the new ones as "dws (2026-12-02)" and "nfn (2026-12-02)". A row may have fewer seeds
+than ``SEEDS`` (a cut or partial page); ``render`` shows what the log holds and names those rows.
 
 Every run is the CLI command recorded next to it (``dws-theory train ... --json``), started
 as a subprocess with one thread (``--jobs`` of them at a time: two single-threaded runs use
