@@ -268,6 +268,8 @@ def _fmt(metric: str, mean: float, std: float, n: int = 2) -> str:
     """``mean ± std``; a single run has no spread, so only its value is shown."""
     if metric == "test_accuracy":
         return f"{100 * mean:.1f} ± {100 * std:.1f} %" if n > 1 else f"{100 * mean:.1f} %"
+    if metric.endswith("kendall_tau"):  # fixed decimals: the zoo rows differ in the third
+        return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
     return f"{mean:.4g} ± {std:.2g}" if n > 1 else f"{mean:.4g}"
 
 

@@ -96,7 +96,7 @@ def test_results_transformer_zoo_rows_and_short_rows_render() -> None:
     ]
     text = "\n".join(results.main_table(records))
     assert "### transformer-zoo: test_kendall_tau" in text
-    assert "| `mlp` | 0.15 ± 0.071 | 2 |" in text
-    assert "| `dws` | 0.5 | 1 |" in text and "nfn (2026-12-02)" in text  # the earlier page's nfn
+    assert "| `mlp` | 0.1500 ± 0.0707 | 2 |" in text
+    assert "| `dws` | 0.5000 | 1 |" in text and "nfn (2026-12-02)" in text  # the earlier page's nfn
     note = " ".join(results.seed_note(records))
     assert "transformer-zoo `dws` (seed 0)" in note and "transformer-zoo `mlp` (seed 0, 1)" in note
