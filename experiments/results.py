@@ -11,8 +11,9 @@ ablation of the canonical forms and the probe features. The ``--data`` collectio
 by ``experiments/collections.py`` (and ``experiments/user_collection.py``) into
 ``experiments/artifacts/collections/`` on first use; their gradient-boosting baseline is
 ``experiments/stats_baseline.py``. The runs of the page before the canonical forms and probes
-are kept in ``experiments/results-2026-12-02.jsonl``; its ``dws`` rows are shown beside the
-new ones as "dws (2026-12-02)".
+are kept in ``experiments/results-2026-12-02.jsonl``; its ``dws`` and ``nfn`` rows are shown
+beside the new ones as "dws (2026-12-02)" and "nfn (2026-12-02)". A row may have fewer seeds
+than ``SEEDS`` (a cut or partial page); ``render`` shows what the log holds and names those rows.
 
 Every run is the CLI command recorded next to it (``dws-theory train ... --json``), started
 as a subprocess with one thread (``--jobs`` of them at a time: two single-threaded runs use
@@ -59,6 +60,7 @@ TASK_ORDER = (
     "digits-inr",
     "digits-dilate",
     "digits-cnn-zoo",
+    "transformer-zoo",
 )
 NO_CANON, NO_PROBES = "--no-canonicalize", "--probes 0"
 # Rows: a model name and its extra flags (the ablation variants of dws).
@@ -75,7 +77,9 @@ UNSUPPORTED = {  # (model row, task kind)
     ("probe", "weights"),
     (f"dws {NO_PROBES}", "weights"),  # weight-to-weight models read no probes anyway
 }
-TASK_MODELS: dict[str, tuple[str, ...]] = {}  # every task runs every row it supports
+# Every task runs every row it supports, except these (nfn is refused on transformers; their
+# goal is against stats, with mlp as the floor).
+TASK_MODELS: dict[str, tuple[str, ...]] = {"transformer-zoo": ("dws", "stats", "mlp")}
 # --data collections (experiments/collections.py, user_collection.py) and their rows.
 DATA_COLLECTIONS = ("digits-siren-16x3", "digits-siren-24", "mnist-siren-16x2", "tanh-teachers")
 DATA_MODELS = ("dws", f"dws {NO_PROBES}", "dws --activation {activation}", "probe")
@@ -156,13 +160,19 @@ RUN_ORDER = (
     "digits-inr",
     "digits-dilate",
     "digits-cnn-zoo",
+    "transformer-zoo",
     "mnist-dilate",
     "sine-inr",
     "mnist-inr",
 )
 # What runs with every seed; the rest (the ablation rows and the baselines) with the first
 # seed only: a page that fits the shared 2-core machine and still answers each question.
-ALL_SEEDS = {"dws": None, "nfn": ("mnist-inr", "digits-cnn-zoo")}  # None: on every task
+ALL_SEEDS = {  # None: on every task
+    "dws": None,
+    "nfn": ("mnist-inr", "digits-cnn-zoo"),
+    "stats": ("transformer-zoo",),
+    "mlp": ("transformer-zoo",),
+}
 
 
 def main_jobs(tasks: Sequence[str], models: Sequence[str], seeds: Sequence[int]) -> list[Job]:
@@ -258,6 +268,8 @@ def _fmt(metric: str, mean: float, std: float, n: int = 2) -> str:
     """``mean ± std``; a single run has no spread, so only its value is shown."""
     if metric == "test_accuracy":
         return f"{100 * mean:.1f} ± {100 * std:.1f} %" if n > 1 else f"{100 * mean:.1f} %"
+    if metric.endswith("kendall_tau"):  # fixed decimals: the zoo rows differ in the third
+        return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
     return f"{mean:.4g} ± {std:.2g}" if n > 1 else f"{mean:.4g}"
 
 
@@ -269,17 +281,22 @@ def _group(records: Sequence[dict[str, object]]) -> dict[tuple[str, str], list[d
 
 
 OLD_ROW = "dws (2026-12-02)"  # the earlier page's dws: no canonical forms, no probes
+OLD_NFN = "nfn (2026-12-02)"  # the earlier page's nfn (the bar of the targets against nfn)
+OLD_ROWS = {"dws": OLD_ROW, "nfn": OLD_NFN}
+
+
+def old_groups() -> dict[tuple[str, str], list[dict]]:
+    """The earlier page's dws and nfn runs, under their own row names."""
+    old = [r for r in read_log(OLD_LOG) if r["kind"] == "main" and r["model"] in OLD_ROWS]
+    return {(t, OLD_ROWS[m]): rs for (t, m), rs in _group(old).items()}
 
 
 def main_table(records: Sequence[dict[str, object]]) -> list[str]:
     main = [r for r in records if r["kind"] == "main"]
-    groups = _group(main)
-    old = _group([r for r in read_log(OLD_LOG) if r["kind"] == "main" and r["model"] == "dws"])
-    for (task, _), rs in old.items():
-        groups[(task, OLD_ROW)] = rs
+    groups = {**_group(main), **old_groups()}
     lines: list[str] = []
     for task in TASK_ORDER:
-        order = (*MAIN_MODELS, OLD_ROW)
+        order = (*TASK_MODELS.get(task, MAIN_MODELS), OLD_ROW, OLD_NFN)
         rows = [(m, groups[(task, m)]) for m in order if (task, m) in groups]
         if not rows:
             continue
@@ -303,7 +320,7 @@ def _row(model: str, rs: Sequence[dict[str, object]], metric: str) -> str:
     mean, std = _mean_std([float(r["value"]) for r in rs])
     secs = statistics.fmean(float(r["seconds"]) for r in rs)
     params = f"{int(rs[0]['params']):,}" if rs[0]["params"] else "-"
-    label = f"`{model}`" if model != OLD_ROW else model
+    label = model if model in OLD_ROWS.values() else f"`{model}`"
     return (
         f"| {label} | {_fmt(metric, mean, std, len(rs))} | {len(rs)} | {rs[0]['epochs']} "
         f"| {params} | {secs:.0f} |"
@@ -474,14 +491,16 @@ def generated_block(records: Sequence[dict[str, object]]) -> str:
         "Every run uses the task's default settings (`epochs` column) with the flags its row "
         "names, keeps the epoch with the best validation metric and reports the test metric of "
         "that epoch; seconds include loading the cached dataset; one thread per run, two or "
-        "three runs at a time beside other jobs. `dws` ran with 3 seeds on every task, `nfn` "
-        "with 3 seeds on mnist-inr and digits-cnn-zoo (the tasks with a target against it), "
-        "the other rows with seed 0 (the `seeds` column says). `dws` is the default (canonical "
+        "three runs at a time beside other jobs. The `seeds` column counts the seeds a row ran "
+        f"(the protocol is {len(SEEDS)}: {', '.join(map(str, SEEDS))}); a row with one seed "
+        "shows its value without a spread. `dws` is the default (canonical "
         "forms where exact, probe features where they run); `--no-canonicalize` and "
         "`--probes 0` take one of them away; "
-        f"{OLD_ROW} is the earlier page's `dws` run (the same as `dws {NO_CANON} {NO_PROBES}`, "
-        "made with the code of that day).",
+        f"{OLD_ROW} and {OLD_NFN} are the earlier page's `dws` and `nfn` runs "
+        f"(`experiments/results-2026-12-02.jsonl`; that `dws` is the same as "
+        f"`dws {NO_CANON} {NO_PROBES}`), made with the code of that day, not re-run here.",
         "",
+        *seed_note(records),
         *main_table(records),
         *data_table(records),
     ]
@@ -505,7 +524,16 @@ def generated_block(records: Sequence[dict[str, object]]) -> str:
             f"target](figures/{grid})",
             "",
             "Test digits, top to bottom: the image, its fitted INR, the INR after the seed-0 "
-            "`dws` model edited its weights (rendered), and the dilated target.",
+            "`dws` model edited its weights (rendered), and the dilated target"
+            + (
+                "."
+                if any(
+                    (r["kind"], r["task"], r["model"], r["seed"]) == ("main", *FIGURE_RUN)
+                    for r in records
+                )
+                else " (the figure of the earlier page: mnist-dilate was not re-run for this "
+                "log, so it shows that page's `dws` model)."
+            ),
             "",
         ]
     lines += [
@@ -525,6 +553,19 @@ def generated_block(records: Sequence[dict[str, object]]) -> str:
         END,
     ]
     return "\n".join(lines)
+
+
+def seed_note(records: Sequence[dict[str, object]]) -> list[str]:
+    """The rows of this page's log that ran fewer seeds than the protocol, named."""
+    short = [
+        f"{'--data ' * (rs[0]['kind'] == 'data')}{task} `{model}` "
+        f"(seed {', '.join(str(r['seed']) for r in rs)})"
+        for (task, model), rs in sorted(_group([r for r in records if r["kind"] != "size"]).items())
+        if len({r["seed"] for r in rs}) < len(SEEDS)
+    ]
+    if not short:
+        return []
+    return [f"Rows with fewer than {len(SEEDS)} seeds: " + "; ".join(short) + ".", ""]
 
 
 def _commands(records: Sequence[dict[str, object]]) -> list[str]:

@@ -71,3 +71,32 @@ def test_results_rows_become_commands() -> None:
         "experiments/artifacts/collections/tanh-teachers.pt",
     ]
     assert argv[argv.index("--activation") + 1] == "tanh"
+
+
+def test_results_transformer_zoo_rows_and_short_rows_render() -> None:
+    results = _script("results")
+    jobs = results.main_jobs(["transformer-zoo"], ["dws", "nfn", "stats", "mlp"], [0, 1, 2])
+    assert sorted({(j.model, j.seed) for j in jobs}) == [
+        (m, s) for m in ("dws", "mlp", "stats") for s in (0, 1, 2)
+    ]  # every seed of its three rows; nfn is refused on transformers
+
+    def run(task: str, model: str, seed: int, value: float) -> dict[str, object]:
+        metric = results.TASKS[task].metric
+        cmd = f"dws-theory train {task} --model {model} --seed {seed} --json --quiet"
+        return {
+            **{"task": task, "model": model, "seed": seed, "metric": metric, "value": value},
+            **{"kind": "main", "epochs": 30, "params": 10, "seconds": 1.0, "command": cmd},
+        }
+
+    records = [
+        run("transformer-zoo", "dws", 0, 0.5),
+        run("transformer-zoo", "mlp", 0, 0.1),
+        run("transformer-zoo", "mlp", 1, 0.2),
+        run("digits-cnn-zoo", "nfn", 0, 0.7),
+    ]
+    text = "\n".join(results.main_table(records))
+    assert "### transformer-zoo: test_kendall_tau" in text
+    assert "| `mlp` | 0.1500 ± 0.0707 | 2 |" in text
+    assert "| `dws` | 0.5000 | 1 |" in text and "nfn (2026-12-02)" in text  # the earlier page's nfn
+    note = " ".join(results.seed_note(records))
+    assert "transformer-zoo `dws` (seed 0)" in note and "transformer-zoo `mlp` (seed 0, 1)" in note
