@@ -64,7 +64,7 @@ def format_zoo_summary(stats: dict[str, object]) -> str:
             f"accuracy    mean {stats['accuracy_mean']:.3f}  std {stats['accuracy_std']:.3f}  "
             f"min {stats['accuracy_min']:.3f}  max {stats['accuracy_max']:.3f}",
             f"quantiles   {quantiles}",
-            f"histogram   {stats['accuracy_histogram']} (CNNs per 0.1 of accuracy)",
+            f"histogram   {stats['accuracy_histogram']} ({stats['networks']} per 0.1 of accuracy)",
             f"cache       {stats['path']} ({'built' if stats['built'] else 'loaded'})",
             f"seconds     {stats['seconds']}",
         ]
