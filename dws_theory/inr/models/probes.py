@@ -75,6 +75,8 @@ class ProbeFeatures(nn.Module):
         self.info = info
         self.normalizer = info.normalizer
         self.points = nn.Parameter(_initial_points(info, points))
+        # where each space tensor lives in the module's state: traced once, read every batch
+        self.sources = _sources(info.example) if info.example is not None else None
         self.activations = (info.activation,) if info.activation is not None else GUESSES
         self.w0 = info.w0 if info.w0 is not None else DEFAULT_W0
         n_out = self._evaluate_raw(*_zeros(info), self.points.detach()).shape[-1]
@@ -92,7 +94,7 @@ class ProbeFeatures(nn.Module):
         ws = [w[:, 0] for w in weights]
         bs = [b[:, 0] for b in biases]
         if self.info.example is not None:
-            return _module_outputs(self.info.example, ws, bs, x)
+            return _module_outputs(self.info.example, self.sources, ws, bs, x)
         outs = [_mlp_outputs(ws, bs, x, a, self.w0) for a in self.activations]
         return torch.cat(outs, dim=-1)
 
@@ -127,12 +129,13 @@ def _mlp_outputs(ws: list[Tensor], bs: list[Tensor], x: Tensor, activation: str,
     return h
 
 
-def _module_outputs(example: nn.Module, ws: list[Tensor], bs: list[Tensor], x: Tensor):
+def _module_outputs(
+    example: nn.Module, sources: list, ws: list[Tensor], bs: list[Tensor], x: Tensor
+):
     """Every network at ``x``: the space's tensors (weights and biases in the space's order,
     each a view of one state entry: a parameter, a buffer, or a slice of one, such as one
     head's query rows of attention's in-projection) put back into the module's state, and
-    the module run per network."""
-    sources = _sources(example)
+    the module run per network (``sources``: :func:`_sources` of the example)."""
     wi, bi = iter(ws), iter(bs)
     tensors = [next(wi) if len(source.shape) >= 2 else next(bi) for source in sources]
     full = {name: tuple(t.shape) for name, t in example.state_dict().items()}
