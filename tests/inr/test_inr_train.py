@@ -524,10 +524,11 @@ def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def _one_error_line(code: int, err: str, fragment: str) -> None:
+def _one_error_line(code: int, err: str) -> str:
+    """The one line of a refusal (exit 2), after checking there is exactly one."""
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("dws-theory: error: "), err
-    assert fragment in lines[0], err
+    return lines[0]
 
 
 @pytest.fixture
@@ -562,7 +563,7 @@ def test_a_bad_save_target_is_one_line_before_training(
     save = target.format(dir=small_data.parent)
     argv = ["train", "--data", str(small_data), "--model", "mlp", "--save", save, "--quiet"]
     code, out, err = _cli(argv, capsys)
-    _one_error_line(code, err, fragment)
+    assert fragment in _one_error_line(code, err)
 
 
 def test_a_read_only_save_folder_is_one_line_before_training(small_data, monkeypatch, capsys):
@@ -575,7 +576,8 @@ def test_a_read_only_save_folder_is_one_line_before_training(small_data, monkeyp
     save = str(small_data.parent / "model.pt")
     argv = ["train", "--data", str(small_data), "--model", "mlp", "--save", save, "--quiet"]
     code, _, err = _cli(argv, capsys)
-    _one_error_line(code, err, "expected a writable path, but the file system is read-only")
+    line = _one_error_line(code, err)
+    assert "expected a writable path, but the file system is read-only" in line
 
 
 # A process whose files may not grow past LIMIT bytes (EFBIG, as a nearly full disk would
@@ -601,7 +603,7 @@ def test_save_on_a_nearly_full_disk_keeps_the_old_model(small_data, tmp_path):
         timeout=300,
         check=False,
     )
-    _one_error_line(done.returncode, done.stderr, f"({str(model)!r})")
+    assert f"({str(model)!r})" in _one_error_line(done.returncode, done.stderr)
     assert "Traceback" not in done.stderr
     assert model.read_bytes() == b"a good model from an earlier run\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "small.pt"]
@@ -627,7 +629,7 @@ def test_options_a_collection_cannot_honour_are_one_line(extra, fragment, small_
     model = [] if "--model" in extra else ["--model", "mlp"]
     argv = ["train", "--data", str(small_data), *model, *extra, "--epochs", "1", "--quiet"]
     code, _, err = _cli(argv, capsys)
-    _one_error_line(code, err, fragment)
+    assert fragment in _one_error_line(code, err)
 
 
 def test_one_network_per_split_is_one_line_for_batch_statistics(tmp_path, capsys):
@@ -636,7 +638,7 @@ def test_one_network_per_split_is_one_line_for_batch_statistics(tmp_path, capsys
     path = save_collection(tmp_path / "three.pt", models, torch.tensor([0, 1, 0]), splits=splits)
     argv = ["train", "--data", str(path), "--epochs", "1", "--quiet", "--model"]
     code, _, err = _cli([*argv, "dws"], capsys)
-    _one_error_line(code, err, "got 1 training networks")
+    assert "got 1 training networks" in _one_error_line(code, err)
     code, out, err = _cli([*argv, "mlp"], capsys)  # no batch statistics: it trains
     assert code == 0 and "test_accuracy=" in out, err
 
