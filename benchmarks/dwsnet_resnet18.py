@@ -7,8 +7,10 @@ memory per network, at a few hidden channel counts.
 The model is `DWSNet(resnet18(), hidden_channels=C, num_layers=L)` (torchvision's ResNet-18
 with batch norm, `dws_theory.examples.resnet18`); its input is one network's weights and
 buffers as `weights_from_models` stacks them (one channel). One step is forward, a scalar
-loss and backward; time is the median of `--repeats` steps after one warm-up, peak memory
-the highest net CPU allocation during one step (harness.cpu_peak_bytes). The baseline in
+loss and backward; the model's step and the floor's are timed round-robin, `--repeats`
+rounds after warm-up (harness.interleaved_medians), the ratio is the median of per-round
+ratios (harness.paired_ratio), peak memory the highest net CPU allocation during one step
+(harness.cpu_peak_bytes). The baseline in
 the same process is the step of the cheapest model that reads every weight once: one
 channel-mixing GEMM per tensor (C_in -> C) and back (C -> 1), no pooling, so a ratio near 1
 would mean the equivariant layers cost no more than touching every weight twice per layer.
@@ -17,7 +19,6 @@ would mean the equivariant layers cost no more than touching every weight twice 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -27,16 +28,6 @@ import torch
 from dws_theory.convert import weights_from_models
 from dws_theory.examples import resnet18
 from dws_theory.models import DWSNet
-
-
-def _median_seconds(step: Callable[[], None], repeats: int) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _mix_floor(inputs: list[torch.Tensor], channels: int, layers: int) -> Callable[[], None]:
@@ -81,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         def step(model: DWSNet = model) -> None:
             model(weights, biases).sum().backward()
 
-        seconds = _median_seconds(step, args.repeats)
-        floor = _median_seconds(_mix_floor(inputs, channels, args.layers), args.repeats)
+        floor = _mix_floor(inputs, channels, args.layers)
+        timed = harness.interleaved_medians({"dws": step, "floor": floor}, "cpu", args.repeats, 0.0)
+        ratio = harness.paired_ratio(timed["dws"].rounds, timed["floor"].rounds)
         peak = harness.cpu_peak_bytes(step)
         print(
-            f"{channels:>3} {build:>8.1f} {seconds:>8.2f} {floor:>8.2f} "
-            f"{seconds / floor:>6.1f} {peak / 2**20:>8.0f}"
+            f"{channels:>3} {build:>8.1f} {timed['dws'].median:>8.2f} "
+            f"{timed['floor'].median:>8.2f} {ratio:>6.1f} {peak / 2**20:>8.0f}"
         )
     return 0
 

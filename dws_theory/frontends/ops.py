@@ -518,13 +518,12 @@ def _einsum(t: Tracer, call: Call) -> Traced:
                 if any(a != "constant" for _, a in pieces)
                 else 1
             )
-        for operand, axis in pieces:  # a parameter's axis reads the activation's
-            if isinstance(operand, Traced) and operand.state is not None and activations:
-                partner = next(
-                    (a for o, a in pieces if isinstance(o, Traced) and o.state is None), None
-                )
-                if partner is not None and _size(axis) == _size(partner):
-                    t.bind(call, axis, partner)
+        # a parameter's axis reads the activation's
+        partner = next((a for o, a in pieces if isinstance(o, Traced) and o.state is None), None)
+        for operand, axis in pieces:
+            reads = isinstance(operand, Traced) and operand.state is not None
+            if reads and partner is not None and _size(axis) == _size(partner):
+                t.bind(call, axis, partner)
         merged[name] = _merge_aligned(t, call, pieces, size)
     for operand in states:
         t.meet(operand.layout[-1])
@@ -833,9 +832,7 @@ def _pad(t: Tracer, call: Call) -> Traced:
     module = call.target if isinstance(call.target, nn.Module) else None
     if module is not None:
         pads = tuple(module.padding)
-        constant = isinstance(module, nn.ZeroPad1d | nn.ZeroPad2d | nn.ZeroPad3d) or hasattr(
-            module, "value"
-        )
+        constant = hasattr(module, "value")  # ConstantPad and ZeroPad (a ConstantPad of 0)
         value = getattr(module, "value", 0.0)
     else:
         pads = tuple(call.arg(1, "pad"))
